@@ -1,0 +1,138 @@
+"""System checks of cells-oidc. Every id is listed in docs/checks.md."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.apps import apps
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+
+REQUIRED_APPS = ("django.contrib.auth", "django.contrib.sessions", "django.contrib.staticfiles", "oauth2_provider")
+
+
+@register(Tags.security)
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    from oauth2_provider.settings import oauth2_settings
+
+    from . import conf, keys
+
+    messages: list[Any] = []
+    missing = [app for app in REQUIRED_APPS if not apps.is_installed(app)]
+    if missing:
+        messages.append(
+            Error(
+                f"cells-oidc needs these apps in INSTALLED_APPS: {', '.join(missing)}.",
+                hint="Add them before 'cells_oidc'.",
+                id="cells_oidc.E001",
+            )
+        )
+    urls = conf.app_settings.SITE_URLS
+    if not urls:
+        messages.append(
+            Error(
+                "CELLS_OIDC_SITE_URL is not set.",
+                hint="Set it to the public URL of the site, e.g. 'https://cells.example.com'; "
+                "the issuer and every endpoint URL are built from it.",
+                id="cells_oidc.E002",
+            )
+        )
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment or "@" in parts.netloc:
+            messages.append(
+                Error(
+                    f"CELLS_OIDC_SITE_URL {url!r} is not an http(s) URL of the form scheme://host[:port][/path].",
+                    hint="No user, query or fragment.",
+                    id="cells_oidc.E003",
+                )
+            )
+        elif parts.scheme != "https" and not settings.DEBUG:
+            messages.append(
+                Warning(
+                    f"The issuer {url!r} is not https while DEBUG is off.",
+                    hint="OpenID Connect Core §16.17 requires TLS; serve the site over https.",
+                    id="cells_oidc.W001",
+                )
+            )
+    if not oauth2_settings.OIDC_ENABLED:
+        messages.append(
+            Error(
+                "OpenID Connect is switched off in OAUTH2_PROVIDER.",
+                hint="Build OAUTH2_PROVIDER with cells_oidc.conf.oauth2_provider_settings(), or set OIDC_ENABLED=True.",
+                id="cells_oidc.E004",
+            )
+        )
+    pem = oauth2_settings.OIDC_RSA_PRIVATE_KEY
+    if not pem:
+        messages.append(
+            Error(
+                "No signing key: OAUTH2_PROVIDER['OIDC_RSA_PRIVATE_KEY'] is empty.",
+                hint="Create one with 'manage.py cells_oidc_keygen' and pass its PEM to oauth2_provider_settings(signing_key=...).",
+                id="cells_oidc.E005",
+            )
+        )
+    else:
+        try:
+            keys.all_keys()
+        except (ValueError, TypeError) as exc:
+            messages.append(
+                Error(
+                    f"The signing key cannot be used: {exc}.",
+                    hint="Use an RSA private key in PEM format (2048 bits or more).",
+                    id="cells_oidc.E006",
+                )
+            )
+    validator = oauth2_settings.OAUTH2_VALIDATOR_CLASS
+    from .validators import CellsOAuth2Validator
+
+    if not (isinstance(validator, type) and issubclass(validator, CellsOAuth2Validator)):
+        messages.append(
+            Error(
+                "OAUTH2_PROVIDER['OAUTH2_VALIDATOR_CLASS'] is not cells-oidc's validator (or a subclass).",
+                hint=f"Set it to '{conf.VALIDATOR_CLASS}'.",
+                id="cells_oidc.E007",
+            )
+        )
+    from .tokens import generate_access_token
+
+    if oauth2_settings.ACCESS_TOKEN_GENERATOR is not generate_access_token:
+        messages.append(
+            Error(
+                "OAUTH2_PROVIDER['ACCESS_TOKEN_GENERATOR'] does not mint cells-oidc's JWT access tokens.",
+                hint=f"Set it to '{conf.ACCESS_TOKEN_GENERATOR}'.",
+                id="cells_oidc.E008",
+            )
+        )
+    return messages
+
+
+@register(Tags.database)
+def check_clients(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[Any]:
+    """Database checks (run by ``migrate`` and ``check --database default``)."""
+    if not databases:
+        return []
+    from django.db import DatabaseError
+    from oauth2_provider.models import get_application_model
+
+    from .models import policy_for
+
+    try:
+        relaxed = [
+            app.client_id
+            for app in get_application_model().objects.select_related("cells_policy").order_by("client_id")
+            if app.authorization_grant_type == app.GRANT_AUTHORIZATION_CODE and not policy_for(app).require_pkce
+        ]
+    except DatabaseError:
+        return []  # not migrated yet
+    if not relaxed:
+        return []
+    return [
+        Warning(
+            f"These clients may use the authorization code flow without PKCE: {', '.join(relaxed)}.",
+            hint="RFC 9700 §2.1.1: require PKCE unless the client's app cannot send it "
+            "(Cells' cells-client and cells-mobile cannot).",
+            id="cells_oidc.W002",
+        )
+    ]

@@ -1,0 +1,194 @@
+"""Companion models of cells-oidc, linked to DOT's stock models (no DOT model is swapped)."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from oauth2_provider.models import Application
+from oauth2_provider.settings import oauth2_settings
+
+from . import redirects
+
+
+def checksum(value: str) -> str:
+    """SHA-256 hex digest, the form in which codes and tokens are looked up (RFC 9700 §4)."""
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+class Client(Application):
+    """DOT's application, as cells-oidc validates and presents it (a proxy: same table, same rows).
+
+    The redirect URIs, post-logout redirect URIs and allowed origins keep living in DOT's
+    fields, but in cells-oidc's syntax (port ranges, ``serverName``, custom schemes; see
+    :mod:`cells_oidc.redirects`), so they are validated here instead of by DOT's URL validator.
+    """
+
+    class Meta:
+        proxy = True
+        verbose_name = _("client")
+        verbose_name_plural = _("clients")
+
+    def clean(self) -> None:
+        validate_application(self)
+
+
+def validate_application(app: Application) -> None:
+    """Raise a field-keyed ``ValidationError`` for every problem of ``app``'s registration."""
+    errors: dict[str, list[str]] = {}
+    for field, origins in (
+        ("redirect_uris", False),
+        ("post_logout_redirect_uris", False),
+        ("allowed_origins", True),
+    ):
+        problems = redirects.validation_errors(getattr(app, field) or "", origins=origins)
+        if problems:
+            errors[field] = problems
+    needs_redirect = app.authorization_grant_type in (
+        Application.GRANT_AUTHORIZATION_CODE,
+        Application.GRANT_IMPLICIT,
+        Application.GRANT_OPENID_HYBRID,
+    )
+    if needs_redirect and not (app.redirect_uris or "").split():
+        errors.setdefault("redirect_uris", []).append(
+            str(_("A client using the authorization code grant needs at least one redirect URI."))
+        )
+    if app.algorithm == Application.HS256_ALGORITHM:
+        errors.setdefault("algorithm", []).append(
+            str(_("HS256 is not supported: cells-oidc signs every token with RS256."))
+        )
+    if app.authorization_grant_type in (Application.GRANT_IMPLICIT, Application.GRANT_PASSWORD):
+        errors.setdefault("authorization_grant_type", []).append(
+            str(_("This grant is forbidden by RFC 9700 §2.1.2 and §2.4; use the authorization code grant."))
+        )
+    if errors:
+        raise ValidationError(errors)
+
+
+class ClientPolicyManager(models.Manager["ClientPolicy"]):
+    def get_by_natural_key(self, client_id: str) -> ClientPolicy:
+        return self.get(application__client_id=client_id)
+
+
+class ClientPolicy(models.Model):
+    """What cells-oidc adds to a DOT application: its PKCE and confirmation policy.
+
+    A client without a policy row gets the defaults (PKCE required, confirmation on).
+    """
+
+    application = models.OneToOneField(
+        oauth2_settings.APPLICATION_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="cells_policy",
+        verbose_name=_("application"),
+    )
+    require_pkce = models.BooleanField(
+        _("require PKCE"),
+        default=True,
+        help_text=_(
+            "RFC 9700 §2.1.1: require an S256 code challenge on every authorization request. "
+            "Turn off only for legacy public clients that cannot send one."
+        ),
+    )
+    confirm_existing_session = models.BooleanField(
+        _("confirm when already signed in"),
+        default=True,
+        help_text=_(
+            "RFC 8252 §8.6: when the user already has a session, ask for a one-click "
+            "'Continue as …' before sending a code to a public native client (another app on the "
+            "device could have claimed its loopback port or custom scheme)."
+        ),
+    )
+    allowed_scopes = models.TextField(
+        _("allowed scopes"),
+        blank=True,
+        default="",
+        help_text=_("Space-separated scopes this client may ask for; empty means every configured scope."),
+    )
+
+    class Meta:
+        verbose_name = _("client policy")
+        verbose_name_plural = _("client policies")
+
+    def __str__(self) -> str:
+        return f"policy of {self.application_id}"
+
+    objects = ClientPolicyManager()
+
+    def allowed_scope_set(self) -> frozenset[str] | None:
+        """The scopes this client may request, or ``None`` when it is not restricted."""
+        scopes = frozenset(self.allowed_scopes.split())
+        return scopes or None
+
+    def natural_key(self) -> tuple[str]:
+        return (self.application.client_id,)
+
+    natural_key.dependencies = ["oauth2_provider.application"]  # type: ignore[attr-defined]
+
+
+def policy_for(application: Application) -> ClientPolicy:
+    """The policy of ``application``, or an unsaved one holding the defaults."""
+    try:
+        return application.cells_policy  # type: ignore[attr-defined]
+    except ClientPolicy.DoesNotExist:
+        return ClientPolicy(application=application)
+
+
+class TokenFamily(models.Model):
+    """One sign-in of a user to a client: the authorization code and every token derived from it.
+
+    Its id is DOT's ``RefreshToken.token_family``. It remembers what the ID tokens of later
+    refreshes must repeat (``auth_time``, ``sid``) and lets a replayed authorization code revoke
+    every token issued from it (RFC 6749 §4.1.2).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    application = models.ForeignKey(
+        oauth2_settings.APPLICATION_MODEL, on_delete=models.CASCADE, related_name="cells_token_families"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="cells_token_families"
+    )
+    code_checksum = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    sid = models.CharField(_("session id"), max_length=64, blank=True, db_index=True)
+    auth_time = models.DateTimeField(_("authenticated at"))
+    created = models.DateTimeField(auto_now_add=True)
+    redeemed = models.DateTimeField(_("code redeemed at"), null=True, blank=True)
+    revoked = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("token family")
+        verbose_name_plural = _("token families")
+
+    def __str__(self) -> str:
+        return f"token family {self.id}"
+
+    def revoke(self) -> None:
+        """Revoke every refresh and access token of the family (set-based, DOT's helper)."""
+        from oauth2_provider.models import get_refresh_token_model
+
+        get_refresh_token_model().revoke_family(self.id)
+        TokenFamily.objects.filter(pk=self.pk, revoked__isnull=True).update(revoked=timezone.now())
+
+
+def validate_registration_on_save(sender: Any, instance: Application, raw: bool = False, **kwargs: Any) -> None:
+    """``pre_save`` of DOT's application: refuse a malformed registration from any path.
+
+    The admin and forms show these errors next to the field; this guard also covers
+    ``loaddata``, management commands and code that saves without ``full_clean()``.
+    """
+    for field, origins in (
+        ("redirect_uris", False),
+        ("post_logout_redirect_uris", False),
+        ("allowed_origins", True),
+    ):
+        problems = redirects.validation_errors(getattr(instance, field) or "", origins=origins)
+        if problems:
+            raise ValidationError({field: problems})

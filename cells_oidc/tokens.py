@@ -1,0 +1,139 @@
+"""JWT access tokens (RFC 9068) and the signing/verification helpers shared with ID tokens.
+
+DOT calls :func:`generate_access_token` (its ``ACCESS_TOKEN_GENERATOR``) while oauthlib builds a
+token response; the JWT is what the client receives and what DOT stores (as a SHA-256 checksum,
+RFC 9700 §4). Refresh tokens stay opaque random strings (:func:`generate_refresh_token`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from jwcrypto import jws, jwt
+from jwcrypto.common import JWException
+from oauth2_provider.settings import oauth2_settings
+from oauthlib.common import generate_token
+
+from . import keys
+from .adapter import get_adapter
+from .conf import app_settings
+from .endpoints import issuer
+
+ACCESS_TOKEN_TYP = "at+jwt"  # RFC 9068 §2.1
+ID_TOKEN_TYP = "JWT"
+
+
+class InvalidToken(Exception):
+    """A JWT that does not verify; ``str()`` says why (never shown to an attacker verbatim)."""
+
+
+def sign(claims: dict[str, Any], *, typ: str) -> str:
+    """Sign ``claims`` with the active key: RS256, ``kid`` and ``typ`` in the protected header."""
+    key = keys.active_key()
+    header = {"alg": keys.ALGORITHM, "kid": key.kid, "typ": typ}
+    token = jwt.JWT(header=header, claims=json.dumps(claims, separators=(",", ":"), default=str))
+    token.make_signed_token(key.key)
+    return token.serialize()
+
+
+def access_token_claims(request: Any, *, now: int | None = None) -> dict[str, Any]:
+    """The RFC 9068 §2.2 claims of an access token for the oauthlib ``request`` being answered."""
+    now = int(time.time()) if now is None else now
+    scopes = list(getattr(request, "scopes", None) or [])
+    user = getattr(request, "user", None)
+    client_id = request.client.client_id
+    claims: dict[str, Any] = {
+        "iss": issuer(),
+        "sub": get_adapter().subject(user) if user is not None else client_id,
+        "aud": _audience(app_settings.ACCESS_TOKEN_AUDIENCE),
+        "client_id": client_id,
+        "scope": " ".join(scopes),
+        "jti": str(uuid.uuid4()),
+        "iat": now,
+        "exp": now + int(oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS),
+    }
+    auth_time = getattr(request, "cells_auth_time", None)
+    if auth_time is not None:
+        claims["auth_time"] = int(auth_time)
+    sid = getattr(request, "cells_sid", None)
+    if sid:
+        claims["sid"] = sid
+    return claims
+
+
+def _audience(values: list[str]) -> str | list[str]:
+    return values[0] if len(values) == 1 else list(values)
+
+
+def generate_access_token(request: Any, refresh_token: bool = False) -> str:
+    """DOT's ``ACCESS_TOKEN_GENERATOR``: a signed RFC 9068 JWT."""
+    claims = access_token_claims(request)
+    request.cells_access_jti = claims["jti"]
+    return sign(claims, typ=ACCESS_TOKEN_TYP)
+
+
+def generate_refresh_token(request: Any) -> str:
+    """DOT's ``REFRESH_TOKEN_GENERATOR``: an opaque 40-character random string."""
+    return generate_token(40)
+
+
+def verify(
+    token: object,
+    *,
+    typ: str,
+    audience: Iterable[str] | None = None,
+    check_time: bool = True,
+    leeway: int = 0,
+) -> dict[str, Any]:
+    """Verify a JWT signed by this provider and return its claims.
+
+    Checks the compact serialisation, the protected header (``alg`` must be RS256 — never
+    ``none`` or HMAC —, a known ``kid``, the expected ``typ``, no ``crit``, ``jku``, ``x5u`` or
+    embedded ``jwk`` honoured), the signature, ``iss`` and, when given, ``aud``; with
+    ``check_time`` also ``exp``/``nbf``/``iat`` (RFC 7519 §4.1, RFC 9068 §4).
+    """
+    if not isinstance(token, str) or len(token) > 16384 or token.count(".") != 2:
+        raise InvalidToken("not a compact JWS")
+    try:
+        parsed = jws.JWS()
+        parsed.deserialize(token)
+        header = parsed.jose_header
+    except (JWException, ValueError, TypeError) as exc:
+        raise InvalidToken("malformed token") from exc
+    if not isinstance(header, dict) or header.get("alg") != keys.ALGORITHM:
+        raise InvalidToken("unexpected algorithm")
+    if header.get("typ") != typ:
+        raise InvalidToken("unexpected token type")
+    if any(name in header for name in ("crit", "jku", "x5u", "jwk", "x5c")):
+        raise InvalidToken("unsupported header parameter")
+    key = keys.key_by_kid(header.get("kid"))
+    if key is None:
+        raise InvalidToken("unknown key")
+    try:
+        parsed.verify(key.key, alg=keys.ALGORITHM)
+        claims = json.loads(parsed.payload)
+    except (JWException, ValueError, TypeError) as exc:
+        raise InvalidToken("bad signature") from exc
+    if not isinstance(claims, dict):
+        raise InvalidToken("claims are not an object")
+    if claims.get("iss") != issuer():
+        raise InvalidToken("wrong issuer")
+    if audience is not None:
+        aud = claims.get("aud")
+        auds = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+        if not set(auds) & set(audience):
+            raise InvalidToken("wrong audience")
+    if check_time:
+        now = time.time()
+        exp, nbf, iat = claims.get("exp"), claims.get("nbf"), claims.get("iat")
+        if not isinstance(exp, int) or isinstance(exp, bool) or exp + leeway <= now:
+            raise InvalidToken("expired")
+        if nbf is not None and (not isinstance(nbf, int) or nbf - leeway > now):
+            raise InvalidToken("not yet valid")
+        if iat is not None and (not isinstance(iat, int) or iat - leeway > now):
+            raise InvalidToken("issued in the future")
+    return claims

@@ -1,0 +1,54 @@
+"""URLs of cells-oidc.
+
+One ``include()`` mounts everything a site needs::
+
+    path("", include("cells_oidc.urls"))            # the provider at oidc/, the OOB page at the root
+
+or, under another prefix::
+
+    from cells_oidc.urls import mount
+    path("", include(mount("sso/")))
+
+The out-of-band page of ``cec`` is served at the site root (``/oauth2/oob`` and ``/oauth/oob``)
+because that is where the Cells clients look for it.
+"""
+
+from __future__ import annotations
+
+from django.urls import URLPattern, URLResolver, include, path, re_path
+
+from .views import authorize, discovery, oob, session, token
+
+app_name = "cells_oidc"
+
+#: The provider's endpoints, relative to the mount (paths as Cells serves them).
+provider_urlpatterns: list[URLPattern | URLResolver] = [
+    path("", discovery.IssuerView.as_view(), name="issuer"),
+    # OpenID Connect Discovery §4: no trailing slash.
+    re_path(r"^\.well-known/openid-configuration/?$", discovery.DiscoveryView.as_view(), name="discovery"),
+    path(".well-known/jwks.json", discovery.JwksView.as_view(), name="jwks"),
+    path("oauth2/auth", authorize.AuthorizationView.as_view(), name="authorize"),
+    path("oauth2/token", token.TokenView.as_view(), name="token"),
+    path("oauth2/revoke", token.RevokeView.as_view(), name="revoke"),
+    path("oauth2/introspect", token.IntrospectView.as_view(), name="introspect"),
+    path("oauth2/sessions/logout", session.LogoutView.as_view(), name="logout"),
+    path("userinfo", token.UserInfoView.as_view(), name="userinfo"),
+    path("login/", session.LoginView.as_view(), name="login"),
+    path("logged-out/", session.LoggedOutView.as_view(), name="logged-out"),
+]
+
+#: Pages Cells' clients expect at the site root.
+site_urlpatterns: list[URLPattern | URLResolver] = [
+    path("oauth2/oob", oob.OutOfBandView.as_view(), name="oob"),
+    path("oauth/oob", oob.OutOfBandView.as_view(), name="oob-documented"),
+]
+
+
+def mount(prefix: str = "oidc/") -> tuple[list[URLPattern | URLResolver], str]:
+    """URL patterns with the provider under ``prefix`` and the OOB pages at the site root."""
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    return [path(prefix, include(provider_urlpatterns)), *site_urlpatterns], app_name
+
+
+urlpatterns = mount()[0]

@@ -1,0 +1,337 @@
+"""The oauthlib request validator of cells-oidc: thin glue from DOT/oauthlib to the app's modules.
+
+Each override says which rule it enforces; the rules themselves live in :mod:`.redirects`,
+:mod:`.tokens`, :mod:`.keys` and :mod:`.models`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from datetime import datetime, timezone as dt_timezone
+from typing import Any
+from urllib.parse import unquote_plus
+
+from django.db import transaction
+from django.utils import timezone
+from oauth2_provider.models import get_grant_model, get_refresh_token_model
+from oauth2_provider.oauth2_validators import OAuth2Validator
+
+from . import redirects
+from .adapter import get_adapter
+from .conf import app_settings
+from .endpoints import issuer
+from .models import TokenFamily, checksum, policy_for
+from .tokens import ID_TOKEN_TYP, sign
+
+# RFC 7636 §4.1: code_verifier = 43*128unreserved; §4.2: S256 challenge = BASE64URL(SHA256) = 43 chars.
+CODE_VERIFIER_RE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
+CODE_CHALLENGE_RE = re.compile(r"[A-Za-z0-9\-_]{43}")
+OFFLINE_SCOPES = frozenset({"offline", "offline_access"})
+
+
+def s256(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _epoch(value: datetime | None) -> int | None:
+    if value is None:
+        return None
+    if timezone.is_naive(value):
+        value = value.replace(tzinfo=dt_timezone.utc)
+    return int(value.timestamp())
+
+
+class CellsOAuth2Validator(OAuth2Validator):
+    # ---- clients -------------------------------------------------------------------------
+    def authenticate_client(self, request: Any, *args: Any, **kwargs: Any) -> bool:
+        # Cells integrations send a public client's id as HTTP Basic with an empty password
+        # (`Basic base64("cells-sync:")`). A public client has no secret to check (RFC 6749
+        # §2.1), so that is identification, not a failed authentication.
+        client_id = self._public_basic_client_id(request)
+        if client_id is not None:
+            return self.authenticate_client_id(client_id, request)
+        return super().authenticate_client(request, *args, **kwargs)
+
+    def _public_basic_client_id(self, request: Any) -> str | None:
+        auth = self._extract_basic_auth(request)
+        if not auth:
+            return None
+        try:
+            decoded = base64.b64decode(auth, validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            return None
+        client_id, sep, secret = decoded.partition(":")
+        client_id = unquote_plus(client_id)
+        if not sep or secret or not client_id:
+            return None
+        if getattr(request, "client_id", None) not in (None, client_id):
+            return None  # RFC 6749 §2.3: one client per request
+        client = self._load_application(client_id, request)
+        if client is None or client.client_type != client.CLIENT_PUBLIC:
+            return None
+        request.client_id = client_id
+        return client_id
+
+    def validate_redirect_uri(self, client_id: str, redirect_uri: str, request: Any, *a: Any, **k: Any) -> bool:
+        return redirects.redirect_uri_allowed(redirect_uri, request.client.redirect_uris, app_settings.SITE_URLS)
+
+    def get_default_redirect_uri(self, client_id: str, request: Any, *args: Any, **kwargs: Any) -> str | None:
+        # RFC 6749 §3.1.2.3: redirect_uri may be omitted only when the registration is unambiguous.
+        if request.client is None:
+            return None
+        return redirects.default_redirect_uri(request.client.redirect_uris, app_settings.SITE_URLS)
+
+    def is_origin_allowed(self, client_id: str, origin: str, request: Any, *args: Any, **kwargs: Any) -> bool:
+        client = request.client
+        return client is not None and redirects.origin_allowed(
+            origin, client.allowed_origins, app_settings.SITE_URLS
+        )
+
+    def validate_response_type(
+        self, client_id: str, response_type: str, client: Any, request: Any, *a: Any, **k: Any
+    ) -> bool:
+        # RFC 9700 §2.1.2: only the authorization code flow; no implicit or hybrid responses.
+        return response_type == "code" and client.allows_grant_type(client.GRANT_AUTHORIZATION_CODE)
+
+    def validate_scopes(self, client_id: str, scopes: list[str], client: Any, request: Any, *a: Any, **k: Any) -> bool:
+        if not super().validate_scopes(client_id, scopes, client, request, *a, **k):
+            return False
+        allowed = policy_for(client).allowed_scope_set()
+        return allowed is None or set(scopes) <= allowed
+
+    def is_pkce_required(self, client_id: str, request: Any) -> bool:
+        client = request.client or self._load_application(client_id, request)
+        return True if client is None else policy_for(client).require_pkce
+
+    # ---- OpenID Connect prompt handling: decided by the view, which knows the session ------
+    def validate_silent_login(self, request: Any) -> bool:
+        return True
+
+    def validate_silent_authorization(self, request: Any) -> bool:
+        return True
+
+    def validate_user_match(self, id_token_hint: Any, scopes: Any, claims: Any, request: Any) -> bool:
+        return True
+
+    # ---- authorization codes ---------------------------------------------------------------
+    def save_authorization_code(self, client_id: str, code: dict[str, Any], request: Any, *a: Any, **k: Any) -> None:
+        method = getattr(request, "code_challenge_method", None)
+        challenge = getattr(request, "code_challenge", None)
+        if challenge is not None and (method != "S256" or not CODE_CHALLENGE_RE.fullmatch(challenge)):
+            # Re-checked here because a consent form POST can be tampered with (RFC 7636 §4.3).
+            from oauthlib.oauth2.rfc6749 import errors
+
+            raise errors.InvalidRequestError(
+                description="code_challenge must be an S256 challenge.", request=request
+            )
+        with transaction.atomic():
+            self._create_authorization_code(request, code)
+            auth_time = getattr(request, "cells_auth_time", None)
+            TokenFamily.objects.create(
+                application=request.client,
+                user=request.user,
+                code_checksum=checksum(code["code"]),
+                sid=getattr(request, "cells_sid", "") or "",
+                auth_time=datetime.fromtimestamp(auth_time, tz=dt_timezone.utc)
+                if auth_time is not None
+                else timezone.now(),
+            )
+
+    def validate_code(self, client_id: str, code: str, client: Any, request: Any, *args: Any, **kwargs: Any) -> bool:
+        """Redeem ``code`` exactly once, with its PKCE proof, and remember what it carried.
+
+        The grant row is deleted here, before any token exists: of two concurrent redemptions
+        only the one whose DELETE removed the row goes on, so a code never yields two token
+        sets. Any failure after that point leaves the code burned (RFC 6749 §4.1.2 single use;
+        RFC 7636 §4.6 a failed verifier burns the code).
+        """
+        grant_model = get_grant_model()
+        if not isinstance(code, str) or len(code) > 255:
+            return False
+        grant = grant_model.objects.filter(code=code, application=client).select_related("user").first()
+        family = TokenFamily.objects.filter(code_checksum=checksum(code)).first()
+        claimed = grant is not None and grant_model.objects.filter(pk=grant.pk).delete()[0] == 1
+        if not claimed:
+            # RFC 6749 §4.1.2: a code used twice is an attack; revoke what it produced.
+            if family is not None and family.redeemed is not None:
+                family.revoke()
+            return False
+        if grant.is_expired() or family is None:
+            return False
+        verifier = getattr(request, "code_verifier", None)
+        if grant.code_challenge:
+            if (
+                grant.code_challenge_method != "S256"
+                or not isinstance(verifier, str)
+                or not CODE_VERIFIER_RE.fullmatch(verifier)
+                or s256(verifier) != grant.code_challenge
+            ):
+                return False
+        elif verifier is not None:
+            # RFC 9700 §4.8.2: a verifier for a code issued without a challenge is a downgrade.
+            return False
+        if not get_adapter().can_sign_in(user=grant.user, client=client):
+            return False
+        request.cells_grant = grant
+        request.cells_family = family
+        request.cells_auth_time = _epoch(family.auth_time)
+        request.cells_sid = family.sid
+        request.scopes = grant.scope.split()
+        request.user = grant.user
+        if grant.nonce:
+            request.nonce = grant.nonce
+        if grant.claims:
+            import json
+
+            try:
+                request.claims = json.loads(grant.claims)
+            except ValueError:
+                request.claims = None
+        # RFC 8707: the resources of the grant, never more than it was given.
+        if grant.resource:
+            request.resource = list(grant.resource)
+        return True
+
+    def _stashed_grant(self, code: str, request: Any) -> Any:
+        grant = getattr(request, "cells_grant", None)
+        return grant if grant is not None and grant.code == code else None
+
+    def invalidate_authorization_code(self, client_id: str, code: str, request: Any, *a: Any, **k: Any) -> None:
+        if self._stashed_grant(code, request) is None:
+            super().invalidate_authorization_code(client_id, code, request, *a, **k)
+
+    def get_code_challenge(self, code: str, request: Any) -> str | None:
+        grant = self._stashed_grant(code, request)
+        return (grant.code_challenge or None) if grant else None
+
+    def get_code_challenge_method(self, code: str, request: Any) -> str | None:
+        grant = self._stashed_grant(code, request)
+        return (grant.code_challenge_method or None) if grant else None
+
+    def confirm_redirect_uri(
+        self, client_id: str, code: str, redirect_uri: str, client: Any, *args: Any, **kwargs: Any
+    ) -> bool:
+        request = kwargs.get("request") or (args[0] if args else None)
+        grant = self._stashed_grant(code, request) if request is not None else None
+        # RFC 6749 §4.1.3: identical to the redirect_uri of the authorization request.
+        return grant is not None and grant.redirect_uri_allowed(redirect_uri)
+
+    # ---- refresh tokens --------------------------------------------------------------------
+    def validate_refresh_token(self, refresh_token: str, client: Any, request: Any, *a: Any, **k: Any) -> bool:
+        if not isinstance(refresh_token, str) or len(refresh_token) > 255:
+            return False
+        if not super().validate_refresh_token(refresh_token, client, request, *a, **k):
+            return False
+        rt = request.refresh_token_instance
+        family = TokenFamily.objects.filter(pk=rt.token_family).first() if rt.token_family else None
+        if family is not None and family.revoked is not None:
+            return False
+        if not get_adapter().can_sign_in(user=rt.user, client=client):
+            return False
+        if family is not None:
+            request.cells_family = family
+            request.cells_auth_time = _epoch(family.auth_time)
+            request.cells_sid = family.sid
+        return True
+
+    def _save_bearer_token(self, token: dict[str, Any], request: Any, *args: Any, **kwargs: Any) -> None:
+        # OpenID Connect Core §11: a refresh token only for offline access (Cells says "offline").
+        if "refresh_token" in token and not OFFLINE_SCOPES & set(getattr(request, "scopes", None) or []):
+            token.pop("refresh_token")
+        super()._save_bearer_token(token, request, *args, **kwargs)
+        family = getattr(request, "cells_family", None)
+        if family is None or "refresh_token" not in token:
+            if family is not None and request.grant_type == "authorization_code":
+                TokenFamily.objects.filter(pk=family.pk).update(redeemed=timezone.now())
+            return
+        refresh_model = get_refresh_token_model()
+        refresh_model.objects.filter(token_checksum=checksum(token["refresh_token"]), revoked__isnull=True).update(
+            token_family=family.pk
+        )
+        if request.grant_type == "authorization_code":
+            TokenFamily.objects.filter(pk=family.pk).update(redeemed=timezone.now())
+
+    def revoke_token(self, token: str, token_type_hint: str | None, request: Any, *args: Any, **kwargs: Any) -> None:
+        refresh_model = get_refresh_token_model()
+        families = list(
+            refresh_model.objects.filter(
+                token_checksum=checksum(token), application_id=getattr(request.client, "pk", None)
+            )
+            .exclude(token_family=None)
+            .values_list("token_family", flat=True)
+        )
+        super().revoke_token(token, token_type_hint, request, *args, **kwargs)
+        # RFC 7009 §2.1: revoking a refresh token SHOULD invalidate every token of its grant.
+        for family_id in families:
+            refresh_model.revoke_family(family_id)
+            TokenFamily.objects.filter(pk=family_id, revoked__isnull=True).update(revoked=timezone.now())
+
+    # ---- claims and ID tokens ----------------------------------------------------------------
+    def get_claim_dict(self, request: Any) -> dict[str, Any]:
+        adapter = get_adapter()
+        claims = {"sub": adapter.subject(request.user)}
+        claims.update(adapter.claims(user=request.user))
+        return claims
+
+    def get_discovery_claims(self, request: Any) -> list[str]:
+        return ["sub", *get_adapter().claim_scopes.keys()]
+
+    def get_oidc_claims(self, token: Any, token_handler: Any, request: Any) -> dict[str, Any]:
+        scopes = set(request.scopes or [])
+        claim_scopes = get_adapter().claim_scopes
+        return {
+            name: value
+            for name, value in self.get_claim_dict(request).items()
+            if claim_scopes.get(name, "openid") in scopes
+        }
+
+    def get_oidc_issuer_endpoint(self, request: Any) -> str:
+        return issuer()
+
+    def get_id_token_dictionary(self, token: Any, token_handler: Any, request: Any) -> tuple[dict[str, Any], Any]:
+        claims, expiration_time = super().get_id_token_dictionary(token, token_handler, request)
+        auth_time = getattr(request, "cells_auth_time", None)
+        if auth_time is not None:
+            # OpenID Connect Core §12.2: a refreshed ID token keeps the original auth_time.
+            claims["auth_time"] = auth_time
+        sid = getattr(request, "cells_sid", None)
+        if sid:
+            claims["sid"] = sid  # OpenID Connect Front-Channel Logout §3
+        if getattr(request, "grant_type", None) == "refresh_token":
+            claims.pop("nonce", None)  # OpenID Connect Core §12.2
+        return claims, expiration_time
+
+    def finalize_id_token(self, id_token: dict[str, Any], token: Any, token_handler: Any, request: Any) -> str:
+        claims, expiration_time = self.get_id_token_dictionary(token, token_handler, request)
+        id_token.update(**claims)
+        if "nonce" not in id_token and request.nonce and request.grant_type != "refresh_token":
+            id_token["nonce"] = request.nonce
+        if request.grant_type == "refresh_token":
+            id_token.pop("nonce", None)
+        serialized = sign(id_token, typ=ID_TOKEN_TYP)
+        saved = self._save_id_token(id_token["jti"], request, expiration_time)
+        request.access_token = saved
+        request.id_token = saved
+        return serialized
+
+    def validate_jwt_bearer_token(self, token: str, scopes: Any, request: Any) -> bool:
+        # An ID token is not an access token (RFC 9068 §4, OpenID Connect Core §2).
+        return False
+
+    def validate_id_token(self, token: str, scopes: Any, request: Any) -> bool:
+        return False
+
+    def introspect_token(self, token: str, token_type_hint: str | None, request: Any, *a: Any, **k: Any) -> None:
+        # Served by cells_oidc.views.token.IntrospectView, not by oauthlib.
+        return None
+
+    def get_userinfo_claims(self, request: Any) -> dict[str, Any]:
+        return self.get_oidc_claims(None, None, request)
+
+    def get_jwt_bearer_token(self, token: Any, token_handler: Any, request: Any) -> str:
+        return self.get_id_token(token, token_handler, request)
+

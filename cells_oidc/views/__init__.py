@@ -1,0 +1,1 @@
+"""Views of cells-oidc; thin subclasses of DOT's views where DOT has one."""

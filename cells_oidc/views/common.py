@@ -1,0 +1,143 @@
+"""What every endpoint of the provider shares: JSON errors, CORS, cache and security headers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.cache import patch_vary_headers
+
+from .. import redirects
+from ..conf import app_settings
+
+
+def json_error(error: str, description: str | None = None, *, status: int = 400) -> JsonResponse:
+    """An RFC 6749 §5.2 error body."""
+    body = {"error": error}
+    if description:
+        body["error_description"] = description
+    return JsonResponse(body, status=status)
+
+
+def origin_registered(origin: str) -> bool:
+    """Whether any client lists ``origin`` among its allowed CORS origins.
+
+    A preflight request carries no client id, so the union of every client's origins decides;
+    the origin check of the token response itself is per client (see the validator).
+    """
+    from oauth2_provider.models import get_application_model
+
+    texts = get_application_model().objects.exclude(allowed_origins="").values_list("allowed_origins", flat=True)
+    return any(redirects.origin_allowed(origin, text, app_settings.SITE_URLS) for text in texts)
+
+
+def add_cors(request: HttpRequest, response: HttpResponse, *, public: bool = False) -> HttpResponse:
+    """Answer CORS for the origins registered by a client (or any origin for public documents).
+
+    Error responses get the headers too, or the browser hides an ``invalid_grant`` behind a
+    network error (Fetch standard §3.2.5).
+    """
+    origin = request.headers.get("Origin")
+    if public:
+        response["Access-Control-Allow-Origin"] = "*"
+    elif origin and origin_registered(origin):
+        response["Access-Control-Allow-Origin"] = origin
+        patch_vary_headers(response, ["Origin"])
+    else:
+        return response
+    response["Access-Control-Expose-Headers"] = "WWW-Authenticate"
+    return response
+
+
+def preflight(request: HttpRequest, methods: list[str], *, public: bool = False) -> HttpResponse:
+    response = HttpResponse(status=204)
+    if add_cors(request, response, public=public).has_header("Access-Control-Allow-Origin"):
+        response["Access-Control-Allow-Methods"] = ", ".join([*methods, "OPTIONS"])
+        response["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+        response["Access-Control-Max-Age"] = str(app_settings.CORS_MAX_AGE)
+    return response
+
+
+def no_store(response: HttpResponse) -> HttpResponse:
+    # RFC 6749 §5.1: responses carrying tokens (and their errors) must not be cached.
+    response["Cache-Control"] = "no-store"
+    response["Pragma"] = "no-cache"
+    return response
+
+
+class ApiEndpointMixin:
+    """Turns a DOT view into a well-behaved API endpoint.
+
+    - every error is an RFC 6749/6750 JSON body with ``Content-Type: application/json``;
+    - every response has ``Cache-Control: no-store``;
+    - CORS for registered origins, on errors too; preflight ``OPTIONS`` answered here;
+    - a body that is not ``application/x-www-form-urlencoded`` text is ``invalid_request``.
+    """
+
+    api_methods: list[str] = ["POST"]
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method == "OPTIONS":
+            return preflight(request, self.api_methods)
+        if request.method not in self.api_methods:
+            response: HttpResponse = json_error(
+                "invalid_request", f"Use {' or '.join(self.api_methods)}.", status=405
+            )
+            response["Allow"] = ", ".join([*self.api_methods, "OPTIONS"])
+        else:
+            response = self.guarded_dispatch(request, super().dispatch, *args, **kwargs)  # type: ignore[misc]
+        return add_cors(request, no_store(self.jsonify(response)))
+
+    def guarded_dispatch(self, request: HttpRequest, handler: Callable[..., HttpResponse], *args: Any, **kwargs: Any) -> HttpResponse:
+        problem = malformed_request(request)
+        if problem:
+            return json_error("invalid_request", problem)
+        try:
+            return handler(request, *args, **kwargs)
+        except UnicodeDecodeError:
+            return json_error("invalid_request", "The request is not valid UTF-8.")
+        except ValueError as exc:
+            # oauthlib refuses bodies with characters outside the urlencoded alphabet this way.
+            if "urlencoded" in str(exc) or "hex" in str(exc):
+                return json_error("invalid_request", "The request body is not form-urlencoded.")
+            raise
+
+    @staticmethod
+    def jsonify(response: HttpResponse) -> HttpResponse:
+        if response.status_code < 400 or response.get("Content-Type", "").startswith("application/json"):
+            return response
+        error = "invalid_token" if response.status_code == 401 else "invalid_request"
+        if response.status_code == 403:
+            error = "insufficient_scope" if "insufficient_scope" in response.get("WWW-Authenticate", "") else "access_denied"
+        if response.status_code >= 500:
+            error = "server_error"
+        replacement = json_error(error, status=response.status_code)
+        for header in ("WWW-Authenticate", "Allow"):
+            if response.has_header(header):
+                replacement[header] = response[header]
+        return replacement
+
+
+def malformed_request(request: HttpRequest) -> str | None:
+    """A reason to refuse the request before any parsing, or ``None``."""
+    if request.method == "POST":
+        content_type = request.content_type or ""
+        if content_type not in ("application/x-www-form-urlencoded", ""):
+            return "The body must be application/x-www-form-urlencoded."
+        try:
+            for key, values in request.POST.lists():
+                # RFC 6749 §3.1: parameters sent without a value are treated as omitted, and
+                # request and response parameters MUST NOT be included more than once.
+                if len(values) > 1 and key != "resource":
+                    return f"The parameter {key!r} is repeated."
+                if any("\x00" in value for value in values):
+                    return f"The parameter {key!r} contains a NUL character."
+        except UnicodeDecodeError:
+            return "The request is not valid UTF-8."
+    return None
+
+
+def json_body(data: dict[str, Any], status: int = 200) -> HttpResponse:
+    return HttpResponse(json.dumps(data), status=status, content_type="application/json")

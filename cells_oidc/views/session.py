@@ -1,0 +1,161 @@
+"""Login, RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0) and the signed-out page."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from django.contrib.auth import logout
+from django.contrib.auth import views as auth_views
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.decorators import method_decorator
+from django.views import View
+from oauth2_provider import views as dot_views
+from oauth2_provider.compat import login_not_required
+from oauth2_provider.exceptions import ClientIdMissmatch, InvalidIDTokenError, InvalidOIDCClientError, InvalidOIDCRedirectURIError
+from oauth2_provider.http import OAuth2ResponseRedirect
+from oauth2_provider.models import get_application_model, get_id_token_model
+
+from .. import redirects, sessions, tokens
+from ..conf import app_settings
+from ..models import TokenFamily
+
+
+def application_for_next(next_url: str | None) -> Any:
+    """The client an authorization request in ``next`` is for (to name it on the login page)."""
+    if not next_url:
+        return None
+    try:
+        auth_path = reverse("cells_oidc:authorize")
+    except Exception:  # noqa: BLE001 - not mounted under this namespace
+        return None
+    parts = urlsplit(next_url)
+    if parts.path != auth_path:
+        return None
+    client_id = dict(parse_qsl(parts.query)).get("client_id")
+    if not client_id:
+        return None
+    return get_application_model().objects.filter(client_id=client_id).first()
+
+
+class SeeOther(HttpResponseRedirect):
+    status_code = 303
+
+
+@method_decorator(login_not_required, name="dispatch")
+class LoginView(auth_views.LoginView):
+    """Django's login (CSRF-protected) naming the application that asked."""
+
+    template_name = "cells_oidc/login.html"
+    redirect_authenticated_user = False
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["application"] = application_for_next(self.get_redirect_url())
+        context["site_name"] = app_settings.SITE_NAME
+        return context
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        response = super().form_valid(form)
+        # A POST answered with 303 so that the browser follows with GET (RFC 9110 §15.4.4).
+        see_other = SeeOther(response["Location"])
+        for cookie in response.cookies.values():
+            see_other.cookies[cookie.key] = cookie
+        return see_other
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = super().get(request, *args, **kwargs)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+@method_decorator(login_not_required, name="dispatch")
+class LogoutView(dot_views.RPInitiatedLogoutView):
+    """RP-initiated logout: asks for confirmation unless a valid ``id_token_hint`` of the
+    signed-in user came with the request; redirects only to a registered
+    ``post_logout_redirect_uri`` (exact match, RP-Initiated Logout §3)."""
+
+    template_name = "cells_oidc/logout.html"
+    http_method_names = ["get", "post"]
+
+    def validate_logout_request_user(self, id_token_hint: str | None, client_id: str | None) -> Any:
+        if not id_token_hint:
+            return None
+        try:
+            # RP-Initiated Logout §2: an expired ID token is still a valid hint.
+            claims = tokens.verify(id_token_hint, typ=tokens.ID_TOKEN_TYP, check_time=False)
+        except tokens.InvalidToken as exc:
+            raise InvalidIDTokenError() from exc
+        id_token = get_id_token_model().objects.select_related("application", "user").filter(jti=claims.get("jti")).first()
+        if id_token is None:
+            raise InvalidIDTokenError()
+        if client_id and id_token.application and id_token.application.client_id != client_id:
+            raise ClientIdMissmatch()
+        return id_token
+
+    def get_request_application(self, id_token: Any, client_id: str | None) -> Any:
+        if client_id:
+            application = get_application_model().objects.filter(client_id=client_id).first()
+            if application is None:
+                raise InvalidOIDCClientError()
+            return application
+        return id_token.application if id_token else None
+
+    def validate_post_logout_redirect_uri(self, application: Any, post_logout_redirect_uri: str | None) -> None:
+        if not post_logout_redirect_uri:
+            return
+        if application is None:
+            raise InvalidOIDCClientError()
+        if not redirects.redirect_uri_allowed(
+            post_logout_redirect_uri, application.post_logout_redirect_uris, app_settings.SITE_URLS
+        ):
+            raise InvalidOIDCRedirectURIError("This client has not registered this post_logout_redirect_uri.")
+
+    def must_prompt(self, token_user: Any) -> bool:
+        if not self.request.user.is_authenticated:
+            return False
+        # RP-Initiated Logout §2: the OP MUST ask when the hint is missing or not the user's.
+        return token_user is None or token_user != self.request.user
+
+    def do_logout(self, application: Any = None, post_logout_redirect_uri: str | None = None, state: str | None = None, token_user: Any = None) -> HttpResponse:
+        if self.request.user.is_authenticated:
+            sid = self.request.session.get(sessions.SID_KEY)
+            if sid:
+                # The tokens issued from this browser session end with it.
+                for family in TokenFamily.objects.filter(sid=sid, revoked__isnull=True):
+                    family.revoke()
+        logout(self.request)
+        if post_logout_redirect_uri:
+            target = post_logout_redirect_uri
+            if state:
+                target = f"{target}{'&' if '?' in target else '?'}{urlencode({'state': state})}"
+            response: HttpResponse = OAuth2ResponseRedirect(target, [urlsplit(target).scheme])
+        else:
+            response = HttpResponseRedirect(reverse("cells_oidc:logged-out"))
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def error_response(self, error: Any) -> HttpResponse:
+        from .authorize import error_page
+
+        return error_page(
+            self.request,
+            error=getattr(error, "error", "invalid_request"),
+            description=getattr(error, "description", "") or "",
+            status=getattr(error, "status_code", 400),
+        )
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["site_name"] = app_settings.SITE_NAME
+        return context
+
+
+@method_decorator(login_not_required, name="dispatch")
+class LoggedOutView(View):
+    http_method_names = ["get"]
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        return render(request, "cells_oidc/logged_out.html", {"site_name": app_settings.SITE_NAME})
