@@ -22,7 +22,11 @@ class CellsOidcConfig(AppConfig):
         user_logged_in.connect(on_user_logged_in, dispatch_uid="cells_oidc.sessions")
         application_model = get_application_model()
         for model in (application_model, *_proxies_of(application_model)):
-            pre_save.connect(validate_registration_on_save, sender=model, dispatch_uid=f"cells_oidc.validate.{model._meta.label}")
+            pre_save.connect(
+                validate_registration_on_save,
+                sender=model,
+                dispatch_uid=f"cells_oidc.validate.{model._meta.label}",
+            )
 
 
 def _proxies_of(model: type) -> list[type]:

@@ -9,7 +9,12 @@ from django.apps import apps
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
-REQUIRED_APPS = ("django.contrib.auth", "django.contrib.sessions", "django.contrib.staticfiles", "oauth2_provider")
+REQUIRED_APPS = (
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.staticfiles",
+    "oauth2_provider",
+)
 
 
 @register(Tags.security)
@@ -40,7 +45,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         )
     for url in urls:
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment or "@" in parts.netloc:
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.query
+            or parts.fragment
+            or "@" in parts.netloc
+        ):
             messages.append(
                 Error(
                     f"CELLS_OIDC_SITE_URL {url!r} is not an http(s) URL of the form scheme://host[:port][/path].",
@@ -60,7 +71,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         messages.append(
             Error(
                 "OpenID Connect is switched off in OAUTH2_PROVIDER.",
-                hint="Build OAUTH2_PROVIDER with cells_oidc.conf.oauth2_provider_settings(), or set OIDC_ENABLED=True.",
+                hint="Build OAUTH2_PROVIDER with cells_oidc.conf.oauth2_provider_settings() "
+                "(or set OIDC_ENABLED=True).",
                 id="cells_oidc.E004",
             )
         )
@@ -69,7 +81,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         messages.append(
             Error(
                 "No signing key: OAUTH2_PROVIDER['OIDC_RSA_PRIVATE_KEY'] is empty.",
-                hint="Create one with 'manage.py cells_oidc_keygen' and pass its PEM to oauth2_provider_settings(signing_key=...).",
+                hint="Create one with 'manage.py cells_oidc_keygen PATH' and pass its PEM to "
+                "oauth2_provider_settings(signing_key=...).",
                 id="cells_oidc.E005",
             )
         )
@@ -122,7 +135,8 @@ def check_clients(app_configs: Any = None, databases: Any = None, **kwargs: Any)
         relaxed = [
             app.client_id
             for app in get_application_model().objects.select_related("cells_policy").order_by("client_id")
-            if app.authorization_grant_type == app.GRANT_AUTHORIZATION_CODE and not policy_for(app).require_pkce
+            if app.authorization_grant_type == app.GRANT_AUTHORIZATION_CODE
+            and not policy_for(app).require_pkce
         ]
     except DatabaseError:
         return []  # not migrated yet

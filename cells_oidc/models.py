@@ -113,14 +113,14 @@ class ClientPolicy(models.Model):
         help_text=_("Space-separated scopes this client may ask for; empty means every configured scope."),
     )
 
+    objects = ClientPolicyManager()
+
     class Meta:
         verbose_name = _("client policy")
         verbose_name_plural = _("client policies")
 
     def __str__(self) -> str:
         return f"policy of {self.application_id}"
-
-    objects = ClientPolicyManager()
 
     def allowed_scope_set(self) -> frozenset[str] | None:
         """The scopes this client may request, or ``None`` when it is not restricted."""
@@ -178,7 +178,9 @@ class TokenFamily(models.Model):
         TokenFamily.objects.filter(pk=self.pk, revoked__isnull=True).update(revoked=timezone.now())
 
 
-def validate_registration_on_save(sender: Any, instance: Application, raw: bool = False, **kwargs: Any) -> None:
+def validate_registration_on_save(
+    sender: Any, instance: Application, raw: bool = False, **kwargs: Any
+) -> None:
     """``pre_save`` of DOT's application: refuse a malformed registration from any path.
 
     The admin and forms show these errors next to the field; this guard also covers

@@ -10,7 +10,8 @@ import base64
 import binascii
 import hashlib
 import re
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -76,8 +77,12 @@ class CellsOAuth2Validator(OAuth2Validator):
         request.client_id = client_id
         return client_id
 
-    def validate_redirect_uri(self, client_id: str, redirect_uri: str, request: Any, *a: Any, **k: Any) -> bool:
-        return redirects.redirect_uri_allowed(redirect_uri, request.client.redirect_uris, app_settings.SITE_URLS)
+    def validate_redirect_uri(
+        self, client_id: str, redirect_uri: str, request: Any, *a: Any, **k: Any
+    ) -> bool:
+        return redirects.redirect_uri_allowed(
+            redirect_uri, request.client.redirect_uris, app_settings.SITE_URLS
+        )
 
     def get_default_redirect_uri(self, client_id: str, request: Any, *args: Any, **kwargs: Any) -> str | None:
         # RFC 6749 §3.1.2.3: redirect_uri may be omitted only when the registration is unambiguous.
@@ -97,7 +102,9 @@ class CellsOAuth2Validator(OAuth2Validator):
         # RFC 9700 §2.1.2: only the authorization code flow; no implicit or hybrid responses.
         return response_type == "code" and client.allows_grant_type(client.GRANT_AUTHORIZATION_CODE)
 
-    def validate_scopes(self, client_id: str, scopes: list[str], client: Any, request: Any, *a: Any, **k: Any) -> bool:
+    def validate_scopes(
+        self, client_id: str, scopes: list[str], client: Any, request: Any, *a: Any, **k: Any
+    ) -> bool:
         if not super().validate_scopes(client_id, scopes, client, request, *a, **k):
             return False
         allowed = policy_for(client).allowed_scope_set()
@@ -118,7 +125,9 @@ class CellsOAuth2Validator(OAuth2Validator):
         return True
 
     # ---- authorization codes ---------------------------------------------------------------
-    def save_authorization_code(self, client_id: str, code: dict[str, Any], request: Any, *a: Any, **k: Any) -> None:
+    def save_authorization_code(
+        self, client_id: str, code: dict[str, Any], request: Any, *a: Any, **k: Any
+    ) -> None:
         method = getattr(request, "code_challenge_method", None)
         challenge = getattr(request, "code_challenge", None)
         if challenge is not None and (method != "S256" or not CODE_CHALLENGE_RE.fullmatch(challenge)):
@@ -141,7 +150,9 @@ class CellsOAuth2Validator(OAuth2Validator):
                 else timezone.now(),
             )
 
-    def validate_code(self, client_id: str, code: str, client: Any, request: Any, *args: Any, **kwargs: Any) -> bool:
+    def validate_code(
+        self, client_id: str, code: str, client: Any, request: Any, *args: Any, **kwargs: Any
+    ) -> bool:
         """Redeem ``code`` exactly once, with its PKCE proof, and remember what it carried.
 
         The grant row is deleted here, before any token exists: of two concurrent redemptions
@@ -200,7 +211,9 @@ class CellsOAuth2Validator(OAuth2Validator):
         grant = getattr(request, "cells_grant", None)
         return grant if grant is not None and grant.code == code else None
 
-    def invalidate_authorization_code(self, client_id: str, code: str, request: Any, *a: Any, **k: Any) -> None:
+    def invalidate_authorization_code(
+        self, client_id: str, code: str, request: Any, *a: Any, **k: Any
+    ) -> None:
         if self._stashed_grant(code, request) is None:
             super().invalidate_authorization_code(client_id, code, request, *a, **k)
 
@@ -221,7 +234,9 @@ class CellsOAuth2Validator(OAuth2Validator):
         return grant is not None and grant.redirect_uri_allowed(redirect_uri)
 
     # ---- refresh tokens --------------------------------------------------------------------
-    def validate_refresh_token(self, refresh_token: str, client: Any, request: Any, *a: Any, **k: Any) -> bool:
+    def validate_refresh_token(
+        self, refresh_token: str, client: Any, request: Any, *a: Any, **k: Any
+    ) -> bool:
         if not isinstance(refresh_token, str) or len(refresh_token) > 255:
             return False
         if not super().validate_refresh_token(refresh_token, client, request, *a, **k):
@@ -249,13 +264,15 @@ class CellsOAuth2Validator(OAuth2Validator):
                 TokenFamily.objects.filter(pk=family.pk).update(redeemed=timezone.now())
             return
         refresh_model = get_refresh_token_model()
-        refresh_model.objects.filter(token_checksum=checksum(token["refresh_token"]), revoked__isnull=True).update(
-            token_family=family.pk
-        )
+        refresh_model.objects.filter(
+            token_checksum=checksum(token["refresh_token"]), revoked__isnull=True
+        ).update(token_family=family.pk)
         if request.grant_type == "authorization_code":
             TokenFamily.objects.filter(pk=family.pk).update(redeemed=timezone.now())
 
-    def revoke_token(self, token: str, token_type_hint: str | None, request: Any, *args: Any, **kwargs: Any) -> None:
+    def revoke_token(
+        self, token: str, token_type_hint: str | None, request: Any, *args: Any, **kwargs: Any
+    ) -> None:
         refresh_model = get_refresh_token_model()
         families = list(
             refresh_model.objects.filter(
@@ -292,7 +309,9 @@ class CellsOAuth2Validator(OAuth2Validator):
     def get_oidc_issuer_endpoint(self, request: Any) -> str:
         return issuer()
 
-    def get_id_token_dictionary(self, token: Any, token_handler: Any, request: Any) -> tuple[dict[str, Any], Any]:
+    def get_id_token_dictionary(
+        self, token: Any, token_handler: Any, request: Any
+    ) -> tuple[dict[str, Any], Any]:
         claims, expiration_time = super().get_id_token_dictionary(token, token_handler, request)
         auth_time = getattr(request, "cells_auth_time", None)
         if auth_time is not None:
@@ -305,7 +324,9 @@ class CellsOAuth2Validator(OAuth2Validator):
             claims.pop("nonce", None)  # OpenID Connect Core §12.2
         return claims, expiration_time
 
-    def finalize_id_token(self, id_token: dict[str, Any], token: Any, token_handler: Any, request: Any) -> str:
+    def finalize_id_token(
+        self, id_token: dict[str, Any], token: Any, token_handler: Any, request: Any
+    ) -> str:
         claims, expiration_time = self.get_id_token_dictionary(token, token_handler, request)
         id_token.update(**claims)
         if "nonce" not in id_token and request.nonce and request.grant_type != "refresh_token":
@@ -325,7 +346,9 @@ class CellsOAuth2Validator(OAuth2Validator):
     def validate_id_token(self, token: str, scopes: Any, request: Any) -> bool:
         return False
 
-    def introspect_token(self, token: str, token_type_hint: str | None, request: Any, *a: Any, **k: Any) -> None:
+    def introspect_token(
+        self, token: str, token_type_hint: str | None, request: Any, *a: Any, **k: Any
+    ) -> None:
         # Served by cells_oidc.views.token.IntrospectView, not by oauthlib.
         return None
 
@@ -334,4 +357,3 @@ class CellsOAuth2Validator(OAuth2Validator):
 
     def get_jwt_bearer_token(self, token: Any, token_handler: Any, request: Any) -> str:
         return self.get_id_token(token, token_handler, request)
-

@@ -9,7 +9,9 @@ from project.settings import *  # noqa: F403
 
 # A fresh signing key per test run, and an older one published as inactive (rotation).
 SIGNING_KEY = jwk.JWK.generate(kty="RSA", size=2048).export_to_pem(private_key=True, password=None).decode()
-OLD_SIGNING_KEY = jwk.JWK.generate(kty="RSA", size=2048).export_to_pem(private_key=True, password=None).decode()
+OLD_SIGNING_KEY = (
+    jwk.JWK.generate(kty="RSA", size=2048).export_to_pem(private_key=True, password=None).decode()
+)
 OAUTH2_PROVIDER = oauth2_provider_settings(signing_key=SIGNING_KEY, inactive_keys=[OLD_SIGNING_KEY])
 
 DEBUG = False

@@ -35,7 +35,9 @@ def userinfo(access_token: str) -> Any:
     return Client().get("/oidc/userinfo", HTTP_AUTHORIZATION=f"Bearer {access_token}")
 
 
-def sign_in_refresh_twice(client_id: str, redirect_uri: str, tokens: dict[str, Any], scope: str | None) -> None:
+def sign_in_refresh_twice(
+    client_id: str, redirect_uri: str, tokens: dict[str, Any], scope: str | None
+) -> None:
     first = assert_token_response(refresh(client_id, tokens["refresh_token"], scope))
     assert first["refresh_token"] != tokens["refresh_token"]
     second = assert_token_response(refresh(client_id, first["refresh_token"], scope))
@@ -49,7 +51,9 @@ def sign_in_refresh_twice(client_id: str, redirect_uri: str, tokens: dict[str, A
     "redirect_uri",
     ["http://testserver/oauth2/oob", "http://localhost:3000/servers/callback"],
 )
-def test_cells_client_signs_in_without_pkce(default_clients: None, alice: Any, browser: Browser, redirect_uri: str) -> None:
+def test_cells_client_signs_in_without_pkce(
+    default_clients: None, alice: Any, browser: Browser, redirect_uri: str
+) -> None:
     state = "a1b2c3d4e5f6g7h8"
     response = browser.authorize(
         {
@@ -82,7 +86,9 @@ def test_cells_client_signs_in_without_pkce(default_clients: None, alice: Any, b
     sign_in_refresh_twice("cells-client", redirect_uri, tokens, SCOPE)
 
 
-def test_cells_sync_signs_in_with_pkce_from_a_port_in_the_range(default_clients: None, alice: Any, browser: Browser) -> None:
+def test_cells_sync_signs_in_with_pkce_from_a_port_in_the_range(
+    default_clients: None, alice: Any, browser: Browser
+) -> None:
     redirect_uri = "http://localhost:3651/servers/callback"
     verifier, challenge = pkce_pair()
     response = browser.authorize(

@@ -105,7 +105,9 @@ class AuthorizationView(dot_views.AuthorizationView):
             if method != "S256":
                 raise fail(oauth2_errors.InvalidRequestError, "code_challenge_method must be S256.")
             if challenge is None or not CODE_CHALLENGE_RE.fullmatch(challenge):
-                raise fail(oauth2_errors.InvalidRequestError, "code_challenge must be 43 base64url characters.")
+                raise fail(
+                    oauth2_errors.InvalidRequestError, "code_challenge must be 43 base64url characters."
+                )
         if "request" in params:
             raise fail(oidc_errors.RequestNotSupported, "Request objects are not supported.")
         if "request_uri" in params:
@@ -146,11 +148,21 @@ class AuthorizationView(dot_views.AuthorizationView):
             status=getattr(oauthlib_error, "status_code", 400),
         )
 
-    def redirect_error(self, credentials: dict[str, Any], error_class: type[oauth2_errors.OAuth2Error], description: str = "") -> HttpResponse:
-        error = error_class(description=description or None, state=credentials.get("state"), redirect_uri=credentials["redirect_uri"])
-        return self.error_response(OAuthToolkitError(error=error, redirect_uri=credentials["redirect_uri"]), None)
+    def redirect_error(
+        self, credentials: dict[str, Any], error_class: type[oauth2_errors.OAuth2Error], description: str = ""
+    ) -> HttpResponse:
+        error = error_class(
+            description=description or None,
+            state=credentials.get("state"),
+            redirect_uri=credentials["redirect_uri"],
+        )
+        return self.error_response(
+            OAuthToolkitError(error=error, redirect_uri=credentials["redirect_uri"]), None
+        )
 
-    def create_authorization_response(self, request: HttpRequest, scopes: str, credentials: dict[str, Any], allow: bool) -> Any:
+    def create_authorization_response(
+        self, request: HttpRequest, scopes: str, credentials: dict[str, Any], allow: bool
+    ) -> Any:
         credentials["cells_sid"] = sessions.session_id(request)
         credentials["cells_auth_time"] = sessions.auth_time(request)
         return super().create_authorization_response(request, scopes, credentials, allow)
@@ -191,13 +203,17 @@ class AuthorizationView(dot_views.AuthorizationView):
         too_old = max_age is not None and time.time() - sessions.auth_time(request) > int(max_age)
         hint_problem = self._id_token_hint_problem(request)
         if hint_problem == "invalid":
-            return self.redirect_error(credentials, oauth2_errors.InvalidRequestError, "id_token_hint is not valid.")
+            return self.redirect_error(
+                credentials, oauth2_errors.InvalidRequestError, "id_token_hint is not valid."
+            )
         if not fresh and ("login" in prompt or too_old or hint_problem == "other_user"):
             if "none" in prompt:
                 return self.redirect_error(credentials, oidc_errors.LoginRequired)
             return self.login_again(request)
         if not get_adapter().can_sign_in(user=user, client=application):
-            return self.redirect_error(credentials, oauth2_errors.AccessDeniedError, "This account may not use this application.")
+            return self.redirect_error(
+                credentials, oauth2_errors.AccessDeniedError, "This account may not use this application."
+            )
 
         policy = policy_for(application)
         if "consent" in prompt:
@@ -270,7 +286,9 @@ class AuthorizationView(dot_views.AuthorizationView):
         if application is None or not redirects.redirect_uri_allowed(
             data["redirect_uri"], application.redirect_uris, app_settings.SITE_URLS
         ):
-            return error_page(self.request, error="invalid_request", description="Unknown client or redirect_uri.")
+            return error_page(
+                self.request, error="invalid_request", description="Unknown client or redirect_uri."
+            )
         if not data.get("allow"):
             # RFC 6749 §4.1.2.1: the user said no.
             credentials = {"state": data.get("state") or None, "redirect_uri": data["redirect_uri"]}

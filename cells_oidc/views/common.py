@@ -29,7 +29,9 @@ def origin_registered(origin: str) -> bool:
     """
     from oauth2_provider.models import get_application_model
 
-    texts = get_application_model().objects.exclude(allowed_origins="").values_list("allowed_origins", flat=True)
+    texts = (
+        get_application_model().objects.exclude(allowed_origins="").values_list("allowed_origins", flat=True)
+    )
     return any(redirects.origin_allowed(origin, text, app_settings.SITE_URLS) for text in texts)
 
 
@@ -90,7 +92,9 @@ class ApiEndpointMixin:
             response = self.guarded_dispatch(request, super().dispatch, *args, **kwargs)  # type: ignore[misc]
         return add_cors(request, no_store(self.jsonify(response)))
 
-    def guarded_dispatch(self, request: HttpRequest, handler: Callable[..., HttpResponse], *args: Any, **kwargs: Any) -> HttpResponse:
+    def guarded_dispatch(
+        self, request: HttpRequest, handler: Callable[..., HttpResponse], *args: Any, **kwargs: Any
+    ) -> HttpResponse:
         problem = malformed_request(request)
         if problem:
             return json_error("invalid_request", problem)
@@ -110,7 +114,11 @@ class ApiEndpointMixin:
             return response
         error = "invalid_token" if response.status_code == 401 else "invalid_request"
         if response.status_code == 403:
-            error = "insufficient_scope" if "insufficient_scope" in response.get("WWW-Authenticate", "") else "access_denied"
+            error = (
+                "insufficient_scope"
+                if "insufficient_scope" in response.get("WWW-Authenticate", "")
+                else "access_denied"
+            )
         if response.status_code >= 500:
             error = "server_error"
         replacement = json_error(error, status=response.status_code)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.utils.decorators import method_decorator
 from django.views import View
 from oauth2_provider.compat import login_not_required
-from django.utils.decorators import method_decorator
 from oauth2_provider.scopes import get_scopes_backend
 
 from .. import keys
@@ -40,7 +40,9 @@ def provider_metadata() -> dict[str, Any]:
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "code_challenge_methods_supported": ["S256"],  # RFC 9700 §2.1.1: never "plain"
-        "claims_supported": sorted({"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "sid", *get_adapter().claim_scopes}),
+        "claims_supported": sorted(
+            {"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "sid", *get_adapter().claim_scopes}
+        ),
         "prompt_values_supported": ["none", "login", "consent"],
         "claims_parameter_supported": False,
         "request_parameter_supported": False,

@@ -37,7 +37,9 @@ class OutOfBandView(View):
             "lifetime_minutes": max(1, int(oauth2_settings.AUTHORIZATION_CODE_EXPIRE_SECONDS) // 60),
             "site_name": app_settings.SITE_NAME,
         }
-        response = render(request, "cells_oidc/oob.html", context, status=400 if context["malformed"] else 200)
+        response = render(
+            request, "cells_oidc/oob.html", context, status=400 if context["malformed"] else 200
+        )
         response["Cache-Control"] = "no-store"
         response["Referrer-Policy"] = "no-referrer"
         response["X-Frame-Options"] = "DENY"

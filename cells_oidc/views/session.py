@@ -14,7 +14,12 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from oauth2_provider import views as dot_views
 from oauth2_provider.compat import login_not_required
-from oauth2_provider.exceptions import ClientIdMissmatch, InvalidIDTokenError, InvalidOIDCClientError, InvalidOIDCRedirectURIError
+from oauth2_provider.exceptions import (
+    ClientIdMissmatch,
+    InvalidIDTokenError,
+    InvalidOIDCClientError,
+    InvalidOIDCRedirectURIError,
+)
 from oauth2_provider.http import OAuth2ResponseRedirect
 from oauth2_provider.models import get_application_model, get_id_token_model
 
@@ -88,7 +93,12 @@ class LogoutView(dot_views.RPInitiatedLogoutView):
             claims = tokens.verify(id_token_hint, typ=tokens.ID_TOKEN_TYP, check_time=False)
         except tokens.InvalidToken as exc:
             raise InvalidIDTokenError() from exc
-        id_token = get_id_token_model().objects.select_related("application", "user").filter(jti=claims.get("jti")).first()
+        id_token = (
+            get_id_token_model()
+            .objects.select_related("application", "user")
+            .filter(jti=claims.get("jti"))
+            .first()
+        )
         if id_token is None:
             raise InvalidIDTokenError()
         if client_id and id_token.application and id_token.application.client_id != client_id:
@@ -103,7 +113,9 @@ class LogoutView(dot_views.RPInitiatedLogoutView):
             return application
         return id_token.application if id_token else None
 
-    def validate_post_logout_redirect_uri(self, application: Any, post_logout_redirect_uri: str | None) -> None:
+    def validate_post_logout_redirect_uri(
+        self, application: Any, post_logout_redirect_uri: str | None
+    ) -> None:
         if not post_logout_redirect_uri:
             return
         if application is None:
@@ -119,7 +131,13 @@ class LogoutView(dot_views.RPInitiatedLogoutView):
         # RP-Initiated Logout §2: the OP MUST ask when the hint is missing or not the user's.
         return token_user is None or token_user != self.request.user
 
-    def do_logout(self, application: Any = None, post_logout_redirect_uri: str | None = None, state: str | None = None, token_user: Any = None) -> HttpResponse:
+    def do_logout(
+        self,
+        application: Any = None,
+        post_logout_redirect_uri: str | None = None,
+        state: str | None = None,
+        token_user: Any = None,
+    ) -> HttpResponse:
         if self.request.user.is_authenticated:
             sid = self.request.session.get(sessions.SID_KEY)
             if sid:

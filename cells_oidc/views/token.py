@@ -73,7 +73,10 @@ def introspect(token: str, hint: str | None = None) -> dict[str, Any]:
     now = time.time()
     digest = checksum(token)
     access = (
-        get_access_token_model().objects.select_related("application", "user").filter(token_checksum=digest).first()
+        get_access_token_model()
+        .objects.select_related("application", "user")
+        .filter(token_checksum=digest)
+        .first()
     )
     if access is not None and not access.is_expired():
         data: dict[str, Any] = {

@@ -18,7 +18,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("path", help="Where to write the PEM file.")
         parser.add_argument("--bits", type=int, default=2048, choices=[2048, 3072, 4096])
-        parser.add_argument("--if-missing", action="store_true", help="Do nothing (and succeed) if PATH exists.")
+        parser.add_argument(
+            "--if-missing", action="store_true", help="Do nothing (and succeed) if PATH exists."
+        )
 
     def handle(self, *args: Any, path: str, bits: int, if_missing: bool, **options: Any) -> None:
         target = Path(path)
@@ -26,7 +28,9 @@ class Command(BaseCommand):
             if if_missing:
                 self.stdout.write(f"Signing key {target} already exists; left as it is.")
                 return
-            raise CommandError(f"{target} exists; move it away first (rotating keys is described in docs/keys.md).")
+            raise CommandError(
+                f"{target} exists; move it away first (rotating keys is described in docs/keys.md)."
+            )
         target.parent.mkdir(parents=True, exist_ok=True)
         pem = generate_private_key_pem(bits)
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

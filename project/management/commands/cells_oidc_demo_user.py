@@ -19,5 +19,7 @@ class Command(BaseCommand):
             self.stdout.write("Users exist already; no demo user created.")
             return
         password = os.environ.get("DEMO_PASSWORD") or secrets.token_urlsafe(12)
-        users.objects.create_superuser("demo", "demo@example.com", password, first_name="Demo", last_name="User")
+        users.objects.create_superuser(
+            "demo", "demo@example.com", password, first_name="Demo", last_name="User"
+        )
         self.stdout.write(self.style.SUCCESS(f"Demo user created. Login: demo  Password: {password}"))
