@@ -194,3 +194,81 @@ def validate_registration_on_save(
         problems = redirects.validation_errors(getattr(instance, field) or "", origins=origins)
         if problems:
             raise ValidationError({field: problems})
+
+
+class PersonalAccessToken(models.Model):
+    """A personal access token (Cells' ``admin user token``): a long random secret shown once.
+
+    Only its SHA-256 checksum is stored. Two expiry modes as in Cells: a fixed ``expires``, or an
+    auto-refresh window (``auto_refresh_seconds``) that pushes ``expires`` forward on every use,
+    never beyond ``max_expires``.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="cells_personal_tokens"
+    )
+    label = models.CharField(_("label"), max_length=100, blank=True)
+    token_checksum = models.CharField(max_length=64, unique=True, editable=False)
+    hint = models.CharField(_("starts with"), max_length=16, editable=False)
+    scope = models.TextField(_("scope"), blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    expires = models.DateTimeField(_("expires"))
+    auto_refresh_seconds = models.PositiveIntegerField(_("auto-refresh window (seconds)"), null=True, blank=True)
+    max_expires = models.DateTimeField(_("never valid after"), null=True, blank=True)
+    last_used = models.DateTimeField(_("last used"), null=True, blank=True)
+    revoked = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("personal access token")
+        verbose_name_plural = _("personal access tokens")
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.hint}… ({self.label or 'no label'})"
+
+
+class Consent(models.Model):
+    """A user's remembered consent to a client for a set of scopes (until ``expires``)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="cells_consents")
+    application = models.ForeignKey(
+        oauth2_settings.APPLICATION_MODEL, on_delete=models.CASCADE, related_name="cells_consents"
+    )
+    scope = models.TextField(_("scope"))
+    created = models.DateTimeField(auto_now_add=True)
+    expires = models.DateTimeField(_("expires"))
+
+    class Meta:
+        verbose_name = _("consent")
+        verbose_name_plural = _("consents")
+        constraints = [
+            models.UniqueConstraint(fields=["user", "application"], name="cells_oidc_consent_unique_user_client")
+        ]
+
+    def __str__(self) -> str:
+        return f"consent of {self.user_id} to {self.application_id}"
+
+
+class UserSession(models.Model):
+    """A browser session of a user at the provider, so that users can see and end their sessions."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="cells_sessions")
+    session_key = models.CharField(max_length=64, unique=True)
+    sid = models.CharField(max_length=64, db_index=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("user session")
+        verbose_name_plural = _("user sessions")
+
+    def __str__(self) -> str:
+        return f"session {self.sid[:8]} of {self.user_id}"
