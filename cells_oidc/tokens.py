@@ -54,7 +54,9 @@ def access_token_claims(request: Any, *, now: int | None = None) -> dict[str, An
         "scope": " ".join(scopes),
         "jti": str(uuid.uuid4()),
         "iat": now,
-        "exp": now + int(oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS),
+        # oauthlib sets request.expires_in (the response's expires_in, from which DOT computes the
+        # stored expiry) just before calling the generator: the three must agree.
+        "exp": now + _lifetime(request),
     }
     auth_time = getattr(request, "cells_auth_time", None)
     if auth_time is not None:
@@ -63,6 +65,13 @@ def access_token_claims(request: Any, *, now: int | None = None) -> dict[str, An
     if sid:
         claims["sid"] = sid
     return claims
+
+
+def _lifetime(request: Any) -> int:
+    expires_in = getattr(request, "expires_in", None)
+    if isinstance(expires_in, int) and not isinstance(expires_in, bool):
+        return expires_in
+    return int(oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS)
 
 
 def _audience(values: list[str]) -> str | list[str]:

@@ -6,11 +6,30 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.cache import patch_vary_headers
+from django.utils.decorators import method_decorator
+from django.views.decorators.csrf import csrf_exempt
+from oauth2_provider.compat import login_not_required
+from oauth2_provider.settings import oauth2_settings
 
 from .. import redirects
 from ..conf import app_settings
+
+
+class _OAuth2SettingsGeneration:
+    """Counts changes of DOT's ``OAUTH2_PROVIDER`` setting (``override_settings`` in tests)."""
+
+    value = 0
+
+    @classmethod
+    def bump(cls, *, setting: str, **kwargs: Any) -> None:
+        if setting == "OAUTH2_PROVIDER":
+            cls.value += 1
+
+
+setting_changed.connect(_OAuth2SettingsGeneration.bump)
 
 
 def json_error(error: str, description: str | None = None, *, status: int = 400) -> JsonResponse:
@@ -80,6 +99,28 @@ class ApiEndpointMixin:
 
     api_methods: list[str] = ["POST"]
 
+    @classmethod
+    def get_oauthlib_core(cls) -> Any:
+        """DOT's cached oauthlib core, rebuilt when ``OAUTH2_PROVIDER`` changes.
+
+        DOT builds the oauthlib server once per view class, freezing e.g. the access token
+        lifetime (``expires_in``) it was created with; DOT reloads its settings on
+        ``setting_changed`` but not that server, so a changed lifetime would leave
+        ``expires_in``, the stored expiry and the JWT's ``exp`` disagreeing.
+        """
+        cached = cls.__dict__.get("_cells_oauthlib_core")
+        generation = _OAuth2SettingsGeneration.value
+        if cached is None or cached[0] != generation or oauth2_settings.ALWAYS_RELOAD_OAUTHLIB_CORE:
+            core = cls.get_oauthlib_backend_class()(cls.get_server())  # type: ignore[attr-defined]
+            cached = (generation, core)
+            cls._cells_oauthlib_core = cached  # type: ignore[attr-defined]
+        return cached[1]
+
+    # OAuth clients carry no CSRF cookie: the API endpoints authenticate the client (or the bearer
+    # token) in every request instead. Marked here, on the dispatch that ``as_view`` copies its
+    # attributes from, because this ``dispatch`` hides the decorated one of DOT's views.
+    @method_decorator(csrf_exempt)
+    @method_decorator(login_not_required)
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if request.method == "OPTIONS":
             return preflight(request, self.api_methods)
