@@ -63,6 +63,8 @@ SERVER_NAME = "serverName"
 #: Hosts for which ``http`` and port ranges are allowed (RFC 8252 §7.3, §8.3).
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
 
+_LOOPBACK_LIST = "localhost, 127.0.0.1, [::1]"
+
 #: Loopback IP literals whose port-less ``http`` registration matches any port (RFC 8252 §7.3).
 #: ``localhost`` is deliberately absent: it is matched exactly (RFC 8252 §8.3).
 ANY_PORT_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "[::1]"})
@@ -248,7 +250,7 @@ def _agrees_with_urlsplit(text: str, scheme: str, host: str | None, port: int | 
 
 
 def _valid_ipv6_literal(host: str) -> bool:
-    """Whether ``host`` is ``[IPv6]`` that :mod:`ipaddress` accepts (no zone, no IPvFuture)."""
+    """Whether ``host`` is ``[IPv6]`` that :mod:`ipaddress` accepts (callers refuse '%' zones first)."""
     if len(host) < 3 or not host.startswith("[") or not host.endswith("]"):
         return False
     try:
@@ -393,7 +395,7 @@ def _check_port(port_text: str, host: str, server_name: bool, fail: _Fail) -> tu
             fail(f"port range [{low}-{high}] is reversed: write [{high}-{low}]")
         if not is_loopback_host(host):
             # Ranges exist for native apps listening on a loopback port (RFC 8252 §7.3).
-            fail(f"port ranges are only allowed for loopback hosts ({', '.join(sorted(LOOPBACK_HOSTS))})")
+            fail(f"port ranges are only allowed for loopback hosts ({_LOOPBACK_LIST})")
         return low, high
     port = _ascii_port(port_text)
     if port is None:
@@ -443,7 +445,7 @@ def _parse_pattern(raw: object, *, origin: bool) -> Pattern:
         fail("not an absolute URI: a relative URI or missing scheme (write e.g. https://host/path)")
     scheme = match.group(1)
     if scheme.lower() in FORBIDDEN_SCHEMES:
-        fail(f"the scheme {scheme.lower()!r} is not allowed for redirects")
+        fail(f"the scheme {scheme.lower()!r} is not allowed (it is unsafe as a redirect target)")
     if _LOWER_SCHEME_RE.fullmatch(scheme) is None:
         fail(f"the scheme must be lowercase: write {scheme.lower()!r} instead of {scheme!r}")
     after = raw[match.end() :]
@@ -495,7 +497,7 @@ def _parse_pattern(raw: object, *, origin: bool) -> Pattern:
         low, high = _check_port(port_text, host, server_name, fail)
     if scheme == "http" and not server_name and not is_loopback_host(host):
         # RFC 9700 §2.1 / RFC 6749 §3.1.2.1: redirects must be protected by TLS.
-        fail(f"http is only allowed for loopback hosts ({', '.join(sorted(LOOPBACK_HOSTS))}); use https")
+        fail(f"http is only allowed for loopback hosts ({_LOOPBACK_LIST}); use https")
     if origin and rest:
         if rest == "/":
             fail("an origin has no path: remove the trailing '/'")
@@ -606,12 +608,17 @@ def _sites_cached(site_urls: tuple[str, ...]) -> tuple[_Site, ...]:
 
 
 def _sites(site_urls: Sequence[str]) -> tuple[_Site, ...]:
+    """The usable site URLs (unusable ones are skipped: ``serverName`` fails closed)."""
     if isinstance(site_urls, str):
         site_urls = [site_urls]  # a lone string is one URL, not a sequence of characters
     try:
-        return _sites_cached(tuple(site_urls))
+        urls = tuple(site_urls)
+    except TypeError:  # None or another non-iterable: no site, serverName matches nothing
+        return ()
+    try:
+        return _sites_cached(urls)
     except TypeError:  # unhashable entries: parse without the cache
-        sites = (_parse_site(url) for url in site_urls)
+        sites = (_parse_site(url) for url in urls)
         return tuple(site for site in sites if site is not None)
 
 
