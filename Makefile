@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: install
+	mkdir -p var
+	$(PY) manage.py cells_oidc_keygen var/signing-key.pem --if-missing
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py loaddata default_clients
 	$(PY) manage.py cells_oidc_demo_user
@@ -27,7 +29,7 @@ test: install
 	$(PY) -m ruff check .
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest
-	$(PY) -m pytest -p no:cacheprovider --ds=tests.mounted.settings tests/mounted
+	$(PY) -m pytest -p no:cacheprovider --ds=tests.mounted.settings tests/mounted/mounted_site.py
 
 lint: install
 	$(PY) -m ruff check .

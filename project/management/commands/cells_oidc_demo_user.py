@@ -1,11 +1,13 @@
-"""``manage.py cells_oidc_demo_user``: create the demo user if there is no user yet."""
+"""``manage.py cells_oidc_demo_user``: create the demo user if there is no user yet, print its login."""
 
 from __future__ import annotations
 
 import os
 import secrets
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
@@ -15,11 +17,20 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         users = get_user_model()
+        credentials = Path(settings.VAR_DIR) / "demo-credentials.txt"
         if users.objects.exists():
-            self.stdout.write("Users exist already; no demo user created.")
+            if credentials.exists():
+                self.stdout.write(f"Demo account: {credentials.read_text().strip()}")
+            else:
+                self.stdout.write("Users exist already; no demo user created.")
             return
         password = os.environ.get("DEMO_PASSWORD") or secrets.token_urlsafe(12)
         users.objects.create_superuser(
             "demo", "demo@example.com", password, first_name="Demo", last_name="User"
         )
-        self.stdout.write(self.style.SUCCESS(f"Demo user created. Login: demo  Password: {password}"))
+        line = f"login: demo  password: {password}"
+        credentials.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(credentials, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(line + "\n")
+        self.stdout.write(self.style.SUCCESS(f"Demo user created. {line}"))
