@@ -1,0 +1,121 @@
+"""Admins manage clients in the Django admin: DOT's application and our policy on one page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from cells_oidc.models import ClientPolicy
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(default_clients: None, make_user: Any) -> Client:
+    make_user("root", is_staff=True, is_superuser=True)
+    http = Client()
+    assert http.login(username="root", password="correct horse battery staple")
+    return http
+
+
+def form_data(response: Any) -> dict[str, Any]:
+    """The data a browser would submit unchanged from an admin change page."""
+    form = response.context["adminform"].form
+    data: dict[str, Any] = {}
+    for name in form.fields:
+        value = form[name].value()
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            if value:
+                data[name] = "on"
+            continue
+        data[name] = value
+    for inline in response.context["inline_admin_formsets"]:
+        formset = inline.formset
+        for name, value in formset.management_form.initial.items():
+            data[f"{formset.prefix}-{name}"] = value
+        for inline_form in formset.forms:
+            for name in inline_form.fields:
+                value = inline_form[name].value()
+                if value is None or value is False:
+                    continue
+                data[inline_form.add_prefix(name)] = "on" if value is True else value
+    return data
+
+
+def change_url(client_id: str) -> str:
+    from cells_oidc.models import Client as OAuthClient
+
+    return f"/admin/cells_oidc/client/{OAuthClient.objects.get(client_id=client_id).pk}/change/"
+
+
+@pytest.mark.parametrize("client_id", ["cells-sync", "cells-mobile", "cells-client"])
+def test_default_clients_save_unchanged_without_errors(admin_client: Client, client_id: str) -> None:
+    page = admin_client.get(change_url(client_id))
+    assert page.status_code == 200
+    if client_id == "cells-sync":
+        assert b"http://localhost:[3636-3666]/servers/callback" in page.content
+    response = admin_client.post(change_url(client_id), form_data(page))
+    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("redirect_uris", "http://localhost:[3666-3636]/cb", "range"),
+        ("redirect_uris", "http://localhost:[0-99999]/cb", "range"),
+        ("redirect_uris", "http://cells.example.com:[3636-3666]/cb", "loopback"),
+        ("redirect_uris", "http://cells.example.com/cb", "https"),
+        ("redirect_uris", "https://example.com/cb#frag", "fragment"),
+        ("redirect_uris", "javascript://alert(1)", "javascript"),
+        ("allowed_origins", "http://localhost:3000/", "path"),
+    ],
+)
+def test_invalid_registrations_are_refused_and_explained(
+    admin_client: Client, field: str, value: str, message: str
+) -> None:
+    page = admin_client.get(change_url("cells-sync"))
+    data = form_data(page)
+    data[field] = value
+    response = admin_client.post(change_url("cells-sync"), data)
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert field in errors
+    assert message in " ".join(errors[field]).lower()
+    from oauth2_provider.models import Application
+
+    stored = getattr(Application.objects.get(client_id="cells-sync"), field).split()
+    assert value not in stored
+
+
+def test_admin_adds_a_client_with_custom_scheme_and_policy(admin_client: Client) -> None:
+    page = admin_client.get("/admin/cells_oidc/client/add/")
+    assert page.status_code == 200
+    data = form_data(page)
+    data.update(
+        {
+            "name": "Notes app",
+            "client_id": "notes-app",
+            "client_type": "public",
+            "authorization_grant_type": "authorization-code",
+            "client_secret": "",
+            "redirect_uris": "com.example.notes:/oauth2redirect\nhttp://127.0.0.1/callback",
+            "cells_policy-0-require_pkce": "on",
+            "cells_policy-0-allowed_scopes": "openid profile",
+        }
+    )
+    data.pop("hash_client_secret", None)
+    response = admin_client.post("/admin/cells_oidc/client/add/", data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    policy = ClientPolicy.objects.get(application__client_id="notes-app")
+    assert policy.require_pkce is True
+    assert policy.allowed_scopes == "openid profile"
+    assert policy.application.redirect_uris == "com.example.notes:/oauth2redirect http://127.0.0.1/callback"
+
+
+def test_dot_application_admin_is_replaced(admin_client: Client) -> None:
+    assert admin_client.get("/admin/oauth2_provider/application/").status_code == 404
+    assert admin_client.get("/admin/cells_oidc/client/").status_code == 200

@@ -1,0 +1,106 @@
+"""System checks: each misconfiguration is reported with its id."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.conf import settings as django_settings
+from django.core.management import call_command
+
+from cells_oidc.checks import check_clients, check_settings
+from cells_oidc.conf import oauth2_provider_settings
+
+
+def ids(messages: list[Any]) -> set[str]:
+    return {message.id for message in messages}
+
+
+def test_a_correct_configuration_has_no_error(settings: Any) -> None:
+    settings.CELLS_OIDC_SITE_URL = "https://cells.example.com"
+    assert ids(check_settings()) == set()
+
+
+@pytest.mark.parametrize(
+    ("site_url", "expected"),
+    [
+        (None, "cells_oidc.E002"),
+        ("", "cells_oidc.E002"),
+        ("cells.example.com", "cells_oidc.E003"),
+        ("ftp://cells.example.com", "cells_oidc.E003"),
+        ("https://user@cells.example.com", "cells_oidc.E003"),
+        ("https://cells.example.com/?x=1", "cells_oidc.E003"),
+        ("http://cells.example.com", "cells_oidc.W001"),
+    ],
+)
+def test_site_url_problems(settings: Any, site_url: str | None, expected: str) -> None:
+    settings.DEBUG = False
+    settings.CELLS_OIDC_SITE_URL = site_url
+    assert expected in ids(check_settings())
+
+
+def test_plain_http_issuer_is_fine_in_debug(settings: Any) -> None:
+    settings.DEBUG = True
+    settings.CELLS_OIDC_SITE_URL = "http://127.0.0.1:8000"
+    assert "cells_oidc.W001" not in ids(check_settings())
+
+
+def dot(settings: Any, **overrides: Any) -> None:
+    settings.OAUTH2_PROVIDER = oauth2_provider_settings(
+        signing_key=overrides.pop("signing_key", django_settings.SIGNING_KEY), **overrides
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"OIDC_ENABLED": False}, "cells_oidc.E004"),
+        ({"signing_key": ""}, "cells_oidc.E005"),
+        (
+            {"signing_key": "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n"},
+            "cells_oidc.E006",
+        ),
+        ({"OAUTH2_VALIDATOR_CLASS": "oauth2_provider.oauth2_validators.OAuth2Validator"}, "cells_oidc.E007"),
+        (
+            {"ACCESS_TOKEN_GENERATOR": "oauthlib.oauth2.rfc6749.tokens.random_token_generator"},
+            "cells_oidc.E008",
+        ),
+    ],
+)
+def test_provider_settings_problems(settings: Any, overrides: dict[str, Any], expected: str) -> None:
+    settings.CELLS_OIDC_SITE_URL = "https://cells.example.com"
+    dot(settings, **overrides)
+    assert ids(check_settings()) == {expected}
+
+
+def test_an_ec_key_is_refused(settings: Any) -> None:
+    from jwcrypto import jwk
+
+    settings.CELLS_OIDC_SITE_URL = "https://cells.example.com"
+    ec = jwk.JWK.generate(kty="EC", crv="P-256").export_to_pem(private_key=True, password=None).decode()
+    dot(settings, signing_key=ec)
+    assert ids(check_settings()) == {"cells_oidc.E006"}
+
+
+def test_missing_required_apps(settings: Any) -> None:
+    settings.CELLS_OIDC_SITE_URL = "https://cells.example.com"
+    from django.test import modify_settings
+
+    with modify_settings(INSTALLED_APPS={"remove": ["django.contrib.staticfiles"]}):
+        messages = check_settings()
+    assert "cells_oidc.E001" in ids(messages)
+    assert "django.contrib.staticfiles" in next(m.msg for m in messages if m.id == "cells_oidc.E001")
+
+
+@pytest.mark.django_db
+def test_database_check_lists_clients_without_pkce(default_clients: None) -> None:
+    messages = check_clients(databases=["default"])
+    assert ids(messages) == {"cells_oidc.W002"}
+    assert "cells-client" in messages[0].msg and "cells-mobile" in messages[0].msg
+    assert "cells-sync" not in messages[0].msg
+    assert check_clients(databases=None) == []
+
+
+@pytest.mark.django_db
+def test_check_command_runs_clean_with_the_test_settings() -> None:
+    call_command("check", "--fail-level", "ERROR")
