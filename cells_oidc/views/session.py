@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from django.contrib.auth import logout
+from django.contrib.auth import get_user_model, logout
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils.decorators import method_decorator
 from django.views import View
 from oauth2_provider import views as dot_views
@@ -34,7 +35,7 @@ def application_for_next(next_url: str | None) -> Any:
         return None
     try:
         auth_path = reverse("cells_oidc:authorize")
-    except Exception:  # noqa: BLE001 - not mounted under this namespace
+    except NoReverseMatch:
         return None
     parts = urlsplit(next_url)
     if parts.path != auth_path:
@@ -43,6 +44,22 @@ def application_for_next(next_url: str | None) -> Any:
     if not client_id:
         return None
     return get_application_model().objects.filter(client_id=client_id).first()
+
+
+class LoginForm(AuthenticationForm):
+    """Django's login form that also takes the account's email address as the login."""
+
+    def clean(self) -> dict[str, Any]:
+        login = self.cleaned_data.get("username")
+        users = get_user_model()._default_manager
+        field = get_user_model().USERNAME_FIELD
+        if isinstance(login, str) and "@" in login and not users.filter(**{field: login}).exists():
+            # Only an unambiguous address is a login; the error for a wrong one is the same as
+            # for a wrong password, so the form never tells whether an account exists.
+            matches = list(users.filter(email__iexact=login).values_list(field, flat=True)[:2])
+            if len(matches) == 1:
+                self.cleaned_data["username"] = matches[0]
+        return super().clean()
 
 
 class SeeOther(HttpResponseRedirect):
@@ -54,6 +71,7 @@ class LoginView(auth_views.LoginView):
     """Django's login (CSRF-protected) naming the application that asked."""
 
     template_name = "cells_oidc/login.html"
+    form_class = LoginForm
     redirect_authenticated_user = False
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
