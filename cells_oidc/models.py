@@ -220,7 +220,9 @@ class PersonalAccessToken(models.Model):
         related_name="+",
     )
     expires = models.DateTimeField(_("expires"))
-    auto_refresh_seconds = models.PositiveIntegerField(_("auto-refresh window (seconds)"), null=True, blank=True)
+    auto_refresh_seconds = models.PositiveIntegerField(
+        _("auto-refresh window (seconds)"), null=True, blank=True
+    )
     max_expires = models.DateTimeField(_("never valid after"), null=True, blank=True)
     last_used = models.DateTimeField(_("last used"), null=True, blank=True)
     revoked = models.DateTimeField(null=True, blank=True)
@@ -237,7 +239,9 @@ class PersonalAccessToken(models.Model):
 class Consent(models.Model):
     """A user's remembered consent to a client for a set of scopes (until ``expires``)."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="cells_consents")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="cells_consents"
+    )
     application = models.ForeignKey(
         oauth2_settings.APPLICATION_MODEL, on_delete=models.CASCADE, related_name="cells_consents"
     )
@@ -249,7 +253,9 @@ class Consent(models.Model):
         verbose_name = _("consent")
         verbose_name_plural = _("consents")
         constraints = [
-            models.UniqueConstraint(fields=["user", "application"], name="cells_oidc_consent_unique_user_client")
+            models.UniqueConstraint(
+                fields=["user", "application"], name="cells_oidc_consent_unique_user_client"
+            )
         ]
 
     def __str__(self) -> str:
@@ -259,7 +265,9 @@ class Consent(models.Model):
 class UserSession(models.Model):
     """A browser session of a user at the provider, so that users can see and end their sessions."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="cells_sessions")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="cells_sessions"
+    )
     session_key = models.CharField(max_length=64, unique=True)
     sid = models.CharField(max_length=64, db_index=True)
     user_agent = models.CharField(max_length=300, blank=True)
