@@ -27,7 +27,7 @@ run: install
 
 test: install
 	$(PY) -m ruff check .
-	$(PY) manage.py makemigrations --check --dry-run
+	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest
 	$(PY) -m pytest -p no:cacheprovider --ds=tests.mounted.settings tests/mounted/mounted_site.py
 
