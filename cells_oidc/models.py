@@ -112,6 +112,14 @@ class ClientPolicy(models.Model):
         default="",
         help_text=_("Space-separated scopes this client may ask for; empty means every configured scope."),
     )
+    allow_device_flow = models.BooleanField(
+        _("allow the device flow"),
+        default=False,
+        help_text=_(
+            "RFC 8628: the client may sign in on a device without a browser (a headless server) by "
+            "showing a code the user enters at the verification page on another device."
+        ),
+    )
 
     objects = ClientPolicyManager()
 
