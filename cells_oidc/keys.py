@@ -47,9 +47,11 @@ def active_key() -> SigningKey:
 def all_keys() -> list[SigningKey]:
     """The active key first, then the inactive ones still accepted and published."""
     keys = [active_key()]
+    seen = {keys[0].kid}
     for pem in oauth2_settings.OIDC_RSA_PRIVATE_KEYS_INACTIVE or ():
         key = _load(pem)
-        if key.kid != keys[0].kid:
+        if key.kid not in seen:  # RFC 7517 §4.5: kids of one JWK Set must be distinct
+            seen.add(key.kid)
             keys.append(key)
     return keys
 

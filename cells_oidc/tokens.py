@@ -90,6 +90,16 @@ def generate_refresh_token(request: Any) -> str:
     return generate_token(40)
 
 
+def _typ_matches(value: object, expected: str) -> bool:
+    # RFC 7515 §4.1.9: "typ" is a media type, compared case-insensitively, and the
+    # "application/" prefix may be omitted (RFC 9068 §4 names both at+jwt spellings).
+    if not isinstance(value, str):
+        return False
+    value = value.lower()
+    value = value[len("application/") :] if value.startswith("application/") else value
+    return value == expected.lower()
+
+
 def verify(
     token: object,
     *,
@@ -115,7 +125,7 @@ def verify(
         raise InvalidToken("malformed token") from exc
     if not isinstance(header, dict) or header.get("alg") != keys.ALGORITHM:
         raise InvalidToken("unexpected algorithm")
-    if header.get("typ") != typ:
+    if not _typ_matches(header.get("typ"), typ):
         raise InvalidToken("unexpected token type")
     if any(name in header for name in ("crit", "jku", "x5u", "jwk", "x5c")):
         raise InvalidToken("unsupported header parameter")

@@ -339,3 +339,37 @@ def test_verify_accepts_our_access_token_and_rejects_tampering(
                 cells_tokens.verify(bad, typ="at+jwt")
     with pytest.raises(cells_tokens.InvalidToken):
         cells_tokens.verify(access, typ="at+jwt", audience=["https://other.example.com"])
+
+
+def test_auth_time_is_the_login_not_a_later_authorization(
+    default_clients: None, alice: Any, browser: Browser
+) -> None:
+    first = verified_claims(sign_in(browser)["id_token"])
+    time.sleep(1.1)
+    # Same browser, existing session: a second sign-in (after the "Continue as" click) keeps
+    # the original login time and session id (OpenID Connect Core §2 auth_time).
+    second_tokens = sign_in(browser)
+    second = verified_claims(second_tokens["id_token"])
+    assert second["auth_time"] == first["auth_time"]
+    assert second["sid"] == first["sid"]
+    assert second["iat"] > first["iat"]
+    assert verified_claims(second_tokens["access_token"])["auth_time"] == first["auth_time"]
+
+
+def test_verify_accepts_both_spellings_of_the_access_token_type(
+    default_clients: None, alice: Any, browser: Browser
+) -> None:
+    from cells_oidc import tokens as cells_tokens
+
+    claims = {"iss": ISSUER, "sub": "1", "exp": int(time.time()) + 60}
+    for typ in ("at+jwt", "application/at+jwt", "AT+JWT"):
+        assert cells_tokens.verify(cells_tokens.sign(claims, typ=typ), typ="at+jwt")["sub"] == "1"
+    for typ in ("JWT", "jwt", "at+jwt+x", "application/jwt"):
+        with pytest.raises(cells_tokens.InvalidToken):
+            cells_tokens.verify(cells_tokens.sign(claims, typ=typ), typ="at+jwt")
+    with pytest.raises(cells_tokens.InvalidToken):
+        cells_tokens.verify(
+            cells_tokens.sign({**claims, "exp": int(time.time()) - 1}, typ="at+jwt"), typ="at+jwt"
+        )
+    with pytest.raises(cells_tokens.InvalidToken):
+        cells_tokens.verify(cells_tokens.sign({**claims, "iss": ISSUER[:-1]}, typ="at+jwt"), typ="at+jwt")

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.cache import patch_vary_headers
@@ -30,6 +31,13 @@ class _OAuth2SettingsGeneration:
 
 
 setting_changed.connect(_OAuth2SettingsGeneration.bump)
+
+
+#: Longest accepted parameter: a JWT access token with room to spare; codes, refresh tokens and
+#: client ids are far shorter.
+MAX_PARAMETER_LENGTH = 16384
+FORM_CONTENT_TYPES = ("application/x-www-form-urlencoded", "")
+CLIENT_CHALLENGE = 'Basic realm="oauth2", charset="UTF-8"'  # RFC 7617
 
 
 def json_error(error: str, description: str | None = None, *, status: int = 400) -> JsonResponse:
@@ -98,6 +106,9 @@ class ApiEndpointMixin:
     """
 
     api_methods: list[str] = ["POST"]
+    #: Whether the endpoint authenticates OAuth clients (token, revocation, introspection)
+    #: rather than bearer tokens (userinfo).
+    client_endpoint: bool = False
 
     @classmethod
     def get_oauthlib_core(cls) -> Any:
@@ -131,14 +142,20 @@ class ApiEndpointMixin:
             response["Allow"] = ", ".join([*self.api_methods, "OPTIONS"])
         else:
             response = self.guarded_dispatch(request, super().dispatch, *args, **kwargs)  # type: ignore[misc]
-        return add_cors(request, no_store(self.jsonify(response)))
+        response = self.jsonify(response)
+        if self.client_endpoint and response.status_code == 401:
+            # RFC 6749 §5.2: invalid_client comes with a challenge for the scheme clients use
+            # (oauthlib's is a Bearer challenge, which is the resource server's scheme).
+            response["WWW-Authenticate"] = CLIENT_CHALLENGE
+        return add_cors(request, no_store(response))
 
     def guarded_dispatch(
         self, request: HttpRequest, handler: Callable[..., HttpResponse], *args: Any, **kwargs: Any
     ) -> HttpResponse:
-        problem = malformed_request(request)
+        problem = malformed_request(request, query_allowed=not self.client_endpoint)
         if problem:
-            return json_error("invalid_request", problem)
+            status, description = problem
+            return json_error("invalid_request", description, status=status)
         try:
             return handler(request, *args, **kwargs)
         except UnicodeDecodeError:
@@ -169,22 +186,36 @@ class ApiEndpointMixin:
         return replacement
 
 
-def malformed_request(request: HttpRequest) -> str | None:
-    """A reason to refuse the request before any parsing, or ``None``."""
-    if request.method == "POST":
-        content_type = request.content_type or ""
-        if content_type not in ("application/x-www-form-urlencoded", ""):
-            return "The body must be application/x-www-form-urlencoded."
-        try:
-            for key, values in request.POST.lists():
-                # RFC 6749 §3.1: parameters sent without a value are treated as omitted, and
-                # request and response parameters MUST NOT be included more than once.
-                if len(values) > 1 and key != "resource":
-                    return f"The parameter {key!r} is repeated."
-                if any("\x00" in value for value in values):
-                    return f"The parameter {key!r} contains a NUL character."
-        except UnicodeDecodeError:
-            return "The request is not valid UTF-8."
+def malformed_request(request: HttpRequest, *, query_allowed: bool = True) -> tuple[int, str] | None:
+    """``(status, reason)`` to refuse the request with before any OAuth processing, or ``None``."""
+    if not query_allowed and request.META.get("QUERY_STRING"):
+        # RFC 6749 §3.2, §4.1.3: the client sends its parameters in the request body. oauthlib
+        # would read them from the URL too, where codes and secrets end up in logs (RFC 9700
+        # §4.3.2); Keycloak ignores them, we refuse so that the client notices.
+        return 400, "Send the parameters in the form-encoded body, not in the URL."
+    if request.method != "POST":
+        return None
+    content_type = request.content_type or ""
+    try:
+        if content_type not in FORM_CONTENT_TYPES and request.body:
+            return 400, "The body must be application/x-www-form-urlencoded."
+        for key, values in request.POST.lists():
+            # RFC 6749 §3.1: parameters sent without a value are treated as omitted, and
+            # request and response parameters MUST NOT be included more than once (RFC 8707
+            # §2 makes an exception for ``resource``).
+            if len(values) > 1 and key != "resource":
+                return 400, f"The parameter {key!r} is repeated."
+            if any("\x00" in value for value in values):
+                return 400, f"The parameter {key!r} contains a NUL character."
+            if len(key) > MAX_PARAMETER_LENGTH or any(len(v) > MAX_PARAMETER_LENGTH for v in values):
+                return 400, "A parameter is too long."
+    except RequestDataTooBig:
+        # Django's DATA_UPLOAD_MAX_MEMORY_SIZE (RFC 9110 §15.5.14).
+        return 413, "The request body is too large."
+    except (TooManyFieldsSent, TooManyFilesSent):
+        return 400, "The request has too many parameters."
+    except UnicodeDecodeError:
+        return 400, "The request is not valid UTF-8."
     return None
 
 

@@ -6,19 +6,21 @@ import time
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.utils.decorators import method_decorator
 from django.views import View
-from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider import views as dot_views
-from oauth2_provider.compat import login_not_required
-from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+from oauth2_provider.models import (
+    get_access_token_model,
+    get_device_grant_model,
+    get_refresh_token_model,
+    refresh_token_expire_timedelta,
+)
 from oauth2_provider.views.mixins import OAuthLibMixin
+from oauthlib.common import Request as OauthlibRequest
 
 from .. import tokens
 from ..adapter import get_adapter
-from ..conf import app_settings
-from ..endpoints import issuer
-from ..models import checksum
+from ..endpoints import absolute_url, issuer
+from ..models import TokenFamily, checksum
 from .common import ApiEndpointMixin, json_error
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -27,26 +29,108 @@ DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 class TokenView(ApiEndpointMixin, dot_views.TokenView):
     """RFC 6749 §3.2 token endpoint (authorization code and refresh token grants)."""
 
+    client_endpoint = True
+
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if request.POST.get("grant_type") == DEVICE_GRANT and not request.POST.get("device_code"):
-            return json_error("invalid_request", "device_code is required.")
+        grant_type = request.POST.get("grant_type")
+        if not grant_type:
+            # RFC 6749 §4.1.3, §5.2: a missing required parameter is invalid_request (oauthlib
+            # would fall back to the authorization code grant and say unsupported_grant_type).
+            return json_error("invalid_request", "grant_type is required.")
+        if grant_type == DEVICE_GRANT and not request.POST.get("device_code"):
+            return json_error("invalid_request", "device_code is required.")  # RFC 8628 §3.4
         return super().post(request, *args, **kwargs)
+
+    def device_flow_token_response(
+        self, request: HttpRequest, device_code: str, *args: Any, **kwargs: Any
+    ) -> HttpResponse:
+        if not get_device_grant_model().objects.filter(device_code=device_code).exists():
+            # DOT answers a non-standard 404 "device_not_found"; an unknown code is an
+            # invalid grant (RFC 6749 §5.2, as RFC 8628 §3.5 defers to it).
+            return json_error("invalid_grant", "Unknown device_code.")
+        return super().device_flow_token_response(request, device_code, *args, **kwargs)
 
 
 class RevokeView(ApiEndpointMixin, dot_views.RevokeTokenView):
-    """RFC 7009 token revocation."""
+    """RFC 7009 token revocation (family-wide for refresh tokens, see the validator)."""
+
+    client_endpoint = True
 
 
-@method_decorator(csrf_exempt, name="dispatch")
-@method_decorator(login_not_required, name="dispatch")
 class UserInfoView(ApiEndpointMixin, dot_views.UserInfoView):
-    """OpenID Connect Core §5.3 userinfo, for our access tokens only (never an ID token)."""
+    """OpenID Connect Core §5.3 userinfo, for our access tokens only (never an ID token).
+
+    The access token comes in the ``Authorization: Bearer`` header (RFC 6750 §2.1) or, for a
+    POST, in the form body (§2.2); never in the query string (RFC 9700 §4.3.2, RFC 6750 §5.3)
+    and never by two methods at once (RFC 6750 §2).
+    """
 
     api_methods = ["GET", "POST"]
 
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return self.userinfo(request)
 
-@method_decorator(csrf_exempt, name="dispatch")
-@method_decorator(login_not_required, name="dispatch")
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return self.userinfo(request)
+
+    def userinfo(self, request: HttpRequest) -> HttpResponse:
+        token, refusal = presented_bearer_token(request)
+        if refusal is not None:
+            return refusal
+        access = (
+            get_access_token_model()
+            .objects.select_related("user", "application")
+            .filter(token_checksum=checksum(token))
+            .first()
+        )
+        if (
+            access is not None
+            and access.user is not None
+            and not get_adapter().can_sign_in(user=access.user, client=access.application)
+        ):
+            # A deactivated account's tokens stop working at once (DOT only checks expiry).
+            return bearer_challenge("invalid_token", "The access token is not valid.")
+        if access is not None and access.is_valid() and "openid" not in access.scope.split():
+            # OpenID Connect Core §5.3.3, RFC 6750 §3.1: a live token without the openid scope
+            # is short of scope (403), not invalid (oauthlib says 401); Keycloak does the same.
+            return bearer_challenge("insufficient_scope", "The access token lacks the openid scope.", 403)
+        return self._create_userinfo_response(request)
+
+
+def bearer_challenge(error: str | None, description: str, status: int = 401) -> HttpResponse:
+    """An RFC 6750 §3 refusal: JSON body and a ``WWW-Authenticate: Bearer`` challenge."""
+    response = json_error(error or "invalid_token", description, status=status)
+    params = [f'realm="{issuer()}"']
+    if error:
+        # RFC 6750 §3.1: no error code when the request carried no credentials at all.
+        params += [f'error="{error}"', f'error_description="{description}"']
+    response["WWW-Authenticate"] = "Bearer " + ", ".join(params)
+    return response
+
+
+def presented_bearer_token(request: HttpRequest) -> tuple[str, HttpResponse | None]:
+    """The bearer token of ``request``, or a refusal saying how it was presented wrongly."""
+    if "access_token" in request.GET:
+        return "", bearer_challenge(
+            "invalid_request", "Send the access token in the Authorization header, not in the URL.", 400
+        )
+    in_body = request.method == "POST" and "access_token" in request.POST
+    header = request.headers.get("Authorization")
+    if header is None:
+        if in_body and request.POST["access_token"]:
+            return request.POST["access_token"], None
+        return "", bearer_challenge(None, "An access token is required.")
+    scheme, _, credentials = header.strip().partition(" ")
+    credentials = credentials.strip()
+    if in_body:
+        return "", bearer_challenge("invalid_request", "Send the access token by one method only.", 400)
+    if scheme.lower() != "bearer":
+        return "", bearer_challenge(None, "An access token is required.")
+    if not credentials or " " in credentials:
+        return "", bearer_challenge("invalid_request", "The Authorization header is malformed.", 400)
+    return credentials, None
+
+
 class IntrospectView(ApiEndpointMixin, OAuthLibMixin, View):
     """RFC 7662 token introspection, for authenticated confidential clients (resource servers).
 
@@ -55,72 +139,128 @@ class IntrospectView(ApiEndpointMixin, OAuthLibMixin, View):
     §4: the endpoint must not become a token-scanning oracle).
     """
 
+    client_endpoint = True
+
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        valid, oauth_request = self.get_oauthlib_core().authenticate_client(request)
-        client = getattr(oauth_request, "client", None) if valid else None
-        if client is None or client.client_type != client.CLIENT_CONFIDENTIAL:
-            response = json_error("invalid_client", "Client authentication failed.", status=401)
-            response["WWW-Authenticate"] = 'Basic realm="introspection"'
-            return response
+        if not self.confidential_client_authenticated(request):
+            return json_error("invalid_client", "Client authentication failed.", status=401)
         token = request.POST.get("token")
         if not token:
             return json_error("invalid_request", "token is required.")
         return JsonResponse(introspect(token, request.POST.get("token_type_hint")))
 
+    def confidential_client_authenticated(self, request: HttpRequest) -> bool:
+        # DOT's OAuthLibCore.authenticate_client answers only a boolean; the client it found is
+        # needed too, so the same oauthlib request is built here from DOT's public extractors.
+        core = self.get_oauthlib_core()
+        oauth_request = OauthlibRequest(
+            absolute_url("introspect"), "POST", core.extract_body(request), core.extract_headers(request)
+        )
+        if not core.server.request_validator.authenticate_client(oauth_request):
+            return False
+        client = getattr(oauth_request, "client", None)
+        return client is not None and client.client_type == client.CLIENT_CONFIDENTIAL
+
+
+INACTIVE: dict[str, Any] = {"active": False}
+
 
 def introspect(token: str, hint: str | None = None) -> dict[str, Any]:
-    """RFC 7662 §2.2 response for ``token``: ``{"active": false}`` unless it is live and ours."""
-    now = time.time()
+    """RFC 7662 §2.2 response for ``token``: ``{"active": false}`` unless it is live and ours.
+
+    Access and refresh tokens are both looked up (the hint is only an optimisation, §2.1); ID
+    tokens are not tokens a resource server may accept, so they are never active. As in
+    Hydra (fosite), ``token_use`` tells access from refresh tokens and ``token_type`` is the
+    access token type of RFC 6749 §7.1, given for access tokens only.
+    """
     digest = checksum(token)
+    lookups = (_introspect_refresh, _introspect_access)
+    if hint != "refresh_token":
+        lookups = (_introspect_access, _introspect_refresh)
+    for lookup in lookups:
+        data = lookup(token, digest)
+        if data is not None:
+            return data
+    return dict(INACTIVE)
+
+
+def _introspect_access(token: str, digest: str) -> dict[str, Any] | None:
     access = (
         get_access_token_model()
         .objects.select_related("application", "user")
         .filter(token_checksum=digest)
         .first()
     )
-    if access is not None and not access.is_expired():
-        data: dict[str, Any] = {
-            "active": True,
-            "token_type": "Bearer",
-            "scope": access.scope,
-            "client_id": access.application.client_id if access.application else None,
-            "exp": int(access.expires.timestamp()),
-            "iss": issuer(),
-        }
-        try:
-            claims = tokens.verify(token, typ=tokens.ACCESS_TOKEN_TYP, check_time=False)
-        except tokens.InvalidToken:
-            claims = {}
-        for name in ("sub", "aud", "iat", "jti", "auth_time"):
-            if name in claims:
-                data[name] = claims[name]
-        if access.user is not None:
-            data["username"] = access.user.get_username()
-            data.setdefault("sub", get_adapter().subject(access.user))
-        return data
+    if access is None:
+        return None
+    if access.is_expired() or not _may_sign_in(access.user, access.application):
+        return dict(INACTIVE)
+    try:
+        claims = tokens.verify(token, typ=tokens.ACCESS_TOKEN_TYP, check_time=False)
+    except tokens.InvalidToken:
+        claims = {}  # stored by DOT, yet not one of our JWTs (e.g. minted before a key was retired)
+    exp = claims.get("exp")
+    if not isinstance(exp, int) or isinstance(exp, bool):
+        exp = int(access.expires.timestamp())
+    if exp <= time.time():
+        return dict(INACTIVE)
+    data: dict[str, Any] = {
+        "active": True,
+        "token_type": "Bearer",
+        "token_use": "access_token",
+        "scope": access.scope,
+        "client_id": access.application.client_id if access.application else None,
+        "exp": exp,
+        "iss": issuer(),
+    }
+    for name in ("sub", "aud", "iat", "jti", "auth_time"):
+        if name in claims:
+            data[name] = claims[name]
+    if access.user is not None:
+        data["username"] = access.user.get_username()
+        data.setdefault("sub", get_adapter().subject(access.user))
+    return data
+
+
+def _introspect_refresh(token: str, digest: str) -> dict[str, Any] | None:
     refresh = (
         get_refresh_token_model()
         .objects.select_related("application", "user", "access_token")
-        .filter(token_checksum=digest, revoked__isnull=True)
+        .filter(token_checksum=digest)
+        .order_by("-created")
         .first()
     )
-    if refresh is not None and refresh.access_token is not None:
-        from oauth2_provider.models import refresh_token_expire_timedelta
+    if refresh is None:
+        return None
+    # The same rules as DOT's validate_refresh_token: not revoked (rotation revokes too), still
+    # paired with an access token, and REFRESH_TOKEN_EXPIRE_SECONDS after that one's expiry.
+    if refresh.revoked is not None or refresh.access_token is None:
+        return dict(INACTIVE)
+    if not _may_sign_in(refresh.user, refresh.application):
+        return dict(INACTIVE)
+    if (
+        refresh.token_family
+        and TokenFamily.objects.filter(pk=refresh.token_family, revoked__isnull=False).exists()
+    ):
+        return dict(INACTIVE)
+    lifetime = refresh_token_expire_timedelta()
+    exp = refresh.access_token.expires + lifetime if lifetime else None
+    if exp is not None and exp.timestamp() <= time.time():
+        return dict(INACTIVE)
+    data: dict[str, Any] = {
+        "active": True,
+        "token_use": "refresh_token",
+        "scope": refresh.access_token.scope,
+        "client_id": refresh.application.client_id,
+        "username": refresh.user.get_username(),
+        "sub": get_adapter().subject(refresh.user),
+        "iss": issuer(),
+        "iat": int(refresh.created.timestamp()),
+    }
+    if exp is not None:
+        data["exp"] = int(exp.timestamp())
+    return data
 
-        lifetime = refresh_token_expire_timedelta()
-        exp = refresh.access_token.expires + lifetime if lifetime else None
-        if exp is None or exp.timestamp() > now:
-            data = {
-                "active": True,
-                "token_type": "refresh_token",
-                "scope": refresh.access_token.scope,
-                "client_id": refresh.application.client_id,
-                "username": refresh.user.get_username(),
-                "sub": get_adapter().subject(refresh.user),
-                "iss": issuer(),
-                "aud": app_settings.ACCESS_TOKEN_AUDIENCE,
-            }
-            if exp is not None:
-                data["exp"] = int(exp.timestamp())
-            return data
-    return {"active": False}
+
+def _may_sign_in(user: Any, client: Any) -> bool:
+    return user is None or get_adapter().can_sign_in(user=user, client=client)
