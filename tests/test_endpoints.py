@@ -477,6 +477,36 @@ def test_token_endpoint_cors_for_the_registered_origin(
     assert not_allowed["Access-Control-Allow-Origin"] == ALLOWED_ORIGIN
 
 
+def test_token_endpoint_cors_is_per_client(default_clients: None, alice: Any, browser: Browser) -> None:
+    # cells-client registers no origin: a page on cells-sync's origins cannot read its tokens.
+    tokens = sign_in(browser)
+    for response in (
+        token_call(
+            {
+                "grant_type": "refresh_token",
+                "refresh_token": tokens["refresh_token"],
+                "client_id": "cells-client",
+            },
+            HTTP_ORIGIN=ALLOWED_ORIGIN,
+        ),
+        token_call(
+            {"grant_type": "refresh_token", "refresh_token": "x"},
+            HTTP_ORIGIN=ALLOWED_ORIGIN,
+            HTTP_AUTHORIZATION=basic("cells-client"),
+        ),
+        post_form(REVOKE, {"token": "x", "client_id": "cells-client"}, HTTP_ORIGIN=ALLOWED_ORIGIN),
+    ):
+        assert not response.has_header("Access-Control-Allow-Origin")
+    # An unknown client's error stays readable for a registered origin.
+    unknown = token_call(
+        {"grant_type": "refresh_token", "refresh_token": "x", "client_id": "who"}, HTTP_ORIGIN=ALLOWED_ORIGIN
+    )
+    assert_json_error(unknown, 401, "invalid_client")
+    assert unknown["Access-Control-Allow-Origin"] == ALLOWED_ORIGIN
+    # No Basic challenge for a client that did not use the Authorization header.
+    assert not unknown.get("WWW-Authenticate", "").startswith("Basic")
+
+
 @pytest.mark.parametrize("path", [TOKEN, REVOKE, USERINFO])
 def test_preflight_for_the_registered_origin(default_clients: None, path: str) -> None:
     response = api().options(

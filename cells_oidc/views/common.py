@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote_plus
 
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.signals import setting_changed
@@ -48,21 +51,46 @@ def json_error(error: str, description: str | None = None, *, status: int = 400)
     return JsonResponse(body, status=status)
 
 
-def origin_registered(origin: str) -> bool:
-    """Whether any client lists ``origin`` among its allowed CORS origins.
+def origin_registered(origin: str, client_id: str | None = None) -> bool:
+    """Whether ``origin`` is an allowed CORS origin of the client that makes the request.
 
-    A preflight request carries no client id, so the union of every client's origins decides;
-    the origin check of the token response itself is per client (see the validator).
+    A request naming a known client (``client_id`` or HTTP Basic) is answered for that client's
+    origins only, as node-oidc-provider's ``clientBasedCORS`` does. A preflight carries no client
+    id, and neither does a bearer request; for those, and for an unknown client (so that its
+    ``invalid_client`` stays readable), the union of every client's origins decides.
     """
     from oauth2_provider.models import get_application_model
 
-    texts = (
-        get_application_model().objects.exclude(allowed_origins="").values_list("allowed_origins", flat=True)
-    )
+    model = get_application_model()
+    if client_id:
+        own = list(model.objects.filter(client_id=client_id).values_list("allowed_origins", flat=True))
+        if own:
+            return redirects.origin_allowed(origin, own[0] or "", app_settings.SITE_URLS)
+    texts = model.objects.exclude(allowed_origins="").values_list("allowed_origins", flat=True)
     return any(redirects.origin_allowed(origin, text, app_settings.SITE_URLS) for text in texts)
 
 
-def add_cors(request: HttpRequest, response: HttpResponse, *, public: bool = False) -> HttpResponse:
+def requesting_client_id(request: HttpRequest) -> str | None:
+    """The client id a token, revocation or introspection request names (Basic user or body)."""
+    scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            return None
+        client_id, separator, _secret = decoded.partition(":")
+        return unquote_plus(client_id) if separator else None  # RFC 6749 §2.3.1
+    if request.method != "POST" or (request.content_type or "") not in FORM_CONTENT_TYPES:
+        return None
+    try:
+        return request.POST.get("client_id") or None
+    except (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent, UnicodeDecodeError):
+        return None
+
+
+def add_cors(
+    request: HttpRequest, response: HttpResponse, *, public: bool = False, client_id: str | None = None
+) -> HttpResponse:
     """Answer CORS for the origins registered by a client (or any origin for public documents).
 
     Error responses get the headers too, or the browser hides an ``invalid_grant`` behind a
@@ -71,7 +99,7 @@ def add_cors(request: HttpRequest, response: HttpResponse, *, public: bool = Fal
     origin = request.headers.get("Origin")
     if public:
         response["Access-Control-Allow-Origin"] = "*"
-    elif origin and origin_registered(origin):
+    elif origin and origin_registered(origin, client_id):
         response["Access-Control-Allow-Origin"] = origin
         patch_vary_headers(response, ["Origin"])
     else:
@@ -143,11 +171,18 @@ class ApiEndpointMixin:
         else:
             response = self.guarded_dispatch(request, super().dispatch, *args, **kwargs)  # type: ignore[misc]
         response = self.jsonify(response)
-        if self.client_endpoint and response.status_code == 401:
-            # RFC 6749 §5.2: invalid_client comes with a challenge for the scheme clients use
-            # (oauthlib's is a Bearer challenge, which is the resource server's scheme).
-            response["WWW-Authenticate"] = CLIENT_CHALLENGE
-        return add_cors(request, no_store(response))
+        client_id = None
+        if self.client_endpoint:
+            client_id = requesting_client_id(request)
+            if response.status_code == 401 and (
+                request.headers.get("Authorization") or not response.has_header("WWW-Authenticate")
+            ):
+                # RFC 6749 §5.2: a client that tried the Authorization header gets a challenge
+                # for its scheme (oauthlib's is Bearer, the resource server's). Not otherwise:
+                # a Basic challenge to a page's fetch() of the token endpoint would pop up the
+                # browser's password dialog.
+                response["WWW-Authenticate"] = CLIENT_CHALLENGE
+        return add_cors(request, no_store(response), client_id=client_id)
 
     def guarded_dispatch(
         self, request: HttpRequest, handler: Callable[..., HttpResponse], *args: Any, **kwargs: Any
