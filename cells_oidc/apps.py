@@ -27,6 +27,22 @@ class CellsOidcConfig(AppConfig):
                 sender=model,
                 dispatch_uid=f"cells_oidc.validate.{model._meta.label}",
             )
+        _connect_resource_receivers()
+
+
+def _connect_resource_receivers() -> None:
+    # Revoked access tokens go on the deny-list of cells_oidc.revocation (RFC 7009 §2).
+    from django.core.signals import setting_changed
+    from django.db.models.signals import post_delete
+    from oauth2_provider.models import get_access_token_model
+
+    from .resource import clear_remote_cache
+    from .revocation import on_access_token_deleted
+
+    post_delete.connect(
+        on_access_token_deleted, sender=get_access_token_model(), dispatch_uid="cells_oidc.revocation"
+    )
+    setting_changed.connect(clear_remote_cache, dispatch_uid="cells_oidc.resource.settings")
 
 
 def _proxies_of(model: type) -> list[type]:

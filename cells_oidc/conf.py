@@ -146,6 +146,116 @@ class AppSettings:
         """``CELLS_OIDC_CORS_MAX_AGE``: how long a browser may cache a CORS preflight (seconds)."""
         return int(getattr(settings, "CELLS_OIDC_CORS_MAX_AGE", 600))
 
+    # ---- resource servers (APIs accepting bearer tokens; see docs/resource-server.md) ----------
+    @property
+    def RESOURCE_ISSUER(self) -> str | None:
+        """``CELLS_OIDC_RESOURCE_ISSUER``: the issuer of a provider in *another* site (remote mode).
+
+        Unset (the default), bearer tokens are verified against the provider of this site (its
+        keys, its issuer). Set, e.g. ``"https://sso.example.com/oidc/"``, the keys come from that
+        issuer's discovery document and JWKS over HTTP (OpenID Connect Discovery §4; the
+        ``issuer`` it publishes must be identical to this value, §4.3).
+        """
+        value = getattr(settings, "CELLS_OIDC_RESOURCE_ISSUER", None)
+        return str(value) if value else None
+
+    @property
+    def RESOURCE_AUDIENCE(self) -> list[str]:
+        """``CELLS_OIDC_RESOURCE_AUDIENCE``: the ``aud`` values this API answers to (RFC 9068 §4).
+
+        A token is accepted when its ``aud`` contains one of them. Defaults to
+        :attr:`ACCESS_TOKEN_AUDIENCE` (this site's URL).
+        """
+        configured = _as_list(getattr(settings, "CELLS_OIDC_RESOURCE_AUDIENCE", None))
+        return configured or self.ACCESS_TOKEN_AUDIENCE
+
+    @property
+    def RESOURCE_LEEWAY(self) -> int:
+        """``CELLS_OIDC_RESOURCE_LEEWAY``: clock skew tolerated on ``exp``/``nbf``/``iat`` (seconds,
+        default 30; RFC 7519 §4.1.4 "a small leeway")."""
+        return max(0, int(getattr(settings, "CELLS_OIDC_RESOURCE_LEEWAY", 30)))
+
+    @property
+    def RESOURCE_ALLOW_QUERY_TOKEN(self) -> bool:
+        """``CELLS_OIDC_RESOURCE_ALLOW_QUERY_TOKEN``: accept ``?access_token=`` (default ``False``).
+
+        RFC 6750 §2.3 and §5.3: tokens in URLs end up in logs and ``Referer`` headers; RFC 9700
+        §4.3.2 forbids them for new deployments. Only the ``Authorization`` header is accepted
+        unless this is on.
+        """
+        return bool(getattr(settings, "CELLS_OIDC_RESOURCE_ALLOW_QUERY_TOKEN", False))
+
+    @property
+    def RESOURCE_REALM(self) -> str:
+        """``CELLS_OIDC_RESOURCE_REALM``: the ``realm`` of ``WWW-Authenticate`` (RFC 6750 §3;
+        default :attr:`SITE_NAME`)."""
+        return str(getattr(settings, "CELLS_OIDC_RESOURCE_REALM", None) or self.SITE_NAME)
+
+    @property
+    def RESOURCE_LOAD_USER(self) -> bool:
+        """``CELLS_OIDC_RESOURCE_LOAD_USER``: load the Django user named by ``sub`` (one query).
+
+        Default: on in the provider's own site, off in remote mode, where ``request.user`` is a
+        :class:`cells_oidc.resource.TokenUser` built from the token (no database at all).
+        """
+        value = getattr(settings, "CELLS_OIDC_RESOURCE_LOAD_USER", None)
+        return self.RESOURCE_ISSUER is None if value is None else bool(value)
+
+    @property
+    def RESOURCE_REVOCATION_CACHE(self) -> str:
+        """``CELLS_OIDC_RESOURCE_REVOCATION_CACHE``: alias of the Django cache holding revoked tokens.
+
+        RFC 7009 §2: a revoked token must stop working. Use a cache shared by every process of
+        the site (Redis, Memcached, database): with a per-process cache (``LocMemCache``) a
+        revocation only reaches the process that performed it. Default ``"default"``.
+        """
+        return str(getattr(settings, "CELLS_OIDC_RESOURCE_REVOCATION_CACHE", "default"))
+
+    @property
+    def RESOURCE_HTTP_TIMEOUT(self) -> float:
+        """``CELLS_OIDC_RESOURCE_HTTP_TIMEOUT``: the deadline of one HTTP call to a remote provider
+        (discovery, JWKS, introspection), in seconds (default 5)."""
+        return max(0.1, float(getattr(settings, "CELLS_OIDC_RESOURCE_HTTP_TIMEOUT", 5)))
+
+    @property
+    def RESOURCE_HTTP_MAX_BYTES(self) -> int:
+        """``CELLS_OIDC_RESOURCE_HTTP_MAX_BYTES``: the largest response read from a remote provider
+        (default 256 KiB)."""
+        return max(1024, int(getattr(settings, "CELLS_OIDC_RESOURCE_HTTP_MAX_BYTES", 256 * 1024)))
+
+    @property
+    def RESOURCE_JWKS_CACHE_SECONDS(self) -> int:
+        """``CELLS_OIDC_RESOURCE_JWKS_CACHE_SECONDS``: how long remote keys are used before they are
+        fetched again (default 600; RFC 7517 §5 key sets change on rotation)."""
+        return max(0, int(getattr(settings, "CELLS_OIDC_RESOURCE_JWKS_CACHE_SECONDS", 600)))
+
+    @property
+    def RESOURCE_JWKS_MIN_REFRESH_SECONDS(self) -> int:
+        """``CELLS_OIDC_RESOURCE_JWKS_MIN_REFRESH_SECONDS``: the shortest interval between two
+        fetches of the remote keys (default 60): a token with an unknown ``kid`` triggers at most
+        one fetch per interval and process (RFC 7515 §4.1.4)."""
+        return max(0, int(getattr(settings, "CELLS_OIDC_RESOURCE_JWKS_MIN_REFRESH_SECONDS", 60)))
+
+    @property
+    def RESOURCE_INTROSPECTION_CLIENT_ID(self) -> str | None:
+        """``CELLS_OIDC_RESOURCE_INTROSPECTION_CLIENT_ID``: a confidential client of the remote
+        provider; when set (with the secret), remote mode asks the provider's introspection
+        endpoint (RFC 7662 §2) whether a token is still active, and accepts personal access
+        tokens."""
+        return getattr(settings, "CELLS_OIDC_RESOURCE_INTROSPECTION_CLIENT_ID", None) or None
+
+    @property
+    def RESOURCE_INTROSPECTION_CLIENT_SECRET(self) -> str | None:
+        """``CELLS_OIDC_RESOURCE_INTROSPECTION_CLIENT_SECRET``: that client's secret."""
+        return getattr(settings, "CELLS_OIDC_RESOURCE_INTROSPECTION_CLIENT_SECRET", None) or None
+
+    @property
+    def RESOURCE_INTROSPECTION_CACHE_SECONDS(self) -> int:
+        """``CELLS_OIDC_RESOURCE_INTROSPECTION_CACHE_SECONDS``: how long an "active" answer of the
+        introspection endpoint is reused (default 30; RFC 7662 §4 allows a short cache, and this
+        bounds how late a revocation is noticed)."""
+        return max(0, int(getattr(settings, "CELLS_OIDC_RESOURCE_INTROSPECTION_CACHE_SECONDS", 30)))
+
 
 app_settings = AppSettings()
 

@@ -1,0 +1,60 @@
+"""DRF authentication with cells-oidc bearer tokens (RFC 6750)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.request import Request
+
+from ..resource import (
+    BearerRequestError,
+    InvalidToken,
+    TokenInfo,
+    authenticate_token,
+    bearer_token,
+    www_authenticate,
+)
+
+_ERROR_ATTRIBUTE = "_cells_oidc_bearer_error"
+
+
+class InvalidRequest(exceptions.AuthenticationFailed):
+    """RFC 6750 §3.1 ``invalid_request``: answered with 400, not 401."""
+
+    status_code = 400
+    default_code = "invalid_request"
+
+
+class BearerTokenAuthentication(BaseAuthentication):
+    """Authenticate ``Authorization: Bearer <token>`` with a cells-oidc access or personal token.
+
+    - no ``Authorization`` header, or another scheme: not ours, ``None`` (the next class tries);
+    - a good token: ``request.user`` is the user of the token, ``request.auth`` a
+      :class:`cells_oidc.resource.TokenInfo` (kind, subject, client id, scopes, claims);
+    - a bad token: ``AuthenticationFailed``, answered ``401`` with
+      ``WWW-Authenticate: Bearer realm="…", error="invalid_token"``; a malformed header or a
+      token in the query string: ``400`` ``invalid_request`` (RFC 6750 §3.1).
+
+    DRF takes the ``WWW-Authenticate`` header from the *first* authentication class of a view:
+    list this one first, or DRF answers 403 instead of 401.
+    """
+
+    def authenticate(self, request: Request) -> tuple[Any, TokenInfo] | None:
+        try:
+            token = bearer_token(request._request)
+        except BearerRequestError as exc:
+            setattr(request, _ERROR_ATTRIBUTE, (exc.error, str(exc)))
+            raise InvalidRequest(str(exc)) from None
+        if token is None:
+            return None
+        try:
+            return authenticate_token(token)
+        except InvalidToken as exc:
+            setattr(request, _ERROR_ATTRIBUTE, (exc.error, f"Invalid bearer token: {exc}."))
+            raise exceptions.AuthenticationFailed(f"Invalid bearer token: {exc}.", code=exc.error) from None
+
+    def authenticate_header(self, request: Request) -> str:
+        error, description = getattr(request, _ERROR_ATTRIBUTE, (None, None))
+        return www_authenticate(error, description)

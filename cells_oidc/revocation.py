@@ -1,0 +1,94 @@
+"""The revocation deny-list of JWT access tokens.
+
+A JWT access token is verified without the database (:mod:`cells_oidc.resource`), so deleting
+its row — which is how DOT revokes an access token — would not stop it by itself. Every path
+that revokes one deletes DOT's ``AccessToken`` row, and the ``post_delete`` receiver below then
+puts the SHA-256 checksum of the token (the only form DOT stores, RFC 9700 §4) on a deny-list in
+Django's cache until the token expires. Verification asks the cache, never the database.
+
+Paths covered, because each ends in a deletion of the row, which sends ``post_delete`` (Django
+sends it for every row of a queryset ``delete()`` too when a receiver is connected):
+
+- ``POST oauth2/revoke`` (RFC 7009) and the admin's revoke action and delete;
+- refresh-token rotation (the previous access token goes), reuse of a rotated refresh token and
+  replay of an authorization code (``RefreshToken.revoke_family`` / ``TokenFamily.revoke``);
+- RP-initiated logout, deletion of the user or of the client.
+
+Guarantee: the revocation is seen at once by every process that shares the cache named by
+``CELLS_OIDC_RESOURCE_REVOCATION_CACHE`` (Redis, Memcached, the database cache). With a
+per-process cache (``LocMemCache``, Django's default) only the process that revoked the token
+sees it; the others accept the token until it expires (at most ``ACCESS_TOKEN_EXPIRE_SECONDS``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+
+from .conf import app_settings
+
+logger = logging.getLogger(__name__)
+
+KEY_PREFIX = "cells_oidc:revoked:"
+#: Kept this much longer than the token's expiry plus the verification leeway.
+MARGIN_SECONDS = 60
+
+
+def token_checksum(token: str) -> str:
+    """The SHA-256 hex digest of ``token``, as DOT stores it in ``token_checksum``."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def revocation_cache() -> Any:
+    from django.core.cache import caches
+
+    return caches[app_settings.RESOURCE_REVOCATION_CACHE]
+
+
+def deny_checksum(checksum: str, expires_at: float) -> None:
+    """Refuse the token whose checksum is ``checksum`` until it expires (``expires_at``, epoch)."""
+    timeout = math.ceil(expires_at + app_settings.RESOURCE_LEEWAY + MARGIN_SECONDS - time.time())
+    if not checksum or timeout <= 0:
+        return
+    revocation_cache().set(KEY_PREFIX + checksum, 1, timeout)
+
+
+def deny(token: str, expires_at: float) -> None:
+    """Refuse ``token`` until it expires."""
+    deny_checksum(token_checksum(token), expires_at)
+
+
+def is_revoked(token: str) -> bool:
+    """Whether ``token`` is on the deny-list (one cache read, no database query).
+
+    When the cache cannot be read the answer is "revoked": an API must not accept a token it
+    cannot check (the error is logged).
+    """
+    try:
+        return revocation_cache().get(KEY_PREFIX + token_checksum(token)) is not None
+    except Exception:  # noqa: BLE001 - any backend error
+        logger.exception("The revocation cache is unavailable; refusing the token.")
+        return True
+
+
+def on_access_token_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """``post_delete`` of DOT's ``AccessToken``: deny-list the token until it expires.
+
+    Never raises: the revocation in the database has happened; a cache failure is logged.
+    """
+    checksum = getattr(instance, "token_checksum", "") or ""
+    expires = getattr(instance, "expires", None)
+    if not checksum or not isinstance(expires, datetime):
+        return
+    if timezone.is_naive(expires):
+        expires = timezone.make_aware(expires)
+    try:
+        deny_checksum(checksum, expires.timestamp())
+    except Exception:  # noqa: BLE001 - any backend error
+        logger.exception("Could not deny-list a revoked access token (checksum %s…).", checksum[:8])
