@@ -354,6 +354,17 @@ def test_client_endpoints_refuse_parameters_in_the_url(
     assert refresh("cells-client", tokens["refresh_token"]).status_code == 200
 
 
+def test_unknown_parameters_are_ignored(default_clients: None, alice: Any, browser: Browser) -> None:
+    tokens = sign_in(browser)
+    data = {
+        "grant_type": "refresh_token",
+        "client_id": "cells-client",
+        "refresh_token": tokens["refresh_token"],
+    }
+    response = post_form(TOKEN, {**data, "foo": "bar", "prompt": "none", "utm_source": "x"})
+    assert response.status_code == 200, response.content
+
+
 def test_userinfo_needs_the_openid_scope(default_clients: None, alice: Any, browser: Browser) -> None:
     access = sign_in(browser, scope="pydio offline")["access_token"]
     response = userinfo(access)

@@ -224,9 +224,9 @@ class ApiEndpointMixin:
 def malformed_request(request: HttpRequest, *, query_allowed: bool = True) -> tuple[int, str] | None:
     """``(status, reason)`` to refuse the request with before any OAuth processing, or ``None``."""
     if not query_allowed and request.META.get("QUERY_STRING"):
-        # RFC 6749 §3.2, §4.1.3: the client sends its parameters in the request body. oauthlib
-        # would read them from the URL too, where codes and secrets end up in logs (RFC 9700
-        # §4.3.2); Keycloak ignores them, we refuse so that the client notices.
+        # RFC 6749 §3.2, §4.1.3: the client sends its parameters in the request body; codes and
+        # secrets in URLs end up in logs (RFC 9700 §4.3.2). oauthlib refuses any query on these
+        # endpoints, without saying why; this says it.
         return 400, "Send the parameters in the form-encoded body, not in the URL."
     if request.method != "POST":
         return None
