@@ -20,6 +20,7 @@ class CellsOidcConfig(AppConfig):
         from .sessions import on_user_logged_in
 
         user_logged_in.connect(on_user_logged_in, dispatch_uid="cells_oidc.sessions")
+        _connect_account_receivers()
         application_model = get_application_model()
         for model in (application_model, *_proxies_of(application_model)):
             pre_save.connect(
@@ -43,6 +44,17 @@ def _connect_resource_receivers() -> None:
         on_access_token_deleted, sender=get_access_token_model(), dispatch_uid="cells_oidc.revocation"
     )
     setting_changed.connect(clear_remote_cache, dispatch_uid="cells_oidc.resource.settings")
+
+
+def _connect_account_receivers() -> None:
+    # The account page lists the user's browser sessions. Connected after the receiver of
+    # cells_oidc.sessions, which gives the session the sid recorded with it.
+    from django.contrib.auth.signals import user_logged_in, user_logged_out
+
+    from .views.account import forget_session, record_session
+
+    user_logged_in.connect(record_session, dispatch_uid="cells_oidc.account.record_session")
+    user_logged_out.connect(forget_session, dispatch_uid="cells_oidc.account.forget_session")
 
 
 def _proxies_of(model: type) -> list[type]:

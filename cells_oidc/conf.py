@@ -256,6 +256,51 @@ class AppSettings:
         bounds how late a revocation is noticed)."""
         return max(0, int(getattr(settings, "CELLS_OIDC_RESOURCE_INTROSPECTION_CACHE_SECONDS", 30)))
 
+    # ---- the pages people see (see docs/pages.md) ------------------------------------------------
+    @property
+    def CONSENT_LIFETIME(self) -> int:
+        """``CELLS_OIDC_CONSENT_LIFETIME``: how long a consent given to a third-party client is
+        remembered, in seconds (default 90 days). Until then the same user is not asked again for
+        the same client and scopes; users withdraw it on their account page."""
+        return max(0, int(getattr(settings, "CELLS_OIDC_CONSENT_LIFETIME", 90 * 24 * 60 * 60)))
+
+    @property
+    def DEVICE_CODE_LIFETIME(self) -> int:
+        """``CELLS_OIDC_DEVICE_CODE_LIFETIME``: the ``expires_in`` of a device authorization
+        (RFC 8628 §3.2), in seconds (default 900): the time the user has to enter the code."""
+        return max(60, int(getattr(settings, "CELLS_OIDC_DEVICE_CODE_LIFETIME", 15 * 60)))
+
+    @property
+    def DEVICE_MAX_FAILURES(self) -> int:
+        """``CELLS_OIDC_DEVICE_MAX_FAILURES``: wrong user codes allowed per browser session and per
+        user within :attr:`DEVICE_FAILURE_WINDOW` (default 5; RFC 8628 §5.1 brute forcing)."""
+        return max(1, int(getattr(settings, "CELLS_OIDC_DEVICE_MAX_FAILURES", 5)))
+
+    @property
+    def DEVICE_FAILURE_WINDOW(self) -> int:
+        """``CELLS_OIDC_DEVICE_FAILURE_WINDOW``: the window of :attr:`DEVICE_MAX_FAILURES`, in
+        seconds (default 600)."""
+        return max(1, int(getattr(settings, "CELLS_OIDC_DEVICE_FAILURE_WINDOW", 10 * 60)))
+
+    @property
+    def LOGO_URL(self) -> str:
+        """``CELLS_OIDC_LOGO_URL``: the logo shown at the top of every page (default: none, the
+        site name only). A path on this site (e.g. a static file) or an ``https`` URL, which the
+        pages' Content-Security-Policy then allows as an image source."""
+        return str(getattr(settings, "CELLS_OIDC_LOGO_URL", "") or "")
+
+    @property
+    def BRAND_COLORS(self) -> dict[str, str]:
+        """``CELLS_OIDC_BRAND_COLORS``: colours of the pages, e.g. ``{"accent": "#0b6e4f"}``.
+
+        Keys: ``accent`` (buttons, links), ``accent_text`` (text on the accent), ``background``,
+        ``card``, ``text``, ``muted``, ``error``. Values are CSS hex colours (``#rgb`` or
+        ``#rrggbb``); anything else is ignored. Keep a contrast ratio of at least 4.5:1 (WCAG 2.2
+        §1.4.3) between text and its background.
+        """
+        value = getattr(settings, "CELLS_OIDC_BRAND_COLORS", None)
+        return dict(value) if isinstance(value, dict) else {}
+
 
 app_settings = AppSettings()
 

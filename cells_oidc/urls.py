@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, include, path, re_path
 
-from .views import authorize, discovery, oob, session, token
+from . import pages
+from .views import account, authorize, device, discovery, oob, session, token
 
 app_name = "cells_oidc"
 
@@ -35,6 +36,18 @@ provider_urlpatterns: list[URLPattern | URLResolver] = [
     path("userinfo", token.UserInfoView.as_view(), name="userinfo"),
     path("login/", session.LoginView.as_view(), name="login"),
     path("logged-out/", session.LoggedOutView.as_view(), name="logged-out"),
+    # RFC 8628: the device authorization endpoint and the (short) verification URI.
+    path("oauth2/device/auth", device.DeviceAuthorizationView.as_view(), name="device-authorization"),
+    path("device", device.DeviceView.as_view(), name="device"),
+    path("device/confirm", device.DeviceConfirmView.as_view(), name="device-confirm"),
+    # The signed-in user's own access: applications, consents, sessions.
+    path("account/", account.AccountView.as_view(), name="account"),
+    path("account/apps/<uuid:family>/revoke", account.RevokeApplicationView.as_view(), name="account-revoke"),
+    path(
+        "account/consents/<int:pk>/withdraw", account.WithdrawConsentView.as_view(), name="account-withdraw"
+    ),
+    path("account/sessions/<int:pk>/end", account.EndSessionView.as_view(), name="account-end-session"),
+    path("brand.css", pages.brand_css, name="brand-css"),
 ]
 
 #: Pages Cells' clients expect at the site root.

@@ -1,0 +1,328 @@
+"""What every browser-facing page of cells-oidc shares: security headers, request ids, branding.
+
+Every page sets:
+
+- ``X-Frame-Options: DENY`` and CSP ``frame-ancestors 'none'`` (no clickjacking of a consent or
+  sign-in button, RFC 6749 §10.13);
+- a strict Content-Security-Policy: scripts and styles only from the site's own static files,
+  never inline (a script injected into a page could read a code or press "Allow");
+- ``Referrer-Policy: no-referrer`` (page URLs carry ``state``, codes and user codes, RFC 9700
+  §4.2.4);
+- ``Cache-Control: no-store`` (pages show codes, CSRF tokens and the user's own data).
+
+Use :func:`secure_page` on a view (``method_decorator(secure_page, name="dispatch")`` on a class),
+or :func:`apply_headers` on a response built elsewhere. A view whose form may end in a redirect to
+another origin (a client's ``redirect_uri``) lists it in ``response.cells_oidc_form_action``:
+Chromium applies ``form-action`` to every redirect that follows a form submission.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import secrets
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+from django import forms
+from django.contrib.auth import authenticate, get_user_model
+from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import FieldError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render, resolve_url
+from django.urls import NoReverseMatch, reverse
+from django.utils.decorators import method_decorator
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.cache import never_cache
+from oauth2_provider.compat import login_not_required
+
+from .conf import app_settings
+
+logger = logging.getLogger("cells_oidc.pages")
+
+#: Attribute of a response naming extra ``form-action`` sources (see the module docstring).
+FORM_ACTION_ATTR = "cells_oidc_form_action"
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{7,63}")
+_SCHEME_RE = re.compile(r"[a-z][a-z0-9+.-]*")
+_HOST_RE = re.compile(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]")
+_COLOR_RE = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
+#: ``CELLS_OIDC_BRAND_COLORS`` keys and the CSS custom properties they set.
+BRAND_PROPERTIES = {
+    "accent": "--accent",
+    "accent_text": "--accent-text",
+    "background": "--bg",
+    "card": "--card",
+    "text": "--fg",
+    "muted": "--muted",
+    "error": "--err",
+}
+
+
+# ---- Content-Security-Policy -----------------------------------------------------------------
+def csp_source(uri: str | None) -> str | None:
+    """The CSP source expression that allows navigating to ``uri``, or ``None``.
+
+    ``http(s)`` URIs give their origin; a private-use scheme (``cellsauth://callback``,
+    RFC 8252 §7.1) gives the scheme source ``cellsauth:``. Anything that could smuggle another
+    directive into the header is refused.
+    """
+    if not uri or any(c in uri for c in " ;,'\"\\\r\n\t"):
+        return None
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if not _SCHEME_RE.fullmatch(scheme):
+        return None
+    if scheme in ("http", "https"):
+        host = parts.hostname or ""
+        if not host:
+            return None
+        if ":" in host:
+            host = f"[{host}]"
+        if not _HOST_RE.fullmatch(host):
+            return None
+        return f"{scheme}://{host}{f':{port}' if port else ''}"
+    if scheme in ("javascript", "data", "blob", "file", "filesystem", "about"):
+        return None
+    return f"{scheme}:"
+
+
+def content_security_policy(*, form_action: Iterable[str] = ()) -> str:
+    """The pages' CSP: nothing inline, nothing from elsewhere, never framed."""
+    img = ["'self'"]
+    logo = csp_source(app_settings.LOGO_URL) if "://" in app_settings.LOGO_URL else None
+    if logo and logo.startswith("https://"):
+        img.append(logo)
+    actions = ["'self'", *dict.fromkeys(s for s in form_action if s)]
+    return "; ".join(
+        [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            f"img-src {' '.join(img)}",
+            f"form-action {' '.join(actions)}",
+            "base-uri 'none'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
+def apply_headers(
+    response: HttpResponse, *, form_action: Iterable[str] = (), no_store: bool = True
+) -> HttpResponse:
+    """Set the security headers of a page on ``response`` (see the module docstring)."""
+    extra = [*form_action, *getattr(response, FORM_ACTION_ATTR, ())]
+    response["Content-Security-Policy"] = content_security_policy(form_action=extra)
+    response["X-Frame-Options"] = "DENY"
+    response["Referrer-Policy"] = "no-referrer"
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cross-Origin-Opener-Policy"] = "same-origin"
+    if no_store:
+        response["Cache-Control"] = "no-store"
+        response["Pragma"] = "no-cache"
+    return response
+
+
+def secure_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Decorate a view so that every response it returns carries the pages' security headers."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return apply_headers(view(request, *args, **kwargs))
+
+    return never_cache(wrapped)
+
+
+class SignedInPageMixin:
+    """A page for the signed-in user: anonymous visitors go to the login page and come back.
+
+    Every response carries the pages' security headers.
+    """
+
+    @method_decorator(login_not_required)
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            response: HttpResponse = redirect_to_login(request.get_full_path(), login_url())
+        else:
+            response = super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+        return apply_headers(response)
+
+
+def login_url() -> str:
+    """The login page: ``CELLS_OIDC_LOGIN_URL`` or the app's own."""
+    return resolve_url(app_settings.LOGIN_URL or reverse("cells_oidc:login"))
+
+
+# ---- request ids -----------------------------------------------------------------------------
+def request_id(request: HttpRequest) -> str:
+    """An id of this request for support: the proxy's ``X-Request-ID`` when sane, else a new one."""
+    existing = getattr(request, "cells_oidc_request_id", None)
+    if isinstance(existing, str):
+        return existing
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    rid = incoming if _REQUEST_ID_RE.fullmatch(incoming) else secrets.token_hex(8)
+    request.cells_oidc_request_id = rid  # type: ignore[attr-defined]
+    return rid
+
+
+def render_page(
+    request: HttpRequest,
+    template: str,
+    context: dict[str, Any] | None = None,
+    *,
+    status: int = 200,
+    form_action: Iterable[str] = (),
+) -> HttpResponse:
+    """Render a page of the app with its security headers and the site name."""
+    context = {"site_name": app_settings.SITE_NAME, **(context or {})}
+    response = render(request, template, context, status=status)
+    return apply_headers(response, form_action=form_action)
+
+
+#: Plain-language explanations of the OAuth errors a person can meet (RFC 6749 §4.1.2.1, §5.2;
+#: OpenID Connect Core §3.1.2.6; RFC 8628 §3.5).
+ERROR_EXPLANATIONS: dict[str, Any] = {
+    "invalid_client": _("The application that sent you here is not registered with this site."),
+    "unauthorized_client": _("This application is not allowed to sign in this way."),
+    "invalid_request": _("The application sent an incomplete or malformed sign-in request."),
+    "invalid_scope": _("The application asked for permissions this site does not grant to it."),
+    "unsupported_response_type": _("The application asked for a kind of answer this site does not give."),
+    "access_denied": _("Access was denied."),
+    "login_required": _("You need to sign in first."),
+    "consent_required": _("You need to approve this application first."),
+    "interaction_required": _("The sign-in needs your confirmation."),
+    "request_not_supported": _("The application sent a kind of request this site does not accept."),
+    "request_uri_not_supported": _("The application sent a kind of request this site does not accept."),
+    "server_error": _("Something went wrong on this site. Please try again in a moment."),
+    "temporarily_unavailable": _("This site is busy. Please try again in a moment."),
+    "csrf_failure": _("The form expired or was sent from another page. Go back, reload and try again."),
+}
+
+
+def render_error(
+    request: HttpRequest, *, error: str, description: str = "", status: int = 400
+) -> HttpResponse:
+    """The browser-facing error page: a human explanation, the error code and a request id.
+
+    Never a stack trace and never a redirect; the details go to the log under the request id.
+    """
+    rid = request_id(request)
+    code = error if re.fullmatch(r"[a-z_]{1,64}", error or "") else "invalid_request"
+    logger.warning("cells-oidc error page: %s (%s) request_id=%s", code, description, rid)
+    response = render_page(
+        request,
+        "cells_oidc/error.html",
+        {
+            "error": code,
+            "description": description,
+            "explanation": ERROR_EXPLANATIONS.get(code, ERROR_EXPLANATIONS["invalid_request"]),
+            "request_id": rid,
+        },
+        status=status,
+    )
+    response[REQUEST_ID_HEADER] = rid
+    return response
+
+
+# ---- branding --------------------------------------------------------------------------------
+def branding() -> dict[str, Any]:
+    """What the base template shows: site name and host, logo and the colour stylesheet."""
+    stylesheet = None
+    if brand_colors():
+        try:
+            stylesheet = reverse("cells_oidc:brand-css")
+        except NoReverseMatch:
+            stylesheet = None
+    return {
+        "site_name": app_settings.SITE_NAME,
+        "site_host": urlsplit(app_settings.SITE_URL).netloc,
+        "logo_url": app_settings.LOGO_URL,
+        "stylesheet": stylesheet,
+    }
+
+
+def brand_colors() -> dict[str, str]:
+    """The valid entries of ``CELLS_OIDC_BRAND_COLORS`` as CSS custom properties."""
+    return {
+        BRAND_PROPERTIES[key]: value
+        for key, value in app_settings.BRAND_COLORS.items()
+        if key in BRAND_PROPERTIES and isinstance(value, str) and _COLOR_RE.fullmatch(value)
+    }
+
+
+@login_not_required
+def brand_css(request: HttpRequest) -> HttpResponse:
+    """``CELLS_OIDC_BRAND_COLORS`` as a stylesheet (the CSP allows no inline style)."""
+    body = ":root {\n" + "".join(f"  {name}: {value};\n" for name, value in brand_colors().items()) + "}\n"
+    response = HttpResponse(body, content_type="text/css; charset=utf-8")
+    response["Cache-Control"] = "public, max-age=300"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+# ---- the login form --------------------------------------------------------------------------
+class LoginForm(AuthenticationForm):
+    """Django's login form, accepting the login or the email address of the account.
+
+    Whatever fails — unknown login, unknown email, two accounts sharing the email, a wrong
+    password, an inactive account — gives the same error, so that the page never tells whether
+    an account exists (OWASP ASVS 2.2.1).
+    """
+
+    username = forms.CharField(
+        label=_("Login or email"),
+        max_length=254,
+        widget=forms.TextInput(
+            attrs={"autofocus": True, "autocomplete": "username", "autocapitalize": "none"}
+        ),
+    )
+
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "invalid_login": _("That login or email and password do not match. Try again."),
+        "inactive": _("That login or email and password do not match. Try again."),
+    }
+
+    def __init__(self, request: HttpRequest | None = None, *args: Any, **kwargs: Any) -> None:
+        super().__init__(request, *args, **kwargs)
+        # An email address may be longer than the login field.
+        self.fields["username"].max_length = 254
+        self.fields["username"].widget.attrs["maxlength"] = 254
+
+    def clean(self) -> dict[str, Any]:
+        identifier = self.cleaned_data.get("username")
+        password = self.cleaned_data.get("password")
+        if identifier is not None and password:
+            self.user_cache = authenticate(self.request, username=login_for(identifier), password=password)
+            if self.user_cache is None or not self.user_cache.is_active:
+                self.user_cache = None
+                raise self.get_invalid_login_error()
+            self.confirm_login_allowed(self.user_cache)
+        return self.cleaned_data
+
+
+def login_for(identifier: str) -> str:
+    """The login to authenticate for what the user typed: an email address of exactly one
+    account stands for that account's login; anything else is taken as a login."""
+    if "@" not in identifier or "\x00" in identifier:
+        return identifier
+    model = get_user_model()
+    manager = model._default_manager
+    if manager.filter(**{model.USERNAME_FIELD: identifier}).exists():
+        return identifier
+    try:
+        matches = list(
+            manager.filter(**{f"{model.get_email_field_name()}__iexact": identifier}).values_list(
+                model.USERNAME_FIELD, flat=True
+            )[:2]
+        )
+    except FieldError:
+        return identifier
+    return str(matches[0]) if len(matches) == 1 else identifier
