@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import re
 from datetime import datetime
 from datetime import timezone as dt_timezone
@@ -17,8 +18,14 @@ from urllib.parse import unquote_plus
 
 from django.db import transaction
 from django.utils import timezone
-from oauth2_provider.models import get_grant_model, get_refresh_token_model
+from oauth2_provider.models import (
+    get_access_token_model,
+    get_grant_model,
+    get_refresh_token_model,
+    set_token_value,
+)
 from oauth2_provider.oauth2_validators import OAuth2Validator
+from oauthlib.common import generate_token
 
 from . import redirects
 from .adapter import get_adapter
@@ -49,33 +56,49 @@ def _epoch(value: datetime | None) -> int | None:
 class CellsOAuth2Validator(OAuth2Validator):
     # ---- clients -------------------------------------------------------------------------
     def authenticate_client(self, request: Any, *args: Any, **kwargs: Any) -> bool:
-        # Cells integrations send a public client's id as HTTP Basic with an empty password
-        # (`Basic base64("cells-sync:")`). A public client has no secret to check (RFC 6749
-        # §2.1), so that is identification, not a failed authentication.
-        client_id = self._public_basic_client_id(request)
-        if client_id is not None:
-            return self.authenticate_client_id(client_id, request)
-        return super().authenticate_client(request, *args, **kwargs)
+        """Authenticate the client of a token, revocation or introspection request.
 
-    def _public_basic_client_id(self, request: Any) -> str | None:
+        RFC 6749 §2.3: a client uses one authentication method per request. When an
+        ``Authorization: Basic`` header is present it alone decides (DOT would fall back to the
+        body and so accept a public client's id in the body next to a wrong Basic secret).
+        Cells integrations send a public client's id as Basic with an empty password
+        (``Basic base64("cells-sync:")``): a public client has no secret (RFC 6749 §2.1), so
+        that is identification, not a failed authentication. A non-empty secret must be right.
+        """
+        if self._extract_basic_auth(request) is None:
+            return super().authenticate_client(request, *args, **kwargs)
+        credentials = self._basic_credentials(request)
+        if credentials is None:
+            return False
+        client_id, secret = credentials
+        if getattr(request, "client_id", None) not in (None, client_id):
+            return False  # RFC 6749 §2.3: one client per request
+        if self._load_application(client_id, request) is None:
+            return False
+        if secret == "" and request.client.client_type == request.client.CLIENT_PUBLIC:
+            request.client_id = client_id
+            return True
+        if secret == "" or not self._authenticate_basic_auth(request):
+            return False
+        request.client_id = client_id
+        return True
+
+    def _basic_credentials(self, request: Any) -> tuple[str, str] | None:
+        """``(client_id, secret)`` of the Basic header (RFC 6749 §2.3.1 form-encoding), or None."""
         auth = self._extract_basic_auth(request)
-        if not auth:
+        if not auth or len(auth) > 4096:
             return None
         try:
             decoded = base64.b64decode(auth, validate=True).decode("utf-8")
         except (binascii.Error, ValueError):
             return None
         client_id, sep, secret = decoded.partition(":")
-        client_id = unquote_plus(client_id)
-        if not sep or secret or not client_id:
+        if not sep:
             return None
-        if getattr(request, "client_id", None) not in (None, client_id):
-            return None  # RFC 6749 §2.3: one client per request
-        client = self._load_application(client_id, request)
-        if client is None or client.client_type != client.CLIENT_PUBLIC:
+        client_id, secret = unquote_plus(client_id), unquote_plus(secret)
+        if not client_id or "\x00" in client_id:
             return None
-        request.client_id = client_id
-        return client_id
+        return client_id, secret
 
     def validate_redirect_uri(
         self, client_id: str, redirect_uri: str, request: Any, *a: Any, **k: Any
@@ -99,8 +122,13 @@ class CellsOAuth2Validator(OAuth2Validator):
     def validate_response_type(
         self, client_id: str, response_type: str, client: Any, request: Any, *a: Any, **k: Any
     ) -> bool:
-        # RFC 9700 §2.1.2: only the authorization code flow; no implicit or hybrid responses.
-        return response_type == "code" and client.allows_grant_type(client.GRANT_AUTHORIZATION_CODE)
+        # RFC 9700 §2.1.2: only the authorization code flow; no implicit or hybrid responses
+        # (RFC 6749 §4.1.2.1: unsupported_response_type, not unauthorized_client).
+        if response_type != "code":
+            from oauthlib.oauth2.rfc6749 import errors
+
+            raise errors.UnsupportedResponseTypeError(request=request)
+        return client.allows_grant_type(client.GRANT_AUTHORIZATION_CODE)
 
     def validate_scopes(
         self, client_id: str, scopes: list[str], client: Any, request: Any, *a: Any, **k: Any
@@ -196,12 +224,12 @@ class CellsOAuth2Validator(OAuth2Validator):
         if grant.nonce:
             request.nonce = grant.nonce
         if grant.claims:
-            import json
-
             try:
-                request.claims = json.loads(grant.claims)
+                claims = json.loads(grant.claims)
             except ValueError:
-                request.claims = None
+                claims = None
+            # OpenID Connect Core §5.5: a claims request is an object; anything else is ignored.
+            request.claims = claims if isinstance(claims, dict) and claims else None
         # RFC 8707: the resources of the grant, never more than it was given.
         if grant.resource:
             request.resource = list(grant.resource)
@@ -254,21 +282,50 @@ class CellsOAuth2Validator(OAuth2Validator):
         return True
 
     def _save_bearer_token(self, token: dict[str, Any], request: Any, *args: Any, **kwargs: Any) -> None:
-        # OpenID Connect Core §11: a refresh token only for offline access (Cells says "offline").
-        if "refresh_token" in token and not OFFLINE_SCOPES & set(getattr(request, "scopes", None) or []):
-            token.pop("refresh_token")
-        super()._save_bearer_token(token, request, *args, **kwargs)
         family = getattr(request, "cells_family", None)
-        if family is None or "refresh_token" not in token:
-            if family is not None and request.grant_type == "authorization_code":
-                TokenFamily.objects.filter(pk=family.pk).update(redeemed=timezone.now())
+        code_exchange = request.grant_type == "authorization_code"
+        # OpenID Connect Core §11: a refresh token only for offline access (Cells says
+        # "offline"). Decided on the code exchange; a refresh token exists only when that was
+        # granted, and RFC 6749 §6 + RFC 9700 §4.14.2 rotation then always issues a successor,
+        # even when the refresh narrows the scope (as Hydra does: the offline check is on the
+        # original grant).
+        if code_exchange and not OFFLINE_SCOPES & set(getattr(request, "scopes", None) or []):
+            token.pop("refresh_token", None)
+        super()._save_bearer_token(token, request, *args, **kwargs)
+        if family is None:
             return
         refresh_model = get_refresh_token_model()
-        refresh_model.objects.filter(
-            token_checksum=checksum(token["refresh_token"]), revoked__isnull=True
-        ).update(token_family=family.pk)
-        if request.grant_type == "authorization_code":
+        if "refresh_token" in token:
+            refresh_model.objects.filter(
+                token_checksum=checksum(token["refresh_token"]), revoked__isnull=True
+            ).update(token_family=family.pk)
+        elif code_exchange:
+            self._anchor_access_token(token, request, family)
+        if code_exchange:
             TokenFamily.objects.filter(pk=family.pk).update(redeemed=timezone.now())
+
+    def _anchor_access_token(self, token: dict[str, Any], request: Any, family: TokenFamily) -> None:
+        """Tie an access token issued without a refresh token to its token family.
+
+        RFC 6749 §4.1.2: a replayed code SHOULD revoke the tokens issued from it. DOT reaches
+        a family's access tokens through its refresh tokens only, so an access token without
+        one gets an already-revoked refresh token row whose value is never disclosed: it can
+        never be redeemed, and ``RefreshToken.revoke_family`` deletes the access token with it.
+        """
+        access = (
+            get_access_token_model().objects.filter(token_checksum=checksum(token["access_token"])).first()
+        )
+        if access is None:
+            return
+        anchor = get_refresh_token_model()(
+            user=request.user,
+            application=request.client,
+            access_token=access,
+            token_family=family.pk,
+            revoked=timezone.now(),
+        )
+        set_token_value(anchor, generate_token(40))
+        anchor.save()
 
     def revoke_token(
         self, token: str, token_type_hint: str | None, request: Any, *args: Any, **kwargs: Any
