@@ -16,6 +16,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 AUTH_TIME_KEY = "cells_oidc.auth_time"
 SID_KEY = "cells_oidc.sid"
 FRESH_KEY = "cells_oidc.fresh_login"
+#: How long after a login its authorization request counts as confirmed by it (seconds).
+FRESH_MAX_AGE = 5 * 60
+MAX_NEXT_LENGTH = 16384
 
 
 def on_user_logged_in(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
@@ -24,16 +27,31 @@ def on_user_logged_in(sender: Any, request: HttpRequest | None, user: Any, **kwa
         return
     request.session[AUTH_TIME_KEY] = int(time.time())
     request.session[SID_KEY] = secrets.token_urlsafe(24)
+    request.session.pop(FRESH_KEY, None)
     next_url = request.POST.get("next") or request.GET.get("next")
-    if next_url and url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
+    if (
+        isinstance(next_url, str)
+        and len(next_url) <= MAX_NEXT_LENGTH
+        and url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()})
+    ):
         # The authorization request this login was made for needs no further confirmation.
-        request.session[FRESH_KEY] = next_url
+        request.session[FRESH_KEY] = [next_url, int(time.time())]
 
 
 def consume_fresh_login(request: HttpRequest) -> bool:
-    """Whether the user signed in just now, for exactly this request (forgotten once asked)."""
+    """Whether the user signed in just now, for exactly this request (forgotten once asked).
+
+    "Just now" is :data:`FRESH_MAX_AGE` seconds: a login whose redirect was not followed
+    then must not silently approve the same request later (Keycloak likewise expires an
+    authentication session that was not completed).
+    """
     marked = request.session.pop(FRESH_KEY, None)
-    return marked is not None and marked == request.get_full_path()
+    if not isinstance(marked, (list, tuple)) or len(marked) != 2:
+        return False
+    next_url, when = marked
+    if not isinstance(when, int) or not 0 <= time.time() - when <= FRESH_MAX_AGE:
+        return False
+    return next_url == request.get_full_path()
 
 
 def auth_time(request: HttpRequest) -> int:
