@@ -9,7 +9,7 @@ from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 from oauth2_provider.models import get_application_model
 
-from .models import Client, ClientPolicy, TokenFamily
+from .models import Client, ClientPolicy, PersonalAccessToken, TokenFamily
 
 URI_HELP = _(
     "One per line. Matched exactly (RFC 9700 §2.1), except: a port range in the port position for "
@@ -107,3 +107,168 @@ class TokenFamilyAdmin(admin.ModelAdmin):
 _application = get_application_model()
 if admin.site.is_registered(_application):
     admin.site.unregister(_application)
+
+
+# ---- personal access tokens ------------------------------------------------------------------
+PAT_CREATED_PAGE = """{% extends "admin/base_site.html" %}{% load i18n %}
+{% block content %}<div id="content-main">
+<p>{% blocktranslate with user=token.user %}
+The new personal access token of {{ user }}:{% endblocktranslate %}</p>
+<p><input type="text" readonly size="60" value="{{ secret }}" aria-label="{% translate "token" %}"
+  class="vTextField" autocomplete="off" spellcheck="false"></p>
+<p><strong>{% translate "Copy it now: only its checksum is stored, it cannot be shown again." %}</strong></p>
+<p>{% translate "Scope:" %} {{ token.scope }}<br>{% translate "Expires:" %} {{ token.expires }}
+{% if token.auto_refresh_seconds %}({% blocktranslate with s=token.auto_refresh_seconds %}pushed {{ s }} s
+forward on every use, never after{% endblocktranslate %} {{ token.max_expires }}){% endif %}</p>
+<p><a href="{{ changelist }}">{% translate "Back to the personal access tokens" %}</a></p>
+</div>{% endblock %}"""
+
+
+class PersonalTokenMintForm(forms.ModelForm):
+    """Mint a token: its owner, what it may do and how it expires (the secret is generated)."""
+
+    MODES = [("fixed", _("fixed expiry")), ("auto", _("auto-refresh window"))]
+    mode = forms.ChoiceField(label=_("expiry mode"), choices=MODES, initial="fixed", widget=forms.RadioSelect)
+    duration = forms.CharField(
+        label=_("duration"),
+        initial="30d",
+        help_text=_(
+            "Fixed expiry: valid for this long (e.g. 24h, 30d). Auto-refresh: expires after this long "
+            "without use, every use pushes the expiry forward (e.g. 10m)."
+        ),
+    )
+    max_lifetime = forms.CharField(
+        label=_("maximum lifetime"),
+        required=False,
+        help_text=_("Auto-refresh only: never valid longer than this after creation (default: the limit)."),
+    )
+
+    class Meta:
+        model = PersonalAccessToken
+        fields = ["user", "label", "scope"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from .conf import app_settings
+
+        self.fields["scope"].initial = app_settings.PAT_DEFAULT_SCOPE
+        self.fields["scope"].required = False
+        self.fields["scope"].widget = forms.TextInput(attrs={"size": 60})
+        self.fields["scope"].help_text = _("Space-separated; empty means the default scopes.")
+
+    def request_arguments(self) -> dict[str, Any]:
+        from . import pat
+
+        data = self.cleaned_data
+        duration = pat.parse_duration(data.get("duration") or "")
+        max_lifetime = pat.parse_duration(data["max_lifetime"]) if data.get("max_lifetime") else None
+        auto = data.get("mode") == "auto"
+        return {
+            "expires_in": None if auto else duration,
+            "auto_refresh": duration if auto else None,
+            "max_lifetime": max_lifetime,
+            "scope": data.get("scope") or None,
+            "label": data.get("label") or "",
+        }
+
+    def clean(self) -> dict[str, Any]:
+        from . import pat
+
+        data = super().clean()
+        if self.errors or not data.get("user"):
+            return data
+        try:
+            pat.plan(data["user"], **self.request_arguments())
+        except pat.PersonalTokenError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        return data
+
+
+@admin.register(PersonalAccessToken)
+class PersonalAccessTokenAdmin(admin.ModelAdmin):
+    """Lists tokens (never secrets), revokes them, and mints new ones showing the secret once."""
+
+    list_display = ("hint", "user", "label", "scope", "created", "last_used", "expires", "token_status")
+    list_filter = ("created", "expires", "revoked")
+    search_fields = ("user__username", "label", "hint")
+    list_select_related = ("user",)
+    raw_id_fields = ("user",)
+    actions = ["revoke_selected"]
+    readonly_fields = (
+        "user",
+        "hint",
+        "scope",
+        "created",
+        "created_by",
+        "expires",
+        "auto_refresh_seconds",
+        "max_expires",
+        "last_used",
+        "revoked",
+    )
+
+    def get_form(self, request: Any, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = PersonalTokenMintForm
+            kwargs["fields"] = ["user", "label", "scope", "mode", "duration", "max_lifetime"]
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request: Any, obj: Any = None) -> Any:
+        if obj is None:
+            return ["user", "label", "scope", "mode", "duration", "max_lifetime"]
+        return ["label", *self.readonly_fields]
+
+    def get_readonly_fields(self, request: Any, obj: Any = None) -> Any:
+        return () if obj is None else self.readonly_fields
+
+    @admin.display(description=_("status"))
+    def token_status(self, obj: Any) -> str:
+        from . import pat
+
+        return pat.status(obj)
+
+    def save_form(self, request: Any, form: Any, change: bool) -> Any:
+        if change:
+            return super().save_form(request, form, change)
+        from . import pat
+
+        minted = pat.mint(form.cleaned_data["user"], created_by=request.user, **form.request_arguments())
+        request._cells_oidc_pat_secret = minted.secret
+        return minted.token
+
+    def save_model(self, request: Any, obj: Any, form: Any, change: bool) -> None:
+        if change:  # a new token was stored by save_form
+            super().save_model(request, obj, form, change)
+
+    def save_related(self, request: Any, form: Any, formsets: Any, change: bool) -> None:
+        if change:
+            super().save_related(request, form, formsets, change)
+
+    def response_add(self, request: Any, obj: Any, post_url_continue: Any = None) -> Any:
+        from django.http import HttpResponse
+        from django.template import Engine, RequestContext
+        from django.urls import reverse
+
+        secret = getattr(request, "_cells_oidc_pat_secret", None)
+        if secret is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Personal access token created"),
+            "token": obj,
+            "secret": secret,
+            "changelist": reverse(f"{self.admin_site.name}:cells_oidc_personalaccesstoken_changelist"),
+        }
+        page = Engine.get_default().from_string(PAT_CREATED_PAGE)
+        response = HttpResponse(page.render(RequestContext(request, context)))
+        # The only place the secret ever appears: never cached, never sent on as a Referer.
+        response["Cache-Control"] = "no-store"
+        response["Referrer-Policy"] = "no-referrer"
+        return response
+
+    @admin.action(description=_("Revoke the selected personal access tokens"), permissions=["change"])
+    def revoke_selected(self, request: Any, queryset: Any) -> None:
+        from . import pat
+
+        count = sum(1 for token in queryset if pat.revoke(token))
+        self.message_user(request, _("%(count)d token(s) revoked.") % {"count": count})

@@ -256,6 +256,32 @@ class AppSettings:
         bounds how late a revocation is noticed)."""
         return max(0, int(getattr(settings, "CELLS_OIDC_RESOURCE_INTROSPECTION_CACHE_SECONDS", 30)))
 
+    # ---- personal access tokens (see docs/personal-access-tokens.md) -------------------------
+    @property
+    def PAT_SELF_SERVICE(self) -> bool:
+        """``CELLS_OIDC_PAT_SELF_SERVICE``: users may mint their own personal access tokens through
+        the API (default ``False``).
+
+        Off by default, as in Cells (where only ``cells admin user token`` mints them): a personal
+        token is a long-lived bearer credential that outlives the sign-in, the browser session and
+        any second factor, so a site opts in deliberately. Admins holding the
+        ``cells_oidc.add_personalaccesstoken`` permission may always mint them.
+        """
+        return bool(getattr(settings, "CELLS_OIDC_PAT_SELF_SERVICE", False))
+
+    @property
+    def PAT_MAX_LIFETIME(self) -> int:
+        """``CELLS_OIDC_PAT_MAX_LIFETIME``: the longest a personal access token may stay valid after
+        it is minted, in seconds (default one year). A fixed expiry may not be later; an
+        auto-refreshing token is never pushed beyond it (its default absolute maximum)."""
+        return max(60, int(getattr(settings, "CELLS_OIDC_PAT_MAX_LIFETIME", 365 * 24 * 60 * 60)))
+
+    @property
+    def PAT_DEFAULT_SCOPE(self) -> str:
+        """``CELLS_OIDC_PAT_DEFAULT_SCOPE``: the scopes of a personal access token minted without
+        ``--scope`` (default ``"profile email pydio"``: what Cells' own clients use the API with)."""
+        return " ".join(_as_list(getattr(settings, "CELLS_OIDC_PAT_DEFAULT_SCOPE", "profile email pydio")))
+
     # ---- the pages people see (see docs/pages.md) ------------------------------------------------
     @property
     def CONSENT_LIFETIME(self) -> int:
