@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "oauth2_provider",
     "rest_framework",
+    "drf_spectacular",
     "cells_oidc",
     "project",
 ]
@@ -99,3 +100,23 @@ SIGNING_KEY_FILE = Path(os.environ.get("CELLS_OIDC_SIGNING_KEY_FILE", VAR_DIR / 
 OAUTH2_PROVIDER = oauth2_provider_settings(
     signing_key=SIGNING_KEY_FILE.read_text() if SIGNING_KEY_FILE.exists() else "",
 )
+
+# ---- the bearer API under /a/ (docs/api.md) ------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["cells_oidc.api.authentication.BearerTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Cells demo API",
+    "DESCRIPTION": "The bearer API of the cells-oidc demo site. Send an access token of the provider "
+    "or a personal access token: Authorization: Bearer <token>.",
+    "VERSION": "1",
+    "SCHEMA_PATH_PREFIX": "/a/",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The document is public; reading it needs no session or token.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
+}

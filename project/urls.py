@@ -1,7 +1,17 @@
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularJSONAPIView
+
+from project import views
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("cells_oidc.urls")),
+    # The demo's front end: an OAuth client of the provider above (cells-frontend).
+    path("", views.home, name="home"),
+    path("auth/callback", views.auth_callback, name="auth-callback"),
+    # The bearer API, its OpenAPI 3 document and a page to read it (docs/api.md).
+    path("a/openapi.json", SpectacularJSONAPIView.as_view(), name="openapi-schema"),
+    path("a/docs", views.api_docs, name="api-docs"),
+    path("a/", include("cells_oidc.api.urls")),
 ]

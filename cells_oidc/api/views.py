@@ -1,0 +1,316 @@
+"""The bearer API of the site (Cells namespaces its REST API under ``/a/``).
+
+Every endpoint authenticates ``Authorization: Bearer`` with an access token of the provider or a
+personal access token (:class:`~cells_oidc.api.authentication.BearerTokenAuthentication`) and
+needs a scope (:func:`~cells_oidc.api.permissions.HasScope`):
+
+=========================================  ==========  ===================================================
+``GET /a/user/me``                          ``profile``  the caller's profile
+``GET /a/tokens``                           ``pydio``    the caller's sign-ins (grants) and personal tokens
+``DELETE /a/tokens/{id}``                   ``pydio``    end one of them
+``GET|POST /a/personal-tokens``             ``pydio``    list / mint personal access tokens
+``DELETE /a/personal-tokens/{id}``          ``pydio``    revoke one
+=========================================  ==========  ===================================================
+
+The API lives in the site of the provider: it reads the user's grants and tokens from the
+database, so ``request.user`` must be a real user (not the ``TokenUser`` of remote mode).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.http import Http404
+from oauth2_provider.models import get_refresh_token_model
+from rest_framework import status
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import BasePermission
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.views import APIView
+
+from .. import pat
+from ..models import PersonalAccessToken, TokenFamily
+from .authentication import BearerTokenAuthentication
+from .permissions import HasScope
+from .serializers import (
+    PersonalTokenCreatedSerializer,
+    PersonalTokenCreateSerializer,
+    PersonalTokenSerializer,
+    TokensSerializer,
+    UserSerializer,
+)
+
+try:  # drf-spectacular documents the API when installed (the demo site's OpenAPI document)
+    from drf_spectacular.extensions import OpenApiAuthenticationExtension
+    from drf_spectacular.utils import OpenApiResponse, extend_schema
+except ImportError:  # pragma: no cover - the API works without it
+
+    def extend_schema(*args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+        return lambda view: view
+
+    def OpenApiResponse(*args: Any, **kwargs: Any) -> None:  # noqa: N802
+        return None
+
+else:
+
+    class BearerTokenScheme(OpenApiAuthenticationExtension):
+        """How the OpenAPI document describes :class:`BearerTokenAuthentication`."""
+
+        target_class = "cells_oidc.api.authentication.BearerTokenAuthentication"
+        name = "bearer"
+
+        def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+            return {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An access token of the provider (a JWT, RFC 9068) or a personal access "
+                "token (cpat_…). Each operation names the scope it needs.",
+            }
+
+
+MANAGE_SCOPE = "pydio"
+PROFILE_SCOPE = "profile"
+
+
+class IsProviderUser(BasePermission):
+    """The token acts for a user of this site's database (not a client, not a remote-mode user)."""
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return isinstance(request.user, get_user_model()) and request.user.is_active
+
+
+class BearerAPIView(APIView):
+    """Bearer-token only (no session, hence no CSRF), JSON only, never cached."""
+
+    authentication_classes = [BearerTokenAuthentication]
+    renderer_classes = [JSONRenderer]
+    parser_classes = [JSONParser]
+    permission_classes = [HasScope(MANAGE_SCOPE), IsProviderUser]
+
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        # Personal data and, once, a secret: RFC 9111 §5.2.2.5.
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+def _number(text: str) -> int | None:
+    """A primary key from the URL, or ``None`` (never a number the database cannot hold)."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+
+
+def _scope_note(scope: str) -> str:
+    return f"Needs a bearer token with the scope `{scope}`."
+
+
+# ---- the profile ------------------------------------------------------------------------------
+class MeView(BearerAPIView):
+    permission_classes = [HasScope(PROFILE_SCOPE), IsProviderUser]
+
+    @extend_schema(
+        operation_id="user_me",
+        summary="The caller's profile",
+        description=_scope_note(PROFILE_SCOPE) + " The email is included only with the `email` scope.",
+        responses={200: UserSerializer},
+        tags=["user"],
+    )
+    def get(self, request: Request) -> Response:
+        user = request.user
+        info = request.auth
+        full_name = (user.get_full_name() if hasattr(user, "get_full_name") else "").strip()
+        data = {
+            "sub": info.subject,
+            "login": user.get_username(),
+            "name": full_name or user.get_username(),
+            "given_name": getattr(user, "first_name", "") or "",
+            "family_name": getattr(user, "last_name", "") or "",
+            "email": (getattr(user, "email", "") or None) if "email" in info.scopes else None,
+            "groups": sorted(user.groups.values_list("name", flat=True)) if hasattr(user, "groups") else [],
+            "token": {
+                "kind": info.kind,
+                "client_id": info.client_id,
+                "scope": " ".join(sorted(info.scopes)),
+                "expires_at": info.expires_at,
+            },
+        }
+        return Response(UserSerializer(data).data)
+
+
+# ---- grants and personal tokens ---------------------------------------------------------------
+def grants_of(user: Any) -> list[dict[str, Any]]:
+    """The user's sign-ins that can still produce tokens: a token family with a live refresh token."""
+    refresh_tokens = (
+        get_refresh_token_model()
+        .objects.filter(user=user, revoked__isnull=True, token_family__isnull=False)
+        .select_related("application", "access_token")
+        .order_by("-created")
+    )
+    latest: dict[uuid.UUID, Any] = {}
+    for token in refresh_tokens:
+        latest.setdefault(token.token_family, token)
+    families = TokenFamily.objects.filter(user=user, revoked__isnull=True, pk__in=list(latest)).order_by(
+        "-created"
+    )
+    grants = []
+    for family in families:
+        token = latest[family.pk]
+        grants.append(
+            {
+                "id": family.pk,
+                "kind": "grant",
+                "client_id": token.application.client_id,
+                "client_name": token.application.name or "",
+                "scope": token.access_token.scope if token.access_token is not None else "",
+                "signed_in": family.auth_time,
+                "last_used": token.created,
+            }
+        )
+    return grants
+
+
+def personal_tokens_of(user: Any) -> Any:
+    return pat.live(PersonalAccessToken.objects.filter(user=user)).select_related("user")
+
+
+class TokensView(BearerAPIView):
+    @extend_schema(
+        operation_id="tokens_list",
+        summary="The caller's sign-ins and personal access tokens",
+        description=_scope_note(MANAGE_SCOPE)
+        + " Grants are sign-ins to applications that can still obtain tokens (a live refresh token); "
+        "an access token without a refresh token simply expires. Secrets are never listed.",
+        responses={200: TokensSerializer},
+        tags=["tokens"],
+    )
+    def get(self, request: Request) -> Response:
+        data = {"grants": grants_of(request.user), "personal_tokens": personal_tokens_of(request.user)}
+        return Response(TokensSerializer(data).data)
+
+
+class TokenView(BearerAPIView):
+    @extend_schema(
+        operation_id="tokens_revoke",
+        summary="End one of the caller's sign-ins or revoke one of their personal access tokens",
+        description=_scope_note(MANAGE_SCOPE)
+        + " `id` is the `id` of a grant (a UUID: every refresh and access token of that sign-in is "
+        "revoked) or of a personal access token (a number). Someone else's id answers 404.",
+        responses={204: None, 404: OpenApiResponse(description="No such grant or token of the caller.")},
+        tags=["tokens"],
+    )
+    def delete(self, request: Request, token_id: str) -> Response:
+        number = _number(token_id)
+        if number is not None:
+            token = PersonalAccessToken.objects.filter(user=request.user, pk=number).first()
+            if token is None:
+                raise Http404
+            pat.revoke(token)
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        try:
+            family_id = uuid.UUID(token_id)
+        except ValueError:
+            raise Http404 from None
+        family = TokenFamily.objects.filter(user=request.user, pk=family_id).first()
+        if family is None:
+            raise Http404
+        family.revoke()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PersonalTokensView(BearerAPIView):
+    @extend_schema(
+        operation_id="personal_tokens_list",
+        summary="The caller's active personal access tokens",
+        description=_scope_note(MANAGE_SCOPE),
+        responses={200: PersonalTokenSerializer(many=True)},
+        tags=["personal tokens"],
+    )
+    def get(self, request: Request) -> Response:
+        return Response(PersonalTokenSerializer(personal_tokens_of(request.user), many=True).data)
+
+    @extend_schema(
+        operation_id="personal_tokens_create",
+        summary="Mint a personal access token (its secret is in this answer only)",
+        description=_scope_note(MANAGE_SCOPE)
+        + " Only with an access token of a sign-in (a personal access token cannot mint another), and "
+        "only when the site allows users to mint their own (CELLS_OIDC_PAT_SELF_SERVICE) or the caller "
+        "holds the cells_oidc.add_personalaccesstoken permission. The new token's scopes are at most "
+        "those of the token making the request.",
+        request=PersonalTokenCreateSerializer,
+        responses={
+            201: PersonalTokenCreatedSerializer,
+            400: OpenApiResponse(description="Invalid request."),
+            403: OpenApiResponse(description="Not allowed to mint this token."),
+        },
+        tags=["personal tokens"],
+    )
+    def post(self, request: Request) -> Response:
+        from ..conf import app_settings
+
+        info = request.auth
+        if info.kind != "jwt":
+            # A leaked personal token must not be able to perpetuate itself.
+            raise PermissionDenied("A personal access token cannot mint personal access tokens.")
+        serializer = PersonalTokenCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        is_admin = request.user.has_perm("cells_oidc.add_personalaccesstoken")
+        owner = request.user
+        login = data.get("user")
+        if login and login != request.user.get_username():
+            if not is_admin:
+                raise PermissionDenied("Only admins may mint tokens for other users.")
+            model = get_user_model()
+            owner = model._default_manager.filter(**{model.USERNAME_FIELD: login}).first()
+            if owner is None:
+                raise ValidationError({"user": ["No such user."]})
+        elif not (app_settings.PAT_SELF_SERVICE or is_admin):
+            raise PermissionDenied("This site does not let users mint their own personal access tokens.")
+
+        def seconds(name: str) -> timedelta | None:
+            return timedelta(seconds=data[name]) if name in data else None
+
+        try:
+            minted = pat.mint(
+                owner,
+                created_by=request.user,
+                expires_in=seconds("expires_in"),
+                auto_refresh=seconds("auto_refresh_seconds"),
+                max_lifetime=seconds("max_lifetime"),
+                scope=data.get("scope"),
+                label=data.get("label", ""),
+                within_scopes=info.scopes,
+            )
+        except pat.PersonalTokenError as exc:
+            raise ValidationError({api_settings.NON_FIELD_ERRORS_KEY: [str(exc)]}) from exc
+        body = dict(PersonalTokenSerializer(minted.token).data, token=minted.secret)
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class PersonalTokenView(BearerAPIView):
+    @extend_schema(
+        operation_id="personal_tokens_revoke",
+        summary="Revoke a personal access token",
+        description=_scope_note(MANAGE_SCOPE)
+        + " The caller's own token, or anyone's with the cells_oidc.change_personalaccesstoken "
+        "permission. Revoking a revoked token succeeds; another user's answers 404.",
+        responses={204: None, 404: OpenApiResponse(description="No such token of the caller.")},
+        tags=["personal tokens"],
+    )
+    def delete(self, request: Request, token_id: str) -> Response:
+        number = _number(token_id)
+        tokens = PersonalAccessToken.objects.all()
+        if not request.user.has_perm("cells_oidc.change_personalaccesstoken"):
+            tokens = tokens.filter(user=request.user)
+        token = tokens.filter(pk=number).first() if number is not None else None
+        if token is None:
+            raise Http404
+        pat.revoke(token)
+        return Response(status=status.HTTP_204_NO_CONTENT)
