@@ -1068,3 +1068,86 @@ def test_a_login_whose_redirect_was_not_followed_soon_does_not_confirm_later(
     monkeypatch.setattr(sessions, "FRESH_MAX_AGE", -1)
     page = http.get(next_url)
     assert page.status_code == 200 and page.context["page"] == "confirm"
+
+
+# ---- remembered consent and the page headers ------------------------------------------------
+
+
+def _third_party_params(scope: str = "openid email", **extra: str) -> dict[str, str]:
+    return {
+        "response_type": "code",
+        "client_id": "third-party",
+        "redirect_uri": THIRD_URI,
+        "scope": scope,
+        "state": STATE,
+        **extra,
+    }
+
+
+def test_an_allowed_consent_is_remembered_for_the_same_scopes(
+    third_party: Any, alice: Any, make_user: Any
+) -> None:
+    http = signed_in()
+    page = http.get(url(**_third_party_params()))
+    assert page.context["page"] == "consent"
+    assert_code(confirm(http, page), THIRD_URI)
+    # The same or fewer scopes: no page (a confidential client: no "Continue as" either).
+    assert_code(http.get(url(**_third_party_params())), THIRD_URI)
+    assert_code(http.get(url(**_third_party_params("openid"))), THIRD_URI)
+    assert_code(http.get(url(**_third_party_params(prompt="none"))), THIRD_URI)
+    # A new scope is asked for, and so is everything with prompt=consent.
+    assert http.get(url(**_third_party_params("openid email profile"))).context["page"] == "consent"
+    assert http.get(url(**_third_party_params(prompt="consent"))).context["page"] == "consent"
+    # Another user is asked.
+    make_user("bob")
+    assert signed_in("bob").get(url(**_third_party_params())).context["page"] == "consent"
+
+
+def test_a_denied_consent_is_not_remembered(third_party: Any, alice: Any) -> None:
+    http = signed_in()
+    page = http.get(url(**_third_party_params()))
+    assert_redirect_error(confirm(http, page, allow=False), THIRD_URI, "access_denied")
+    assert http.get(url(**_third_party_params())).context["page"] == "consent"
+
+
+def test_consent_is_not_remembered_with_a_zero_lifetime(third_party: Any, alice: Any, settings: Any) -> None:
+    settings.CELLS_OIDC_CONSENT_LIFETIME = 0
+    http = signed_in()
+    assert_code(confirm(http, http.get(url(**_third_party_params()))), THIRD_URI)
+    assert http.get(url(**_third_party_params())).context["page"] == "consent"
+
+
+def test_a_public_third_party_client_still_gets_the_continue_as_page(
+    make_app: Callable[..., Any], alice: Any
+) -> None:
+    # RFC 8252 §8.6: a remembered consent does not prove that the app asking now is the one
+    # the user consented to (Hydra does not skip consent for public clients either).
+    make_app("native", "com.example.app:/cb", skip_authorization=False)
+    params = {"response_type": "code", "client_id": "native", "redirect_uri": "com.example.app:/cb"}
+    http = signed_in()
+    page = http.get(url(scope="openid", state=STATE, **params))
+    assert page.context["page"] == "consent"
+    assert_code(confirm(http, page), "com.example.app:/cb")
+    page = http.get(url(scope="openid", state=STATE, **params))
+    assert page.status_code == 200 and page.context["page"] == "confirm"
+
+
+@pytest.mark.parametrize(
+    ("params", "source"),
+    [
+        (_third_party_params(), "https://app.example.com"),
+        (cli_params(), "http://localhost:3000"),
+        (cli_params(client_id="cells-mobile", redirect_uri="cellsauth://callback"), "cellsauth:"),
+    ],
+)
+def test_the_page_lets_its_form_redirect_to_the_client_only(
+    default_clients: None, third_party: Any, alice: Any, params: dict[str, str], source: str
+) -> None:
+    page = signed_in().get(url(**params))
+    assert page.status_code == 200
+    csp = page["Content-Security-Policy"]
+    assert f"form-action 'self' {source}" in csp
+    assert "frame-ancestors 'none'" in csp
+    assert page["X-Frame-Options"] == "DENY"
+    assert page["Cache-Control"] == "no-store"
+    assert page["Referrer-Policy"] == "no-referrer"

@@ -25,7 +25,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.core import signing
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.middleware.csrf import CsrfViewMiddleware
-from django.shortcuts import render, resolve_url
+from django.shortcuts import resolve_url
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
@@ -38,7 +38,7 @@ from oauth2_provider.scopes import get_scopes_backend
 from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
 from oauthlib.openid.connect.core import exceptions as oidc_errors
 
-from .. import redirects, sessions, tokens
+from .. import consent, pages, redirects, sessions, tokens
 from ..adapter import get_adapter
 from ..conf import app_settings
 from ..endpoints import issuer
@@ -77,14 +77,7 @@ def with_iss(uri: str) -> str:
 
 def error_page(request: HttpRequest, *, error: str, description: str = "", status: int = 400) -> HttpResponse:
     """The browser-facing error page (never a redirect to an unverified URI)."""
-    response = render(
-        request,
-        "cells_oidc/error.html",
-        {"error": error, "description": description, "site_name": app_settings.SITE_NAME},
-        status=status,
-    )
-    response["Cache-Control"] = "no-store"
-    return response
+    return pages.render_error(request, error=error, description=description, status=status)
 
 
 def malformed(params: QueryDict) -> str | None:
@@ -418,7 +411,11 @@ class AuthorizationView(dot_views.AuthorizationView):
 
         policy = policy_for(application)
         page: str | None
-        if "consent" in prompt or not application.skip_authorization:
+        if "consent" in prompt:
+            page = "consent"
+        elif not application.skip_authorization and not consent.remembered(user, application, scopes):
+            # A third-party client: the user decides which scopes it gets (OpenID Connect
+            # Core §3.1.2.4); an earlier "Allow" for these scopes may stand for this one.
             page = "consent"
         elif fresh:
             # The user signed in for this very request: that was the confirmation.
@@ -443,7 +440,12 @@ class AuthorizationView(dot_views.AuthorizationView):
     def show_page(
         self, request: HttpRequest, page: str, params: QueryDict, scopes: list[str], application: Any
     ) -> HttpResponse:
-        payload = {"q": params.urlencode(), "u": str(request.user.pk), "s": sessions.session_id(request)}
+        payload = {
+            "q": params.urlencode(),
+            "p": page,
+            "u": str(request.user.pk),
+            "s": sessions.session_id(request),
+        }
         self.signed_request = signing.dumps(payload, salt=SIGNING_SALT, compress=True)
         all_scopes = get_scopes_backend().get_all_scopes()
         context = {
@@ -456,53 +458,57 @@ class AuthorizationView(dot_views.AuthorizationView):
             "site_name": app_settings.SITE_NAME,
             "login_url": self.get_login_url(),
         }
-        response = self.render_to_response(self.get_context_data(**context))
-        response["Cache-Control"] = "no-store"
-        # A one-click page must not be framed (clickjacking, RFC 6819 §4.4.1.9).
-        response["X-Frame-Options"] = "DENY"
-        response["Content-Security-Policy"] = "frame-ancestors 'none'"
-        return response
+        response: HttpResponse = self.render_to_response(self.get_context_data(**context))
+        # A one-click page must not be framed (clickjacking, RFC 6749 §10.13). The form's answer
+        # is a redirect to the client, which CSP form-action must allow.
+        return pages.apply_headers(response, form_action=[pages.csp_source(self.validated_redirect_uri)])
 
     def get_initial(self) -> dict[str, Any]:
         return {REQUEST_FIELD: self.signed_request}
 
-    def _unsign(self, request: HttpRequest, value: str) -> QueryDict | None:
-        """The authorization request signed into the form, if it is intact and this user's."""
+    def _unsign(self, request: HttpRequest, value: str) -> tuple[QueryDict, str] | None:
+        """The authorization request (and page) signed into the form, if intact and this user's."""
         try:
             payload = signing.loads(value, salt=SIGNING_SALT, max_age=CONFIRM_MAX_AGE)
         except signing.BadSignature:  # includes SignatureExpired
             return None
         if not isinstance(payload, dict) or not isinstance(payload.get("q"), str):
             return None
+        if payload.get("p") not in ("confirm", "consent"):
+            return None
         if payload.get("u") != str(request.user.pk) or payload.get("s") != request.session.get(
             sessions.SID_KEY
         ):
             return None
-        return QueryDict(payload["q"])
+        return QueryDict(payload["q"]), payload["p"]
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         # Only the confirmation/consent form gets here (see dispatch), signed in and CSRF-checked.
         form = self.get_form(self.get_form_class())
         if not form.is_valid():
             return error_page(request, error="invalid_request", description="The form was incomplete.")
-        params = self._unsign(request, form.cleaned_data[REQUEST_FIELD])
-        if params is None:
+        signed = self._unsign(request, form.cleaned_data[REQUEST_FIELD])
+        if signed is None:
             return error_page(
                 request,
                 error="invalid_request",
                 description="This page has expired or was altered. Start again from the application.",
             )
+        params, page = signed
         try:
             scopes, credentials = self.validate_params(request, params)
         except OAuthToolkitError as error:
             return self.error_response(error, application=None)
+        application = credentials["request"].client
         if not form.cleaned_data["allow"]:
             # RFC 6749 §4.1.2.1: the user said no.
             return self.redirect_error(credentials, oauth2_errors.AccessDeniedError, "The user declined.")
-        if not get_adapter().can_sign_in(user=request.user, client=credentials["request"].client):
+        if not get_adapter().can_sign_in(user=request.user, client=application):
             return self.redirect_error(
                 credentials, oauth2_errors.AccessDeniedError, "This account may not use this application."
             )
+        if page == "consent":
+            consent.remember(request.user, application, scopes)
         return self.issue_code(request, params, scopes, credentials)
 
     def _id_token_hint_problem(self, request: HttpRequest, params: QueryDict) -> str | None:
