@@ -26,11 +26,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-from django import forms
-from django.contrib.auth import authenticate, get_user_model
-from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import FieldError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render, resolve_url
 from django.urls import NoReverseMatch, reverse
@@ -265,64 +261,3 @@ def brand_css(request: HttpRequest) -> HttpResponse:
     response["Cache-Control"] = "public, max-age=300"
     response["X-Content-Type-Options"] = "nosniff"
     return response
-
-
-# ---- the login form --------------------------------------------------------------------------
-class LoginForm(AuthenticationForm):
-    """Django's login form, accepting the login or the email address of the account.
-
-    Whatever fails — unknown login, unknown email, two accounts sharing the email, a wrong
-    password, an inactive account — gives the same error, so that the page never tells whether
-    an account exists (OWASP ASVS 2.2.1).
-    """
-
-    username = forms.CharField(
-        label=_("Login or email"),
-        max_length=254,
-        widget=forms.TextInput(
-            attrs={"autofocus": True, "autocomplete": "username", "autocapitalize": "none"}
-        ),
-    )
-
-    error_messages = {
-        **AuthenticationForm.error_messages,
-        "invalid_login": _("That login or email and password do not match. Try again."),
-        "inactive": _("That login or email and password do not match. Try again."),
-    }
-
-    def __init__(self, request: HttpRequest | None = None, *args: Any, **kwargs: Any) -> None:
-        super().__init__(request, *args, **kwargs)
-        # An email address may be longer than the login field.
-        self.fields["username"].max_length = 254
-        self.fields["username"].widget.attrs["maxlength"] = 254
-
-    def clean(self) -> dict[str, Any]:
-        identifier = self.cleaned_data.get("username")
-        password = self.cleaned_data.get("password")
-        if identifier is not None and password:
-            self.user_cache = authenticate(self.request, username=login_for(identifier), password=password)
-            if self.user_cache is None or not self.user_cache.is_active:
-                self.user_cache = None
-                raise self.get_invalid_login_error()
-            self.confirm_login_allowed(self.user_cache)
-        return self.cleaned_data
-
-
-def login_for(identifier: str) -> str:
-    """The login to authenticate for what the user typed: an email address of exactly one
-    account stands for that account's login; anything else is taken as a login."""
-    if "@" not in identifier or "\x00" in identifier:
-        return identifier
-    model = get_user_model()
-    manager = model._default_manager
-    if manager.filter(**{model.USERNAME_FIELD: identifier}).exists():
-        return identifier
-    try:
-        matches = list(
-            manager.filter(**{f"{model.get_email_field_name()}__iexact": identifier}).values_list(
-                model.USERNAME_FIELD, flat=True
-            )[:2]
-        )
-    except FieldError:
-        return identifier
-    return str(matches[0]) if len(matches) == 1 else identifier

@@ -25,6 +25,7 @@ from urllib.parse import unquote_plus
 
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import F
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -37,11 +38,13 @@ from oauth2_provider.models import get_application_model, get_device_grant_model
 from oauth2_provider.scopes import get_scopes_backend
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc8628.endpoints.device_authorization import DeviceAuthorizationEndpoint
+from oauthlib.oauth2.rfc8628.grant_types import DeviceCodeGrant
 
 from .. import pages
+from ..adapter import get_adapter
 from ..conf import app_settings
 from ..endpoints import absolute_url
-from ..models import policy_for
+from ..models import TokenFamily, checksum, policy_for
 from .common import ApiEndpointMixin, json_error
 
 #: RFC 8628 §6.1: consonants only (no vowels, so no words; no look-alike digits), upper case.
@@ -165,6 +168,62 @@ def record_failure(request: HttpRequest) -> None:
                 cache.incr(key)
             except ValueError:  # expired between add and incr
                 cache.set(key, 1, timeout=window)
+
+
+# ---- the token endpoint's side (RFC 8628 §3.4, §3.5) --------------------------------------------
+def redeem_device_code(client_id: str, device_code: Any, request: Any) -> str | None:
+    """The validator's ``validate_device_code``: the RFC 8628 §3.5 status of ``device_code``.
+
+    Returns one of oauthlib's ``DeviceCodeGrant.DEVICE_CODE_*`` statuses, or ``None`` for a code
+    that is unknown, of another client or already used (``invalid_grant``). An approved code is
+    redeemed exactly once: its row is deleted before any token exists, so two concurrent polls
+    never both get tokens. On success ``request.user``, ``request.scopes`` and a new
+    :class:`~cells_oidc.models.TokenFamily` (shown and revocable on the account page) are set.
+    """
+    model = get_device_grant_model()
+    if not isinstance(device_code, str) or not device_code or len(device_code) > 100:
+        return None
+    grant = model.objects.filter(device_code=device_code, client_id=client_id).select_related("user").first()
+    if grant is None:
+        return None
+    if grant.status == model.DENIED:
+        return DeviceCodeGrant.DEVICE_CODE_DENIED
+    if grant.is_expired():
+        return DeviceCodeGrant.DEVICE_CODE_EXPIRED
+    if grant.status == model.AUTHORIZATION_PENDING:
+        if polled_too_fast(grant):
+            return DeviceCodeGrant.DEVICE_CODE_SLOW_DOWN
+        return DeviceCodeGrant.DEVICE_CODE_PENDING
+    if grant.status != model.AUTHORIZED:
+        return None
+    if model.objects.filter(pk=grant.pk, status=model.AUTHORIZED).delete()[0] != 1:
+        return None  # redeemed by a concurrent poll
+    user = grant.user
+    if user is None or not get_adapter().can_sign_in(user=user, client=request.client):
+        return DeviceCodeGrant.DEVICE_CODE_DENIED
+    now = timezone.now()
+    family = TokenFamily.objects.create(
+        application=request.client, user=user, auth_time=now, redeemed=now, sid=""
+    )
+    request.user = user
+    request.scopes = grant.scope.split()
+    request.cells_family = family
+    request.cells_auth_time = int(now.timestamp())
+    return DeviceCodeGrant.DEVICE_CODE_AUTHORIZED
+
+
+def polled_too_fast(grant: Any) -> bool:
+    """RFC 8628 §3.5 ``slow_down``: a poll within ``interval`` seconds of the previous one.
+
+    The interval then grows by 5 seconds "for this and all subsequent requests".
+    """
+    key = f"cells_oidc:device-poll:{checksum(grant.device_code)}"
+    if cache.add(key, 1, timeout=grant.interval):
+        return False
+    model = get_device_grant_model()
+    model.objects.filter(pk=grant.pk).update(interval=F("interval") + 5)
+    cache.set(key, 1, timeout=grant.interval + 5)
+    return True
 
 
 # ---- the pages -----------------------------------------------------------------------------------
