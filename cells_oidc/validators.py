@@ -191,6 +191,9 @@ class CellsOAuth2Validator(OAuth2Validator):
         grant_model = get_grant_model()
         if not isinstance(code, str) or len(code) > 255:
             return False
+        # A live code presented by another client than its own is refused without being spent
+        # (the spec is silent; fosite/Hydra do the same): only its client can burn it. A code
+        # already redeemed has leaked whoever presents it, so that replay revokes its family.
         grant = grant_model.objects.filter(code=code, application=client).select_related("user").first()
         family = TokenFamily.objects.filter(code_checksum=checksum(code)).first()
         claimed = grant is not None and grant_model.objects.filter(pk=grant.pk).delete()[0] == 1
