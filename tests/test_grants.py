@@ -563,3 +563,34 @@ def test_a_confidential_client_cannot_pose_as_public_with_an_empty_basic_passwor
         "invalid_client",
         401,
     )
+
+
+@pytest.mark.parametrize("grant_type", ["openid", "implicit", "password", "client_credentials", "bogus", ""])
+def test_unsupported_grant_types_are_errors_not_crashes(
+    default_clients: None, alice: Any, grant_type: str
+) -> None:
+    # oauthlib's code grant also answers grant_type=openid, which DOT's mapping then asserted on.
+    code = authorize("cells-client", CLI_URI)
+    response = exchange(code, CLI_URI, "cells-client", grant_type=grant_type)
+    assert response.status_code in (400, 401), response.content
+    assert json.loads(response.content)["error"] in (
+        "unsupported_grant_type",
+        "unauthorized_client",
+        "invalid_request",
+    )
+    assert not get_access_token_model().objects.exists()
+
+
+def test_resource_indicators_travel_with_the_grant(default_clients: None, alice: Any) -> None:
+    params = {
+        "response_type": "code",
+        "client_id": "cells-client",
+        "redirect_uri": CLI_URI,
+        "scope": SCOPE,
+        "state": STATE,
+        "resource": "https://api.example.com/",
+    }
+    code = code_from(Browser().authorize(params), CLI_URI)["code"]
+    assert get_grant_model().objects.get(code=code).resource == ["https://api.example.com/"]
+    ok(exchange(code, CLI_URI, "cells-client"))
+    assert get_access_token_model().objects.get().resource == ["https://api.example.com/"]
