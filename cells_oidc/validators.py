@@ -295,13 +295,14 @@ class CellsOAuth2Validator(OAuth2Validator):
 
     def _save_bearer_token(self, token: dict[str, Any], request: Any, *args: Any, **kwargs: Any) -> None:
         family = getattr(request, "cells_family", None)
-        code_exchange = request.grant_type == "authorization_code"
+        # A sign-in's first tokens (code exchange, or a device code): not a refresh.
+        first_issue = request.grant_type != "refresh_token"
         # OpenID Connect Core §11: a refresh token only for offline access (Cells says
-        # "offline"). Decided on the code exchange; a refresh token exists only when that was
-        # granted, and RFC 6749 §6 + RFC 9700 §4.14.2 rotation then always issues a successor,
-        # even when the refresh narrows the scope (as Hydra does: the offline check is on the
-        # original grant).
-        if code_exchange and not OFFLINE_SCOPES & set(getattr(request, "scopes", None) or []):
+        # "offline"). Decided when the sign-in's first tokens are issued; a refresh token
+        # exists only when that was granted, and RFC 6749 §6 + RFC 9700 §4.14.2 rotation then
+        # always issues a successor, even when the refresh narrows the scope (as Hydra does:
+        # the offline check is on the original grant).
+        if first_issue and not OFFLINE_SCOPES & set(getattr(request, "scopes", None) or []):
             token.pop("refresh_token", None)
         super()._save_bearer_token(token, request, *args, **kwargs)
         if family is None:
@@ -311,9 +312,9 @@ class CellsOAuth2Validator(OAuth2Validator):
             refresh_model.objects.filter(
                 token_checksum=checksum(token["refresh_token"]), revoked__isnull=True
             ).update(token_family=family.pk)
-        elif code_exchange:
+        elif first_issue:
             self._anchor_access_token(token, request, family)
-        if code_exchange:
+        if request.grant_type == "authorization_code":
             TokenFamily.objects.filter(pk=family.pk).update(redeemed=timezone.now())
 
     def _anchor_access_token(self, token: dict[str, Any], request: Any, family: TokenFamily) -> None:
