@@ -38,6 +38,7 @@ from .tokens import ID_TOKEN_TYP, sign
 CODE_VERIFIER_RE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 CODE_CHALLENGE_RE = re.compile(r"[A-Za-z0-9\-_]{43}")
 OFFLINE_SCOPES = frozenset({"offline", "offline_access"})
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 
 def s256(verifier: str) -> str:
@@ -137,7 +138,17 @@ class CellsOAuth2Validator(OAuth2Validator):
         # know (an AssertionError, a 500): RFC 6749 §5.2 unauthorized_client instead.
         if grant_type not in GRANT_TYPE_MAPPING:
             return False
+        if grant_type == DEVICE_GRANT:
+            # RFC 8628 §3.4: the device grant is a per-client switch of cells-oidc's policy
+            # (a Cells client registers the code grant and may also sign in headless machines).
+            return bool(getattr(policy_for(client), "allow_device_flow", False))
         return super().validate_grant_type(client_id, grant_type, client, request, *a, **k)
+
+    def validate_device_code(self, client_id: str, code: str, request: Any, *a: Any, **k: Any) -> str | None:
+        """RFC 8628 §3.5 status of a polled device code (see :func:`.views.device.redeem_device_code`)."""
+        from .views.device import redeem_device_code
+
+        return redeem_device_code(client_id, code, request)
 
     def validate_scopes(
         self, client_id: str, scopes: list[str], client: Any, request: Any, *a: Any, **k: Any
