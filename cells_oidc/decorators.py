@@ -81,8 +81,9 @@ def bearer_token_required(
 ) -> View | Callable[[View], View]:
     """Require a valid cells-oidc bearer token (and every scope of ``scopes``) for a view.
 
-    Usable bare (``@bearer_token_required``) or with arguments; on class-based views through
-    ``method_decorator``. The view is exempt from CSRF checks and from ``LoginRequiredMiddleware``:
+    Usable bare (``@bearer_token_required``) or with arguments, on sync and async views; for a
+    class-based view wrap ``as_view()``: ``bearer_token_required(FilesView.as_view(), scopes=[...])``.
+    The view is exempt from CSRF checks and from ``LoginRequiredMiddleware``:
     a bearer token is not sent by browsers on their own, and the token is the authentication.
     Sessions are ignored: a request without a token is refused even if a user is signed in.
     """

@@ -160,7 +160,7 @@ def authenticate_jwt(token: str) -> tuple[Any, TokenInfo]:
         leeway=app_settings.RESOURCE_LEEWAY,
     )
     info = token_info(claims)
-    _refuse_if_revoked(token, info)
+    _refuse_if_revoked(token)
     return user_for(info), info
 
 
@@ -178,10 +178,14 @@ def token_info(claims: dict[str, Any]) -> TokenInfo:
     )
 
 
-def _refuse_if_revoked(token: str, info: TokenInfo) -> None:
+def _refuse_if_revoked(token: str) -> None:
     from . import revocation
 
-    if revocation.is_revoked(token):
+    try:
+        revoked = revocation.is_revoked(token)
+    except revocation.RevocationStatusUnavailable:
+        raise InvalidToken("revocation status unavailable") from None
+    if revoked:
         raise InvalidToken("revoked")
 
 
@@ -219,20 +223,25 @@ def _load_user(subject: str) -> Any:
     adapter = get_adapter()
     finder = getattr(adapter, "user_for_subject", None)
     if callable(finder):
-        return finder(subject=subject)
-    if type(adapter).subject is not DefaultAdapter.subject:
+        user = finder(subject=subject)
+    elif type(adapter).subject is not DefaultAdapter.subject:
         logger.error(
             "The adapter %s overrides subject() but has no user_for_subject(subject=...): "
             "bearer tokens cannot be mapped to users.",
             type(adapter).__name__,
         )
         return None
-    model = get_user_model()
-    try:
-        pk = model._meta.pk.to_python(subject)
-    except (ValidationError, ValueError, TypeError):
+    else:
+        model = get_user_model()
+        try:
+            pk = model._meta.pk.to_python(subject)
+        except (ValidationError, ValueError, TypeError):
+            return None
+        user = model._default_manager.filter(pk=pk).first()
+    # Only the user whose subject is exactly ``sub`` ("+1" or " 1" parse as the pk 1 too).
+    if user is None or adapter.subject(user) != subject:
         return None
-    return model._default_manager.filter(pk=pk).first()
+    return user
 
 
 # ---- JWT verification ----------------------------------------------------------------------------
@@ -350,7 +359,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            # RFC 7515 §5.2 and RFC 8725 §3.12: a duplicate member is a parser-differential attack.
+            # RFC 7515 §4, RFC 7519 §4: names are unique; a duplicate invites parser differentials.
             raise InvalidToken("duplicate member")
         result[key] = value
     return result
@@ -422,7 +431,9 @@ def _session() -> Any:
     import requests
 
     session = requests.Session()
-    session.headers.update({"Accept": "application/json", "User-Agent": "cells-oidc-resource"})
+    session.headers.update(
+        {"Accept": "application/json", "Accept-Encoding": "identity", "User-Agent": "cells-oidc-resource"}
+    )
     return session
 
 
@@ -462,6 +473,9 @@ def fetch_json(
         ):
             if response.status_code != 200:
                 raise RemoteError(f"{url} answered {response.status_code}")
+            # We ask for an uncompressed body: a compressed one could inflate far beyond the limit.
+            if response.headers.get("Content-Encoding", "identity").strip().lower() not in ("identity", ""):
+                raise RemoteError(f"{url}: compressed response")
             declared = response.headers.get("Content-Length")
             if declared is not None and (not declared.isdigit() or int(declared) > limit):
                 raise RemoteError(f"{url}: response too large")
@@ -600,7 +614,7 @@ def _authenticate_remote(token: str) -> tuple[Any, TokenInfo]:
         leeway=app_settings.RESOURCE_LEEWAY,
     )
     info = token_info(claims)
-    _refuse_if_revoked(token, info)
+    _refuse_if_revoked(token)
     if _introspection_configured():
         active = _introspect(token, provider, expires_at=info.expires_at)
         if active is None:

@@ -64,17 +64,21 @@ def deny(token: str, expires_at: float) -> None:
     deny_checksum(token_checksum(token), expires_at)
 
 
+class RevocationStatusUnavailable(Exception):
+    """The deny-list could not be read: the token must be refused."""
+
+
 def is_revoked(token: str) -> bool:
     """Whether ``token`` is on the deny-list (one cache read, no database query).
 
-    When the cache cannot be read the answer is "revoked": an API must not accept a token it
-    cannot check (the error is logged).
+    Raises :class:`RevocationStatusUnavailable` when the cache cannot be read (the error is
+    logged): an API must not accept a token it cannot check.
     """
     try:
         return revocation_cache().get(KEY_PREFIX + token_checksum(token)) is not None
-    except Exception:  # noqa: BLE001 - any backend error
+    except Exception as exc:  # noqa: BLE001 - any backend error
         logger.exception("The revocation cache is unavailable; refusing the token.")
-        return True
+        raise RevocationStatusUnavailable from exc
 
 
 def on_access_token_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:

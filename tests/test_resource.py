@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from django.http import HttpRequest, JsonResponse
 from django.test import Client
 from django.urls import include, path
+from django.views import View
 from jwcrypto import jwk
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -101,8 +102,14 @@ async def plain_async(request: HttpRequest) -> JsonResponse:
     return JsonResponse(describe(request))
 
 
+class PlainClassView(View):
+    def post(self, request: HttpRequest) -> JsonResponse:
+        return JsonResponse(describe(request))
+
+
 urlpatterns = [
     path("", include("cells_oidc.urls")),
+    path("plain/class", bearer_token_required(PlainClassView.as_view(), scopes=["pydio"])),
     path("api/me", MeView.as_view()),
     path("api/pydio", PydioView.as_view()),
     path("api/write", WriteView.as_view()),
@@ -267,8 +274,11 @@ def test_plain_django_views_take_the_same_token(default_clients: None, alice: An
         assert response.status_code == 200, response.content
         assert response.json()["user"] == "alice"
     # A bearer-token view needs no CSRF token: browsers never attach the header by themselves.
-    response = Client(enforce_csrf_checks=True).post("/plain/me", HTTP_AUTHORIZATION=f"Bearer {access}")
-    assert response.status_code == 200
+    for url in ("/plain/me", "/plain/class"):
+        response = Client(enforce_csrf_checks=True).post(url, HTTP_AUTHORIZATION=f"Bearer {access}")
+        assert response.status_code == 200, url
+        assert response.json()["user"] == "alice"
+    assert Client(enforce_csrf_checks=True).post("/plain/class").status_code == 401
 
 
 def test_verification_costs_one_query_for_the_user_and_none_without_it(
@@ -509,6 +519,8 @@ FORGERIES: dict[str, Callable[[Forge], str]] = {
     "missing sub|missing sub": lambda f: f.token(f.claims(sub=DROP)),
     "sub of nobody|unknown user": lambda f: f.token(f.claims(sub="987654")),
     "sub not a key|unknown user": lambda f: f.token(f.claims(sub="alice")),
+    "sub another spelling of the key|unknown user": lambda f: f.token(f.claims(sub=f" +{f.subject}")),
+    "sub beyond any key|unknown user": lambda f: f.token(f.claims(sub="9" * 40)),
     "missing client_id|missing client_id": lambda f: f.token(f.claims(client_id=DROP)),
     "missing jti|missing jti": lambda f: f.token(f.claims(jti=DROP)),
     "scope not a string|malformed scope": lambda f: f.token(f.claims(scope=["openid", "pydio"])),
@@ -731,3 +743,27 @@ def test_personal_access_tokens_are_dispatched_on_their_prefix(alice: Any) -> No
     assert_invalid_token(api_get("/api/pydio", minted.secret))
     # A string with the prefix is never tried as a JWT, and vice versa.
     assert_invalid_token(api_get("/api/me", pat.PAT_PREFIX + "x" * 49))
+
+
+def test_when_the_deny_list_cannot_be_read_tokens_are_refused(
+    default_clients: None, alice: Any, browser: Browser, settings: Any
+) -> None:
+    access = sign_in(browser)["access_token"]
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "broken": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "no_such_cache_table",
+        },
+    }
+    settings.CELLS_OIDC_RESOURCE_REVOCATION_CACHE = "broken"
+    response = api_get("/api/me", access)
+    assert_invalid_token(response)
+    assert response.json()["detail"] == "Invalid bearer token: revocation status unavailable."
+    # Revoking still works (the receiver logs the cache failure instead of breaking the revocation).
+    revoke = Client().post(
+        "/oidc/oauth2/revoke",
+        f"token={access}&client_id=cells-client",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert revoke.status_code == 200, revoke.content
