@@ -154,7 +154,7 @@ def authenticate_jwt(token: str) -> tuple[Any, TokenInfo]:
 
     claims = verify_jwt(
         token,
-        key_for=_local_key_for,
+        key_for=local_key_for,
         issuer=issuer(),
         audiences=app_settings.RESOURCE_AUDIENCE,
         leeway=app_settings.RESOURCE_LEEWAY,
@@ -262,6 +262,22 @@ def verify_jwt(
     ``key_for(kid)`` returns the RSA public key the issuer publishes under ``kid`` (or ``None``);
     it is called only for a well-formed ``kid`` of a token whose header passed every check.
     """
+    claims = verify_signature(
+        token, key_for=key_for, types=ACCESS_TOKEN_TYPES, wrong_type="not an access token"
+    )
+    _check_claims(claims, issuer=issuer, audiences=audiences, leeway=leeway, now=now)
+    return claims
+
+
+def verify_signature(
+    token: object, *, key_for: KeyLookup, types: Iterable[str], wrong_type: str = "unexpected token type"
+) -> dict[str, Any]:
+    """Check the form, the protected header and the signature of a JWT; return its claims.
+
+    The shared half of every JWT verification (access tokens here, ID tokens in
+    :mod:`cells_oidc.tokens`): ``types`` are the accepted ``typ`` values, lower case. The claims
+    are not checked.
+    """
     # RFC 7515 §7.1: the compact serialisation, three base64url parts; nothing else (no JWE,
     # no JSON serialisation, no unsigned token).
     if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or not _COMPACT_JWS.fullmatch(token):
@@ -275,8 +291,8 @@ def verify_jwt(
         raise InvalidToken("algorithm not allowed")
     # RFC 9068 §4 / RFC 8725 §3.11: explicit typing keeps ID tokens (typ JWT) and other JWTs out.
     typ = header.get("typ")
-    if not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES:
-        raise InvalidToken("not an access token")
+    if not isinstance(typ, str) or typ.lower() not in frozenset(types):
+        raise InvalidToken(wrong_type)
     # RFC 7515 §4.1.11: we understand no extension, so any "crit" must be refused.
     if "crit" in header:
         raise InvalidToken("unsupported critical header")
@@ -296,9 +312,7 @@ def verify_jwt(
         public_key.verify(signature, signing_input, padding.PKCS1v15(), hashes.SHA256())
     except InvalidSignature as exc:
         raise InvalidToken("bad signature") from exc
-    claims = _json_object(encoded_payload)
-    _check_claims(claims, issuer=issuer, audiences=audiences, leeway=leeway, now=now)
-    return claims
+    return _json_object(encoded_payload)
 
 
 def _check_claims(
@@ -404,7 +418,7 @@ def public_key_from_jwk(data: object) -> rsa.RSAPublicKey | None:
 _local_public_keys: dict[str, rsa.RSAPublicKey] = {}
 
 
-def _local_key_for(kid: str) -> rsa.RSAPublicKey | None:
+def local_key_for(kid: str) -> rsa.RSAPublicKey | None:
     """The public key of the provider of this site named ``kid`` (active or inactive, from settings).
 
     The kid is the RFC 7638 thumbprint of the key, so the public key derived once per kid stays

@@ -20,9 +20,11 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
 from django.test import Client
 from django.urls import include, path
+from django.utils import timezone
 from django.views import View
 from jwcrypto import jwk
 from rest_framework.permissions import IsAuthenticated
@@ -108,6 +110,7 @@ class PlainClassView(View):
 
 
 urlpatterns = [
+    path("admin/", admin.site.urls),
     path("", include("cells_oidc.urls")),
     path("plain/class", bearer_token_required(PlainClassView.as_view(), scopes=["pydio"])),
     path("api/me", MeView.as_view()),
@@ -672,6 +675,25 @@ def test_replay_of_a_code_that_gave_no_refresh_token_revokes_its_access_token(
     assert_invalid_token(api_get("/api/me", tokens["access_token"]))
 
 
+def test_the_admins_revoke_action_revokes_at_once(
+    default_clients: None, alice: Any, browser: Browser, admin_client: Any
+) -> None:
+    from oauth2_provider.models import get_access_token_model
+
+    from cells_oidc.revocation import token_checksum
+
+    access = sign_in(browser)["access_token"]
+    assert api_get("/api/me", access).status_code == 200
+    row = get_access_token_model().objects.get(token_checksum=token_checksum(access))
+    response = admin_client.post(
+        "/admin/oauth2_provider/accesstoken/",
+        {"action": "revoke_tokens", "_selected_action": [row.pk]},
+    )
+    assert response.status_code == 302, response.content[:500]
+    assert not get_access_token_model().objects.filter(pk=row.pk).exists()
+    assert_invalid_token(api_get("/api/me", access))
+
+
 def test_deleting_the_token_row_revokes_it(default_clients: None, alice: Any, browser: Browser) -> None:
     from oauth2_provider.models import get_access_token_model
 
@@ -741,6 +763,13 @@ def test_personal_access_tokens_are_dispatched_on_their_prefix(alice: Any) -> No
     assert api_get("/api/write", minted.secret).status_code == 403
     pat.revoke(minted.token)
     assert_invalid_token(api_get("/api/pydio", minted.secret))
+    expired = pat.mint(alice, expires_in=timedelta(hours=1), scope="pydio")
+    type(expired.token).objects.filter(pk=expired.token.pk).update(
+        expires=timezone.now() - timedelta(seconds=1)
+    )
+    response = api_get("/api/pydio", expired.secret)
+    assert_invalid_token(response)
+    assert response.json()["detail"] == "Invalid bearer token: expired personal access token."
     # A string with the prefix is never tried as a JWT, and vice versa.
     assert_invalid_token(api_get("/api/me", pat.PAT_PREFIX + "x" * 49))
 
