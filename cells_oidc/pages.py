@@ -6,8 +6,10 @@ Every page sets:
   sign-in button, RFC 6749 §10.13);
 - a strict Content-Security-Policy: scripts and styles only from the site's own static files,
   never inline (a script injected into a page could read a code or press "Allow");
-- ``Referrer-Policy: no-referrer`` (page URLs carry ``state``, codes and user codes, RFC 9700
-  §4.2.4);
+- ``Referrer-Policy: same-origin`` (page URLs carry ``state`` and user codes, RFC 9700 §4.2.4:
+  they never leave the site in a ``Referer``); ``no-referrer`` on the out-of-band page, whose URL
+  holds an authorization code. Not ``no-referrer`` on pages with forms: browsers then send
+  ``Origin: null`` with the POST, which Django's CSRF protection rightly refuses;
 - ``Cache-Control: no-store`` (pages show codes, CSRF tokens and the user's own data).
 
 Use :func:`secure_page` on a view (``method_decorator(secure_page, name="dispatch")`` on a class),
@@ -111,13 +113,17 @@ def content_security_policy(*, form_action: Iterable[str] = ()) -> str:
 
 
 def apply_headers(
-    response: HttpResponse, *, form_action: Iterable[str] = (), no_store: bool = True
+    response: HttpResponse,
+    *,
+    form_action: Iterable[str] = (),
+    no_store: bool = True,
+    referrer_policy: str = "same-origin",
 ) -> HttpResponse:
     """Set the security headers of a page on ``response`` (see the module docstring)."""
     extra = [*form_action, *getattr(response, FORM_ACTION_ATTR, ())]
     response["Content-Security-Policy"] = content_security_policy(form_action=extra)
     response["X-Frame-Options"] = "DENY"
-    response["Referrer-Policy"] = "no-referrer"
+    response["Referrer-Policy"] = referrer_policy
     response["X-Content-Type-Options"] = "nosniff"
     response["Cross-Origin-Opener-Policy"] = "same-origin"
     if no_store:
@@ -175,11 +181,12 @@ def render_page(
     *,
     status: int = 200,
     form_action: Iterable[str] = (),
+    referrer_policy: str = "same-origin",
 ) -> HttpResponse:
     """Render a page of the app with its security headers and the site name."""
-    context = {"site_name": app_settings.SITE_NAME, **(context or {})}
+    context = {"site_name": app_settings.SITE_NAME, "referrer_policy": referrer_policy, **(context or {})}
     response = render(request, template, context, status=status)
-    return apply_headers(response, form_action=form_action)
+    return apply_headers(response, form_action=form_action, referrer_policy=referrer_policy)
 
 
 #: Plain-language explanations of the OAuth errors a person can meet (RFC 6749 §4.1.2.1, §5.2;

@@ -93,11 +93,45 @@ def touch(request: HttpRequest) -> None:
         ).update(last_seen=now)
 
 
+#: (marker in the User-Agent, name), first match wins: Edge and Opera also say "Chrome", Chrome
+#: also says "Safari", Android also says "Linux", iOS also says "Mac OS X".
+_BROWSERS = [
+    ("Edg/", "Edge"),
+    ("OPR/", "Opera"),
+    ("Firefox/", "Firefox"),
+    ("HeadlessChrome/", "Headless Chrome"),
+    ("Chromium/", "Chromium"),
+    ("Chrome/", "Chrome"),
+    ("CriOS/", "Chrome"),
+    ("Safari/", "Safari"),
+    ("curl/", "curl"),
+]
+_SYSTEMS = [
+    ("Android", "Android"),
+    ("iPhone", "iPhone"),
+    ("iPad", "iPad"),
+    ("CrOS", "ChromeOS"),
+    ("Windows", "Windows"),
+    ("Macintosh", "macOS"),
+    ("Linux", "Linux"),
+]
+
+
+def describe_user_agent(user_agent: str) -> str:
+    """``Mozilla/5.0 (X11; Linux x86_64) … Firefox/128.0`` → ``Firefox on Linux``."""
+    browser = next((name for marker, name in _BROWSERS if marker in user_agent), None)
+    system = next((name for marker, name in _SYSTEMS if marker in user_agent), None)
+    if browser and system:
+        return str(_("%(browser)s on %(system)s") % {"browser": browser, "system": system})
+    return browser or system or str(_("Unknown browser"))
+
+
 def active_sessions(request: HttpRequest) -> list[UserSession]:
     """The user's sessions that still exist (rows of ended or expired sessions are removed)."""
     current = request.session.session_key
     alive, dead = [], []
     for row in UserSession.objects.filter(user=request.user).order_by("-last_seen", "-created"):
+        row.device = describe_user_agent(row.user_agent)  # type: ignore[attr-defined]
         if row.session_key == current:
             row.is_current = True  # type: ignore[attr-defined]
             alive.append(row)

@@ -107,7 +107,10 @@ class DeviceAuthorizationView(ApiEndpointMixin, dot_views.DeviceAuthorizationVie
         application = (
             get_application_model().objects.filter(client_id=client_id).first() if client_id else None
         )
-        if application is not None and not policy_for(application).allow_device_flow:
+        if application is None:
+            # RFC 6749 §5.2: an unknown client is invalid_client (oauthlib says invalid_request).
+            return json_error("invalid_client", "Unknown client.", status=401)
+        if not policy_for(application).allow_device_flow:
             # RFC 6749 §5.2: the client is not authorized to use this grant type.
             return json_error("unauthorized_client", "This client may not use the device flow.")
         headers, body, status = self.get_oauthlib_core().create_device_authorization_response(request)
@@ -118,8 +121,6 @@ class DeviceAuthorizationView(ApiEndpointMixin, dot_views.DeviceAuthorizationVie
                 if name.lower() == "www-authenticate":
                     response[name] = value
             return response
-        if application is None:  # oauthlib authenticated a client: never the case
-            return json_error("invalid_client", "Client authentication failed.", status=401)
         data = dict(body)
         model = get_device_grant_model()
         model.objects.create(
