@@ -39,6 +39,23 @@ class DefaultAdapter:
         """
         return str(user.pk)
 
+    def user_for_subject(self, *, subject: str) -> Any | None:
+        """The user whose :meth:`subject` is ``subject``, or ``None`` (used to authenticate bearer
+        tokens, see :mod:`cells_oidc.resource`). Override it together with :meth:`subject`.
+
+        The default reads the primary key (one query); the caller still checks that
+        ``subject(user) == subject`` exactly, so ``" 1"`` never loads user 1.
+        """
+        from django.contrib.auth import get_user_model
+        from django.core.exceptions import ValidationError
+
+        model = get_user_model()
+        try:
+            pk = model._meta.pk.to_python(subject)
+        except (ValidationError, ValueError, TypeError):
+            return None
+        return model._default_manager.filter(pk=pk).first()
+
     def claims(self, *, user: Any) -> dict[str, Any]:
         """The user's claims, before filtering by the granted scopes.
 

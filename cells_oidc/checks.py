@@ -150,3 +150,74 @@ def check_clients(app_configs: Any = None, databases: Any = None, **kwargs: Any)
             id="cells_oidc.W002",
         )
     ]
+
+
+@register(Tags.security, Tags.caches)
+def check_resource_server(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """The bearer-token verification of :mod:`cells_oidc.resource` (docs/resource-server.md)."""
+    from . import conf
+
+    messages: list[Any] = []
+    alias = conf.app_settings.RESOURCE_REVOCATION_CACHE
+    caches = getattr(settings, "CACHES", {}) or {"default": {}}
+    if alias not in caches:
+        messages.append(
+            Error(
+                f"CELLS_OIDC_RESOURCE_REVOCATION_CACHE names the cache {alias!r}, which is not in CACHES.",
+                hint="Name a configured cache; revoked tokens are remembered there.",
+                id="cells_oidc.E009",
+            )
+        )
+    else:
+        backend = caches[alias].get("BACKEND", "django.core.cache.backends.locmem.LocMemCache")
+        if backend.endswith("DummyCache"):
+            messages.append(
+                Error(
+                    f"The revocation cache {alias!r} is a DummyCache: revoked tokens would keep working.",
+                    hint="Use a real cache (Redis, Memcached or the database cache).",
+                    id="cells_oidc.E010",
+                )
+            )
+        elif backend.endswith("LocMemCache") and not settings.DEBUG:
+            messages.append(
+                Warning(
+                    f"The revocation cache {alias!r} is per process (LocMemCache): a revocation is seen only "
+                    "by the process that made it.",
+                    hint="Share it between processes: Redis, Memcached or the database cache.",
+                    id="cells_oidc.W003",
+                )
+            )
+    issuer = conf.app_settings.RESOURCE_ISSUER
+    if issuer is not None:
+        parts = urlsplit(issuer)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            messages.append(
+                Error(
+                    f"CELLS_OIDC_RESOURCE_ISSUER {issuer!r} is not an http(s) URL with a host.",
+                    hint="Set it to the provider's issuer, e.g. 'https://cells.example.com/oidc/'.",
+                    id="cells_oidc.E011",
+                )
+            )
+        elif (
+            parts.scheme == "http"
+            and parts.hostname not in ("localhost", "127.0.0.1", "::1")
+            and not settings.DEBUG
+        ):
+            messages.append(
+                Warning(
+                    f"The provider {issuer!r} is reached over plain http: its keys could be replaced "
+                    "in transit.",
+                    hint="Use the provider's https issuer (RFC 8414 §3: metadata must be fetched over TLS).",
+                    id="cells_oidc.W004",
+                )
+            )
+    if not conf.app_settings.RESOURCE_AUDIENCE:
+        messages.append(
+            Warning(
+                "No audience is expected (CELLS_OIDC_RESOURCE_AUDIENCE and CELLS_OIDC_SITE_URL are empty): "
+                "every bearer token will be refused.",
+                hint="Set CELLS_OIDC_RESOURCE_AUDIENCE to the aud of the tokens this API accepts.",
+                id="cells_oidc.W005",
+            )
+        )
+    return messages

@@ -104,3 +104,34 @@ def test_database_check_lists_clients_without_pkce(default_clients: None) -> Non
 @pytest.mark.django_db
 def test_check_command_runs_clean_with_the_test_settings() -> None:
     call_command("check", "--fail-level", "ERROR")
+
+
+LOCMEM = "django.core.cache.backends.locmem.LocMemCache"
+REDIS = "django.core.cache.backends.redis.RedisCache"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"CACHES": {"default": {"BACKEND": REDIS, "LOCATION": "redis://127.0.0.1:6379"}}}, set()),
+        ({"CACHES": {"default": {"BACKEND": LOCMEM}}, "DEBUG": True}, set()),
+        ({"CACHES": {"default": {"BACKEND": LOCMEM}}}, {"cells_oidc.W003"}),
+        ({"CELLS_OIDC_RESOURCE_REVOCATION_CACHE": "tokens"}, {"cells_oidc.E009"}),
+        (
+            {"CACHES": {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}},
+            {"cells_oidc.E010"},
+        ),
+        ({"CELLS_OIDC_RESOURCE_ISSUER": "cells.example.com/oidc/"}, {"cells_oidc.E011"}),
+        ({"CELLS_OIDC_RESOURCE_ISSUER": "http://cells.example.com/oidc/"}, {"cells_oidc.W004"}),
+        ({"CELLS_OIDC_RESOURCE_ISSUER": "http://127.0.0.1:8000/oidc/"}, set()),
+        ({"CELLS_OIDC_SITE_URL": None, "CELLS_OIDC_RESOURCE_AUDIENCE": None}, {"cells_oidc.W005"}),
+    ],
+)
+def test_resource_server_checks(settings: Any, overrides: dict[str, Any], expected: set[str]) -> None:
+    from cells_oidc.checks import check_resource_server
+
+    settings.DEBUG = False
+    settings.CACHES = {"default": {"BACKEND": REDIS, "LOCATION": "redis://127.0.0.1:6379"}}
+    for name, value in overrides.items():
+        setattr(settings, name, value)
+    assert ids(check_resource_server()) == expected
