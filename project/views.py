@@ -62,9 +62,10 @@ def _page(request: HttpRequest, template: str, *, callback: bool = False) -> Htt
     response = render(request, template, context)
     response["Content-Security-Policy"] = content_security_policy(connect=[_origin(issuer())])
     if callback:
-        # The authorization code is in this page's URL: never cached, never sent as a Referer.
+        # The authorization code is in this page's URL: never cached, never sent to another origin
+        # as a Referer (not "no-referrer": then browsers send "Origin: null" with the page's POSTs).
         response["Cache-Control"] = "no-store"
-        response["Referrer-Policy"] = "no-referrer"
+        response["Referrer-Policy"] = "same-origin"
     return response
 
 
