@@ -415,3 +415,23 @@ def test_sign_in_through_the_login_form_in_a_browser(live_site: str) -> None:
             assert_signed_in(tab)
         finally:
             tab.close()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Chromium is not installed")
+def test_api_docs_page_renders_the_openapi_document_in_a_browser(live_site: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        tab = Page(playwright, live_site)
+        page = tab.page
+        page.goto(live_site + "/a/docs")
+        operations = page.locator(".operation")
+        expect(operations.first).to_be_visible(timeout=15000)
+        assert operations.count() == 6  # the operations of /a/
+        text = re.sub(r"\s+", "", page.locator("#document").inner_text())
+        for needle in ("GET/a/user/me", "POST/a/personal-tokens", "DELETE/a/tokens/{token_id}", "bearer"):
+            assert needle in text, needle
+        expect(page.locator("#status")).to_be_hidden()
+        tab.close()
+    assert tab.problems == []

@@ -385,6 +385,15 @@ def test_admin_mints_a_token_and_shows_the_secret_once(admin_client: Client, ali
         assert secrets[0] not in page.content.decode()
         assert token.hint in page.content.decode()
 
+    # Only the label can be changed afterwards.
+    edited = admin_client.post(
+        f"/admin/cells_oidc/personalaccesstoken/{token.pk}/change/",
+        {"label": "renamed", "scope": "openid offline", "expires": "2099-01-01 00:00:00"},
+    )
+    assert edited.status_code == 302, edited.content[:2000]
+    token.refresh_from_db()
+    assert token.label == "renamed" and token.scope == "profile pydio" and token.auto_refresh_seconds == 600
+
     revoked = admin_client.post(
         "/admin/cells_oidc/personalaccesstoken/",
         {"action": "revoke_selected", "_selected_action": [str(token.pk)]},
