@@ -25,6 +25,7 @@ from oauth2_provider.models import (
     set_token_value,
 )
 from oauth2_provider.oauth2_validators import GRANT_TYPE_MAPPING, OAuth2Validator
+from oauth2_provider.settings import oauth2_settings
 from oauthlib.common import generate_token
 
 from . import redirects
@@ -410,6 +411,10 @@ class CellsOAuth2Validator(OAuth2Validator):
     ) -> str:
         claims, expiration_time = self.get_id_token_dictionary(token, token_handler, request)
         id_token.update(**claims)
+        if isinstance(id_token.get("iat"), int):
+            # OpenID Connect Core §2: exp from the same instant as oauthlib's iat, so that
+            # exp - iat is exactly ID_TOKEN_EXPIRE_SECONDS (DOT reads the clock a second time).
+            id_token["exp"] = id_token["iat"] + int(oauth2_settings.ID_TOKEN_EXPIRE_SECONDS)
         if "nonce" not in id_token and request.nonce and request.grant_type != "refresh_token":
             id_token["nonce"] = request.nonce
         if request.grant_type == "refresh_token":
@@ -419,6 +424,14 @@ class CellsOAuth2Validator(OAuth2Validator):
         request.access_token = saved
         request.id_token = saved
         return serialized
+
+    def validate_bearer_token(self, token: str, scopes: Any, request: Any) -> bool:
+        # DOT's bearer check (used by userinfo and DOT's own resource views) plus the adapter's
+        # sign-in policy: a deactivated or refused user's tokens stop working at once.
+        if not super().validate_bearer_token(token, scopes, request):
+            return False
+        access = request.access_token
+        return access.user is None or get_adapter().can_sign_in(user=access.user, client=access.application)
 
     def validate_jwt_bearer_token(self, token: str, scopes: Any, request: Any) -> bool:
         # An ID token is not an access token (RFC 9068 §4, OpenID Connect Core §2).
