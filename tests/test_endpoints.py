@@ -170,7 +170,12 @@ def test_discovery_advertises_only_what_is_supported() -> None:
     assert data["response_modes_supported"] == ["query"]
     assert data["authorization_response_iss_parameter_supported"] is True
     assert data["subject_types_supported"] == ["public"]
-    assert set(data["grant_types_supported"]) == {"authorization_code", "refresh_token"}
+    assert set(data["grant_types_supported"]) == {
+        "authorization_code",
+        "refresh_token",
+        "urn:ietf:params:oauth:grant-type:device_code",  # RFC 8628, for clients whose policy allows it
+    }
+    assert data["device_authorization_endpoint"] == "http://testserver/oidc/oauth2/device/auth"
     assert {"openid", "email", "profile", "offline", "offline_access", "pydio"} <= set(
         data["scopes_supported"]
     )

@@ -32,7 +32,13 @@ def provider_metadata() -> dict[str, Any]:
         "scopes_supported": list(get_scopes_backend().get_all_scopes()),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        # RFC 8628 §4: for the clients whose policy allows the device flow.
+        "device_authorization_endpoint": absolute_url("device-authorization"),
+        "grant_types_supported": [
+            "authorization_code",
+            "refresh_token",
+            "urn:ietf:params:oauth:grant-type:device_code",
+        ],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": [keys.ALGORITHM],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],

@@ -9,7 +9,6 @@ from django.contrib.auth import get_user_model, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 from django.utils.decorators import method_decorator
 from django.views import View
@@ -24,7 +23,7 @@ from oauth2_provider.exceptions import (
 from oauth2_provider.http import OAuth2ResponseRedirect
 from oauth2_provider.models import get_application_model, get_id_token_model
 
-from .. import redirects, sessions, tokens
+from .. import pages, redirects, sessions, tokens
 from ..conf import app_settings
 from ..models import TokenFamily
 
@@ -80,6 +79,25 @@ class LoginView(auth_views.LoginView):
         context["site_name"] = app_settings.SITE_NAME
         return context
 
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = super().dispatch(request, *args, **kwargs)
+        return pages.apply_headers(response, form_action=self.redirect_sources())
+
+    def redirect_sources(self) -> list[str]:
+        """The client's redirect URI when ``next`` is an authorization request: Chromium applies
+        the CSP form-action to every redirect after the login POST, the last one included."""
+        next_url = self.get_redirect_url()
+        application = application_for_next(next_url)
+        if application is None:
+            return []
+        registered, sites = application.redirect_uris, app_settings.SITE_URLS
+        uri = dict(parse_qsl(urlsplit(next_url or "").query)).get("redirect_uri")
+        uri = uri or redirects.default_redirect_uri(registered, sites)
+        if not uri or not redirects.redirect_uri_allowed(uri, registered, sites):
+            return []
+        source = pages.csp_source(uri)
+        return [source] if source else []
+
     def form_valid(self, form: Any) -> HttpResponse:
         response = super().form_valid(form)
         # A POST answered with 303 so that the browser follows with GET (RFC 9110 §15.4.4).
@@ -102,6 +120,12 @@ class LogoutView(dot_views.RPInitiatedLogoutView):
 
     template_name = "cells_oidc/logout.html"
     http_method_names = ["get", "post"]
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        #: CSP form-action sources: the validated post_logout_redirect_uri (see LoginView).
+        self.form_action: list[str] = []
+        response = super().dispatch(request, *args, **kwargs)
+        return pages.apply_headers(response, form_action=self.form_action)
 
     def validate_logout_request_user(self, id_token_hint: str | None, client_id: str | None) -> Any:
         if not id_token_hint:
@@ -142,6 +166,9 @@ class LogoutView(dot_views.RPInitiatedLogoutView):
             post_logout_redirect_uri, application.post_logout_redirect_uris, app_settings.SITE_URLS
         ):
             raise InvalidOIDCRedirectURIError("This client has not registered this post_logout_redirect_uri.")
+        source = pages.csp_source(post_logout_redirect_uri)
+        if source:
+            self.form_action.append(source)
 
     def must_prompt(self, token_user: Any) -> bool:
         if not self.request.user.is_authenticated:
@@ -194,4 +221,4 @@ class LoggedOutView(View):
     http_method_names = ["get"]
 
     def get(self, request: HttpRequest) -> HttpResponse:
-        return render(request, "cells_oidc/logged_out.html", {"site_name": app_settings.SITE_NAME})
+        return pages.render_page(request, "cells_oidc/logged_out.html")

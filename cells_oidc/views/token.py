@@ -48,7 +48,12 @@ class TokenView(ApiEndpointMixin, dot_views.TokenView):
             # DOT answers a non-standard 404 "device_not_found"; an unknown code is an
             # invalid grant (RFC 6749 §5.2, as RFC 8628 §3.5 defers to it).
             return json_error("invalid_grant", "Unknown device_code.")
-        return super().device_flow_token_response(request, device_code, *args, **kwargs)
+        # DOT's device_flow_token_response tells any client the status of any code and has no
+        # slow_down. oauthlib's device grant authenticates the client first, then the
+        # validator's validate_device_code answers for this client's code only:
+        # authorization_pending, slow_down, access_denied, expired_token (RFC 8628 §3.5), or
+        # invalid_grant for another client's or a used code (RFC 6749 §5.2).
+        return self.authorization_flow_token_response(request, *args, **kwargs)
 
 
 class RevokeView(ApiEndpointMixin, dot_views.RevokeTokenView):
