@@ -84,6 +84,9 @@ def oauth2_provider_settings(
         "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": False,
         "COMPLIANT_BCP_RFC9700_REFRESH_TOKEN": True,
         "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
+        # RFC 8628: the validator's validate_device_code sets the user and scopes of an approved
+        # device code; DOT's default hook would look the code up unchecked (a 500 when unknown).
+        "OAUTH_PRE_TOKEN_VALIDATION": [],
     }
     config.update(overrides)
     return config

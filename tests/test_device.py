@@ -318,3 +318,12 @@ def test_verification_pages_are_secure(default_clients: None, alice: Any) -> Non
     page = client.get("/oidc/device/confirm")
     assert_secure(page)
     assert_no_inline_code(page.content.decode())
+
+
+def test_no_unchecked_device_code_lookup_before_the_validator(settings: Any) -> None:
+    # DOT's default pre-token hook looks the device code up with .get() (a 500 for a code that a
+    # concurrent poll has just redeemed); the validator's validate_device_code does that job.
+    from cells_oidc.conf import oauth2_provider_settings
+
+    assert oauth2_provider_settings(signing_key="unused")["OAUTH_PRE_TOKEN_VALIDATION"] == []
+    assert settings.OAUTH2_PROVIDER["OAUTH_PRE_TOKEN_VALIDATION"] == []
