@@ -268,3 +268,11 @@ def brand_css(request: HttpRequest) -> HttpResponse:
     response["Cache-Control"] = "public, max-age=300"
     response["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """The CSRF failure page in the pages' style (a form that expired or came from elsewhere).
+
+    Opt in with ``CSRF_FAILURE_VIEW = "cells_oidc.pages.csrf_failure"``.
+    """
+    return render_error(request, error="csrf_failure", description="", status=403)

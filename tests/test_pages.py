@@ -379,3 +379,24 @@ def test_static_script_and_styles_are_served(db: Any) -> None:
     assert finders.find("cells_oidc/cells_oidc.css")
     script = open(finders.find("cells_oidc/copy.js")).read()
     assert "navigator.clipboard" in script and "data-copy" in script and "eval(" not in script
+
+
+def test_csrf_failure_page(default_clients: None, alice: Any, settings: Any) -> None:
+    settings.CSRF_FAILURE_VIEW = "cells_oidc.pages.csrf_failure"
+    client = Client(enforce_csrf_checks=True)
+    response = client.post("/oidc/login/", {"username": "alice", "password": PASSWORD})
+    assert response.status_code == 403
+    html = response.content.decode()
+    assert "The form expired or was sent from another page" in html
+    assert response["X-Request-ID"] in html
+    assert_secure(response)
+
+
+def test_logout_page_offers_to_stay_signed_in(default_clients: None, alice: Any) -> None:
+    browser = signed_in_browser()
+    page = browser.http.get("/oidc/oauth2/sessions/logout")
+    html = page.content.decode()
+    assert '<a class="button secondary" href="/oidc/account/">Stay signed in</a>' in html
+    assert_secure(page)
+    assert_no_inline_code(html)
+    assert "_auth_user_id" in browser.http.session
