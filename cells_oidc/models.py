@@ -169,6 +169,15 @@ class TokenFamily(models.Model):
     auth_time = models.DateTimeField(_("authenticated at"))
     created = models.DateTimeField(auto_now_add=True)
     redeemed = models.DateTimeField(_("code redeemed at"), null=True, blank=True)
+    # The access token of a sign-in that got no refresh token (no offline scope): DOT reaches a
+    # family's access tokens through its refresh tokens only.
+    access_token = models.OneToOneField(
+        oauth2_settings.ACCESS_TOKEN_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="cells_token_family",
+    )
     revoked = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -179,11 +188,28 @@ class TokenFamily(models.Model):
         return f"token family {self.id}"
 
     def revoke(self) -> None:
-        """Revoke every refresh and access token of the family (set-based, DOT's helper)."""
-        from oauth2_provider.models import get_refresh_token_model
+        """Revoke every refresh and access token of the family."""
+        revoke_families([self.pk])
 
-        get_refresh_token_model().revoke_family(self.id)
-        TokenFamily.objects.filter(pk=self.pk, revoked__isnull=True).update(revoked=timezone.now())
+
+def revoke_families(family_ids: list[Any]) -> None:
+    """Revoke every token of the given families, set-based.
+
+    DOT's ``RefreshToken.revoke_family`` revokes the refresh tokens and deletes the access tokens
+    they point to; the access token of a sign-in that got no refresh token is reached through
+    :attr:`TokenFamily.access_token`. Deleting access tokens fires ``post_delete``, which puts
+    them on the resource servers' deny-list (:mod:`cells_oidc.revocation`).
+    """
+    from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+
+    refresh_model = get_refresh_token_model()
+    for family_id in family_ids:
+        refresh_model.revoke_family(family_id)
+    families = TokenFamily.objects.filter(pk__in=family_ids)
+    get_access_token_model().objects.filter(
+        pk__in=families.exclude(access_token=None).values("access_token_id")
+    ).delete()
+    families.filter(revoked__isnull=True).update(revoked=timezone.now())
 
 
 def validate_registration_on_save(

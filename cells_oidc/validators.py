@@ -22,17 +22,15 @@ from oauth2_provider.models import (
     get_access_token_model,
     get_grant_model,
     get_refresh_token_model,
-    set_token_value,
 )
 from oauth2_provider.oauth2_validators import GRANT_TYPE_MAPPING, OAuth2Validator
 from oauth2_provider.settings import oauth2_settings
-from oauthlib.common import generate_token
 
 from . import redirects
 from .adapter import get_adapter
 from .conf import app_settings
 from .endpoints import issuer
-from .models import TokenFamily, checksum, policy_for
+from .models import TokenFamily, checksum, policy_for, revoke_families
 from .tokens import ID_TOKEN_TYP, sign
 
 # RFC 7636 §4.1: code_verifier = 43*128unreserved; §4.2: S256 challenge = BASE64URL(SHA256) = 43 chars.
@@ -330,27 +328,13 @@ class CellsOAuth2Validator(OAuth2Validator):
             TokenFamily.objects.filter(pk=family.pk).update(redeemed=timezone.now())
 
     def _anchor_access_token(self, token: dict[str, Any], request: Any, family: TokenFamily) -> None:
-        """Tie an access token issued without a refresh token to its token family.
-
-        RFC 6749 §4.1.2: a replayed code SHOULD revoke the tokens issued from it. DOT reaches
-        a family's access tokens through its refresh tokens only, so an access token without
-        one gets an already-revoked refresh token row whose value is never disclosed: it can
-        never be redeemed, and ``RefreshToken.revoke_family`` deletes the access token with it.
-        """
+        """Tie an access token issued without a refresh token to its token family, so that a
+        replayed code revokes it too (RFC 6749 §4.1.2)."""
         access = (
             get_access_token_model().objects.filter(token_checksum=checksum(token["access_token"])).first()
         )
-        if access is None:
-            return
-        anchor = get_refresh_token_model()(
-            user=request.user,
-            application=request.client,
-            access_token=access,
-            token_family=family.pk,
-            revoked=timezone.now(),
-        )
-        set_token_value(anchor, generate_token(40))
-        anchor.save()
+        if access is not None:
+            TokenFamily.objects.filter(pk=family.pk).update(access_token=access)
 
     def revoke_token(
         self, token: str, token_type_hint: str | None, request: Any, *args: Any, **kwargs: Any
@@ -365,9 +349,7 @@ class CellsOAuth2Validator(OAuth2Validator):
         )
         super().revoke_token(token, token_type_hint, request, *args, **kwargs)
         # RFC 7009 §2.1: revoking a refresh token SHOULD invalidate every token of its grant.
-        for family_id in families:
-            refresh_model.revoke_family(family_id)
-            TokenFamily.objects.filter(pk=family_id, revoked__isnull=True).update(revoked=timezone.now())
+        revoke_families(families)
 
     # ---- claims and ID tokens ----------------------------------------------------------------
     def get_claim_dict(self, request: Any) -> dict[str, Any]:
