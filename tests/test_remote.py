@@ -528,11 +528,6 @@ def test_a_provider_that_never_answers_costs_one_timeout_per_interval(settings: 
         assert time.monotonic() - started < 1  # no new attempt within the interval
 
 
-@pytest.mark.xfail(
-    reason="the provider's introspection endpoint (cells_oidc/views/token.py) does not ask "
-    "cells_oidc.pat.introspect yet, so it answers active=false for every personal access token",
-    strict=False,
-)
 def test_a_personal_access_token_is_checked_by_introspection(remote: Provider, settings: Any) -> None:
     secret = remote.manage(
         "cells_oidc_token", "create", "-v", "0", "--user", "alice", "--expires", "1h", "--scope", "pydio"

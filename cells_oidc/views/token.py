@@ -17,7 +17,7 @@ from oauth2_provider.models import (
 from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib.common import Request as OauthlibRequest
 
-from .. import tokens
+from .. import pat, tokens
 from ..adapter import get_adapter
 from ..endpoints import absolute_url, issuer
 from ..models import TokenFamily, checksum
@@ -178,6 +178,9 @@ def introspect(token: str, hint: str | None = None) -> dict[str, Any]:
     Hydra (fosite), ``token_use`` tells access from refresh tokens and ``token_type`` is the
     access token type of RFC 6749 §7.1, given for access tokens only.
     """
+    personal = pat.introspect(token)  # a cpat_ token: answered (and counted as a use) by pat.py
+    if personal is not None:
+        return personal
     digest = checksum(token)
     lookups = (_introspect_refresh, _introspect_access)
     if hint != "refresh_token":
