@@ -203,3 +203,35 @@ def test_refresh_tokens_without_family_row_are_listed_and_revocable(
     assert f"/oidc/account/apps/{family_id}/revoke" in html
     browser.http.post(f"/oidc/account/apps/{family_id}/revoke")
     assert refresh(tokens["refresh_token"]).status_code == 400
+
+
+def test_a_sign_in_without_refresh_token_is_listed_until_its_access_token_expires(
+    default_clients: None, alice: Any, browser: Browser
+) -> None:
+    response = browser.authorize(
+        {
+            "response_type": "code",
+            "client_id": "cells-client",
+            "redirect_uri": REDIRECT,
+            "scope": "openid profile",  # no offline: an access token only
+            "state": "a1b2c3d4e5f6g7h8",
+        }
+    )
+    code = code_from(response, REDIRECT)["code"]
+    exchange = token_request(
+        {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT,
+            "client_id": "cells-client",
+        }
+    )
+    tokens = json.loads(exchange.content)
+    assert "refresh_token" not in tokens
+    family = TokenFamily.objects.get(user=alice)
+    html = browser.http.get("/oidc/account/").content.decode()
+    assert f"/oidc/account/apps/{family.id}/revoke" in html
+    assert browser.http.post(f"/oidc/account/apps/{family.id}/revoke")["Location"].endswith("done=revoked")
+    info = Client().get("/oidc/userinfo", HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}")
+    assert info.status_code == 401
+    assert f"/oidc/account/apps/{family.id}/revoke" not in browser.http.get("/oidc/account/").content.decode()

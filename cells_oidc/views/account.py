@@ -158,7 +158,7 @@ def revoke_session_tokens(user: Any, sids: set[str]) -> None:
 
 # ---- token families ----------------------------------------------------------------------------
 def held_applications(user: Any) -> list[dict[str, Any]]:
-    """One entry per sign-in of ``user`` whose refresh token still works, newest use first."""
+    """One entry per sign-in of ``user`` whose refresh or access token still works, newest use first."""
     refresh_model = get_refresh_token_model()
     live = refresh_model.objects.filter(user=user, revoked__isnull=True, token_family__isnull=False)
     lifetime = oauth2_settings.REFRESH_TOKEN_EXPIRE_SECONDS
@@ -184,6 +184,20 @@ def held_applications(user: Any) -> list[dict[str, Any]]:
             entries.pop(family.id, None)
         elif family.id in entries:
             entries[family.id]["signed_in"] = family.created
+    # Sign-ins without a refresh token (no offline scope) hold their access token until it expires.
+    short = (
+        TokenFamily.objects.filter(user=user, revoked__isnull=True, access_token__expires__gt=timezone.now())
+        .exclude(pk__in=list(entries))
+        .select_related("application", "access_token")
+    )
+    for family in short:
+        entries[family.id] = {
+            "id": family.id,
+            "application": family.application,
+            "last_used": family.access_token.created,
+            "signed_in": family.created,
+            "scope_descriptions": describe(family.access_token.scope),
+        }
     return sorted(entries.values(), key=lambda e: e["last_used"], reverse=True)
 
 
