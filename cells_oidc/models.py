@@ -39,17 +39,22 @@ class Client(Application):
         validate_application(self)
 
 
-def validate_application(app: Application) -> None:
-    """Raise a field-keyed ``ValidationError`` for every problem of ``app``'s registration."""
+URI_FIELDS = (("redirect_uris", False), ("post_logout_redirect_uris", False), ("allowed_origins", True))
+
+
+def registration_errors(app: Application) -> dict[str, list[str]]:
+    """The problems of ``app``'s redirect URIs, post-logout URIs and origins, by field."""
     errors: dict[str, list[str]] = {}
-    for field, origins in (
-        ("redirect_uris", False),
-        ("post_logout_redirect_uris", False),
-        ("allowed_origins", True),
-    ):
+    for field, origins in URI_FIELDS:
         problems = redirects.validation_errors(getattr(app, field) or "", origins=origins)
         if problems:
             errors[field] = problems
+    return errors
+
+
+def validate_application(app: Application) -> None:
+    """Raise a field-keyed ``ValidationError`` for every problem of ``app``'s registration."""
+    errors = registration_errors(app)
     needs_redirect = app.authorization_grant_type in (
         Application.GRANT_AUTHORIZATION_CODE,
         Application.GRANT_IMPLICIT,
@@ -220,14 +225,9 @@ def validate_registration_on_save(
     The admin and forms show these errors next to the field; this guard also covers
     ``loaddata``, management commands and code that saves without ``full_clean()``.
     """
-    for field, origins in (
-        ("redirect_uris", False),
-        ("post_logout_redirect_uris", False),
-        ("allowed_origins", True),
-    ):
-        problems = redirects.validation_errors(getattr(instance, field) or "", origins=origins)
-        if problems:
-            raise ValidationError({field: problems})
+    errors = registration_errors(instance)
+    if errors:
+        raise ValidationError(errors)
 
 
 class PersonalAccessToken(models.Model):
