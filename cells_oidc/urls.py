@@ -40,13 +40,16 @@ provider_urlpatterns: list[URLPattern | URLResolver] = [
     path("oauth2/device/auth", device.DeviceAuthorizationView.as_view(), name="device-authorization"),
     path("device", device.DeviceView.as_view(), name="device"),
     path("device/confirm", device.DeviceConfirmView.as_view(), name="device-confirm"),
-    # The signed-in user's own access: applications, consents, sessions.
+    # The signed-in user's own access: applications, consents, sessions, personal tokens.
     path("account/", account.AccountView.as_view(), name="account"),
     path("account/apps/<uuid:family>/revoke", account.RevokeApplicationView.as_view(), name="account-revoke"),
     path(
         "account/consents/<int:pk>/withdraw", account.WithdrawConsentView.as_view(), name="account-withdraw"
     ),
     path("account/sessions/<int:pk>/end", account.EndSessionView.as_view(), name="account-end-session"),
+    # The user's personal access tokens: mint (when CELLS_OIDC_PAT_SELF_SERVICE is on) and revoke.
+    path("account/tokens/new", account.MintTokenView.as_view(), name="account-token-create"),
+    path("account/tokens/<int:pk>/revoke", account.RevokeTokenView.as_view(), name="account-token-revoke"),
     path("brand.css", pages.brand_css, name="brand-css"),
 ]
 
