@@ -262,8 +262,9 @@ class AppSettings:
     # ---- personal access tokens (see docs/personal-access-tokens.md) -------------------------
     @property
     def PAT_SELF_SERVICE(self) -> bool:
-        """``CELLS_OIDC_PAT_SELF_SERVICE``: users may mint their own personal access tokens through
-        the API (default ``False``).
+        """``CELLS_OIDC_PAT_SELF_SERVICE``: users may mint their own personal access tokens on the
+        account page and through the API (default ``False``). Listing and revoking their own tokens
+        is always possible.
 
         Off by default, as in Cells (where only ``cells admin user token`` mints them): a personal
         token is a long-lived bearer credential that outlives the sign-in, the browser session and
