@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote_plus
@@ -253,6 +252,3 @@ def malformed_request(request: HttpRequest, *, query_allowed: bool = True) -> tu
         return 400, "The request is not valid UTF-8."
     return None
 
-
-def json_body(data: dict[str, Any], status: int = 200) -> HttpResponse:
-    return HttpResponse(json.dumps(data), status=status, content_type="application/json")
