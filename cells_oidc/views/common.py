@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote_plus
 
-from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.core.exceptions import BadRequest, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.cache import patch_vary_headers
@@ -83,7 +83,7 @@ def requesting_client_id(request: HttpRequest) -> str | None:
         return None
     try:
         return request.POST.get("client_id") or None
-    except (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent, UnicodeDecodeError):
+    except (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent, UnicodeDecodeError, BadRequest):
         return None
 
 
@@ -248,7 +248,8 @@ def malformed_request(request: HttpRequest, *, query_allowed: bool = True) -> tu
         return 413, "The request body is too large."
     except (TooManyFieldsSent, TooManyFilesSent):
         return 400, "The request has too many parameters."
-    except UnicodeDecodeError:
+    except (UnicodeDecodeError, BadRequest):
+        # RFC 6749 Appendix B: the form body is UTF-8; Django raises BadRequest for a form
+        # declaring another charset, which would otherwise be its HTML 400 page.
         return 400, "The request is not valid UTF-8."
     return None
-
