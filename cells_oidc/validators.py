@@ -23,7 +23,7 @@ from oauth2_provider.models import (
     get_grant_model,
     get_refresh_token_model,
 )
-from oauth2_provider.oauth2_validators import GRANT_TYPE_MAPPING, OAuth2Validator
+from oauth2_provider.oauth2_validators import GRANT_TYPE_MAPPING, OAuth2Validator, is_valid_resource_uri
 from oauth2_provider.settings import oauth2_settings
 
 from . import redirects
@@ -43,6 +43,15 @@ DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 def s256(verifier: str) -> str:
     digest = hashlib.sha256(verifier.encode("ascii")).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def valid_resource_indicator(uri: Any) -> bool:
+    """RFC 8707 §2 (DOT's rule: an absolute URI with a host, no fragment), ``False`` instead of
+    the ``ValueError`` DOT's parser raises for a malformed host such as ``http://[::1``."""
+    try:
+        return bool(is_valid_resource_uri(uri))
+    except ValueError:
+        return False
 
 
 def _epoch(value: datetime | None) -> int | None:
@@ -147,7 +156,26 @@ class CellsOAuth2Validator(OAuth2Validator):
         """RFC 8628 §3.5 status of a polled device code (see :func:`.views.device.redeem_device_code`)."""
         from .views.device import redeem_device_code
 
+        self._refuse_bad_resources(request)  # before the approval is redeemed
         return redeem_device_code(client_id, code, request)
+
+    def _refuse_bad_resources(self, request: Any) -> None:
+        """RFC 8707 §2: a token request's ``resource`` that is not a valid indicator is
+        ``invalid_target``, before a grant is redeemed or any token exists.
+
+        DOT checks it only while saving the tokens, after the ID token was stored (the error
+        left that behind), and its parser raises ``ValueError`` (a 500) on a malformed host.
+        DOT's checks still run there, unchanged.
+        """
+        from oauthlib.oauth2.rfc6749 import errors
+
+        body = getattr(request, "decoded_body", None) or []
+        if not all(valid_resource_indicator(value) for key, value in body if key == "resource"):
+            raise errors.CustomOAuth2Error(
+                error="invalid_target",
+                description="The resource is not a valid resource indicator.",
+                request=request,
+            )
 
     def validate_scopes(
         self, client_id: str, scopes: list[str], client: Any, request: Any, *a: Any, **k: Any
@@ -210,6 +238,7 @@ class CellsOAuth2Validator(OAuth2Validator):
         grant_model = get_grant_model()
         if not isinstance(code, str) or len(code) > 255:
             return False
+        self._refuse_bad_resources(request)  # a malformed request does not spend the code
         # A live code presented by another client than its own is refused without being spent
         # (the spec is silent; fosite/Hydra do the same): only its client can burn it. A code
         # already redeemed has leaked whoever presents it, so that replay revokes its family.
@@ -289,8 +318,13 @@ class CellsOAuth2Validator(OAuth2Validator):
     ) -> bool:
         if not isinstance(refresh_token, str) or len(refresh_token) > 255:
             return False
+        self._refuse_bad_resources(request)
         if not super().validate_refresh_token(refresh_token, client, request, *a, **k):
             return False
+        # RFC 8707 §2: no resource beyond the refresh token's. DOT's own check, run now rather
+        # than while saving the tokens (after the new ID token was stored, and without an
+        # error code in the answer).
+        self._check_and_set_request_resource(request)
         rt = request.refresh_token_instance
         family = TokenFamily.objects.filter(pk=rt.token_family).first() if rt.token_family else None
         if family is not None and family.revoked is not None:

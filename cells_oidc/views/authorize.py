@@ -33,7 +33,6 @@ from oauth2_provider import views as dot_views
 from oauth2_provider.exceptions import FatalClientError, OAuthToolkitError
 from oauth2_provider.http import OAuth2ResponseRedirect
 from oauth2_provider.models import get_application_model
-from oauth2_provider.oauth2_validators import is_valid_resource_uri
 from oauth2_provider.scopes import get_scopes_backend
 from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
 from oauthlib.openid.connect.core import exceptions as oidc_errors
@@ -43,7 +42,7 @@ from ..adapter import get_adapter
 from ..conf import app_settings
 from ..endpoints import issuer
 from ..models import policy_for
-from ..validators import CODE_CHALLENGE_RE
+from ..validators import CODE_CHALLENGE_RE, valid_resource_indicator
 
 #: Hidden field that tells a consent/confirmation POST from a POSTed authorization request.
 STEP_FIELD = "cells_oidc_step"
@@ -232,8 +231,9 @@ class AuthorizationView(dot_views.AuthorizationView):
             raise fail(oauth2_errors.InvalidRequestError, "claims must be a JSON object.")
         resources = params.getlist("resource")
         for resource in resources:
-            # RFC 8707 §2: an absolute URI without a fragment.
-            if not is_valid_resource_uri(resource):
+            # RFC 8707 §2: an absolute URI without a fragment (never a ValueError, a 500, for a
+            # malformed host such as http://[::1).
+            if not valid_resource_indicator(resource):
                 error = oauth2_errors.CustomOAuth2Error(
                     error="invalid_target",
                     description="The resource is not a valid resource indicator.",
