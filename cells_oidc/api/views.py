@@ -27,7 +27,7 @@ from django.contrib.auth import get_user_model
 from django.http import Http404
 from oauth2_provider.models import get_refresh_token_model
 from rest_framework import status
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import ParseError, PermissionDenied, ValidationError
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import BasePermission
 from rest_framework.renderers import JSONRenderer
@@ -87,12 +87,23 @@ class IsProviderUser(BasePermission):
         return isinstance(request.user, get_user_model()) and request.user.is_active
 
 
+class JSONBodyParser(JSONParser):
+    """DRF's JSON parser; a body nested deeper than Python's decoder goes is a 400 ``ParseError``
+    (RFC 8259 §9 lets a parser limit nesting), not a ``RecursionError`` and a 500."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError as exc:
+            raise ParseError("JSON parse error - nested too deeply.") from exc
+
+
 class BearerAPIView(APIView):
     """Bearer-token only (no session, hence no CSRF), JSON only, never cached."""
 
     authentication_classes = [BearerTokenAuthentication]
     renderer_classes = [JSONRenderer]
-    parser_classes = [JSONParser]
+    parser_classes = [JSONBodyParser]
     permission_classes = [HasScope(MANAGE_SCOPE), IsProviderUser]
 
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
