@@ -277,7 +277,9 @@ class CellsOAuth2Validator(OAuth2Validator):
         if grant.claims:
             try:
                 claims = json.loads(grant.claims)
-            except ValueError:
+            except (ValueError, RecursionError):
+                # RFC 8259 §9: nesting the authorization endpoint parsed (oauthlib, with stack to
+                # spare) may not parse here, deeper in the stack; it is ignored, not a 500.
                 claims = None
             # OpenID Connect Core §5.5: a claims request is an object; anything else is ignored.
             request.claims = claims if isinstance(claims, dict) and claims else None
