@@ -34,6 +34,7 @@ from urllib.parse import quote, urlsplit
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from django.core.exceptions import TooManyFieldsSent
 
 from .conf import app_settings
 
@@ -764,7 +765,12 @@ def bearer_token(request: Any) -> str | None:
             if not credentials.isascii() or not _B64TOKEN.fullmatch(credentials):
                 raise BearerRequestError("The Authorization header must hold exactly one bearer token.")
             token = credentials
-    query_values = request.GET.getlist(_QUERY_PARAMETER) if hasattr(request, "GET") else []
+    try:
+        query_values = request.GET.getlist(_QUERY_PARAMETER) if hasattr(request, "GET") else []
+    except TooManyFieldsSent:
+        # Django's DATA_UPLOAD_MAX_NUMBER_FIELDS: an invalid_request (RFC 6750 §3.1), not the
+        # site's HTML 400 page.
+        raise BearerRequestError("The query string has too many parameters.") from None
     if query_values:
         if not app_settings.RESOURCE_ALLOW_QUERY_TOKEN:
             raise BearerRequestError("Send the access token in the Authorization header, not in the URL.")

@@ -24,6 +24,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import TooManyFieldsSent
 from django.http import Http404
 from oauth2_provider.models import get_refresh_token_model
 from rest_framework import status
@@ -105,6 +106,15 @@ class BearerAPIView(APIView):
     renderer_classes = [JSONRenderer]
     parser_classes = [JSONBodyParser]
     permission_classes = [HasScope(MANAGE_SCOPE), IsProviderUser]
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        try:
+            request._request.GET  # noqa: B018 - read by the content negotiation and the bearer check
+        except TooManyFieldsSent as exc:
+            # Django's DATA_UPLOAD_MAX_NUMBER_FIELDS: a JSON 400 (RFC 6750 §3.1 invalid_request),
+            # not the site's HTML 400 page.
+            raise ParseError("The query string has too many parameters.") from exc
+        super().initial(request, *args, **kwargs)
 
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
         response = super().finalize_response(request, response, *args, **kwargs)

@@ -227,6 +227,12 @@ def malformed_request(request: HttpRequest, *, query_allowed: bool = True) -> tu
         # secrets in URLs end up in logs (RFC 9700 §4.3.2). oauthlib refuses any query on these
         # endpoints, without saying why; this says it.
         return 400, "Send the parameters in the form-encoded body, not in the URL."
+    try:
+        request.GET  # noqa: B018 - parsed here so that the view never meets the exception below
+    except TooManyFieldsSent:
+        # Django's DATA_UPLOAD_MAX_NUMBER_FIELDS: an invalid_request (RFC 6749 §5.2, RFC 6750
+        # §3.1) rather than the site's HTML 400 page.
+        return 400, "The request has too many parameters."
     if request.method != "POST":
         return None
     content_type = request.content_type or ""
