@@ -208,6 +208,10 @@ def redeem_device_code(client_id: str, device_code: Any, request: Any) -> str | 
     )
     request.user = user
     request.scopes = grant.scope.split()
+    # RFC 8628 §3.4: the token request carries no scope; the tokens get what the user approved,
+    # even nothing (oauthlib takes an empty request.scopes as unset and would read the request's
+    # own scope parameter instead; None leaves it the defaults, as at the device endpoint).
+    request.scope = grant.scope or None
     request.cells_family = family
     request.cells_auth_time = int(now.timestamp())
     return DeviceCodeGrant.DEVICE_CODE_AUTHORIZED
