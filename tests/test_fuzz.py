@@ -1856,3 +1856,29 @@ def test_a_query_with_too_many_fields_to_a_decorated_view_gets_a_json_error(
     assert response.status_code == 400, response.content[:200]
     assert response["Content-Type"] == "application/json"
     assert json.loads(response.content)["error"] == "invalid_request"
+
+
+def test_a_device_token_request_cannot_widen_an_approval_without_scopes(
+    clients: None, browser_in: Browser, settings: Any
+) -> None:
+    # RFC 8628 §3.4: the token request carries no scope; the tokens have what the user approved.
+    # With no default scopes, a device grant approved with none shown took the scope the device
+    # then asked at the token endpoint (oauthlib reads an empty list as "not set").
+    settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "DEFAULT_SCOPES": []}
+    grant = json.loads(
+        Client().post("/oidc/oauth2/device/auth", "client_id=cells-client", content_type=FORM).content
+    )
+    assert browser_in.http.post("/oidc/device", {"user_code": grant["user_code"]}).status_code == 303
+    assert browser_in.http.get("/oidc/device/confirm").context["scopes"] == []
+    approve_page = browser_in.http.post("/oidc/device/confirm", {"action": "approve"})
+    assert approve_page.status_code == 200
+    response = token_request(
+        {
+            "grant_type": DEVICE_GRANT,
+            "device_code": grant["device_code"],
+            "client_id": "cells-client",
+            "scope": "openid pydio offline email",
+        }
+    )
+    assert response.status_code == 200, response.content
+    assert json.loads(response.content).get("scope", "") == ""
