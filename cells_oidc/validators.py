@@ -62,6 +62,27 @@ def _epoch(value: datetime | None) -> int | None:
     return int(value.timestamp())
 
 
+def basic_credentials(encoded: str | None) -> tuple[str, str] | None:
+    """``(client_id, secret)`` of HTTP Basic credentials (the part after ``Basic``), or ``None``.
+
+    RFC 6749 §2.3.1: both are form-encoded before base64. Shared by client authentication and
+    the CORS decision of the client endpoints, so that both read the same client id.
+    """
+    if not encoded or len(encoded) > 4096:
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        return None
+    client_id, secret = unquote_plus(client_id), unquote_plus(secret)
+    if not client_id or "\x00" in client_id:
+        return None
+    return client_id, secret
+
+
 class CellsOAuth2Validator(OAuth2Validator):
     # ---- clients -------------------------------------------------------------------------
     def authenticate_client(self, request: Any, *args: Any, **kwargs: Any) -> bool:
@@ -93,21 +114,7 @@ class CellsOAuth2Validator(OAuth2Validator):
         return True
 
     def _basic_credentials(self, request: Any) -> tuple[str, str] | None:
-        """``(client_id, secret)`` of the Basic header (RFC 6749 §2.3.1 form-encoding), or None."""
-        auth = self._extract_basic_auth(request)
-        if not auth or len(auth) > 4096:
-            return None
-        try:
-            decoded = base64.b64decode(auth, validate=True).decode("utf-8")
-        except (binascii.Error, ValueError):
-            return None
-        client_id, sep, secret = decoded.partition(":")
-        if not sep:
-            return None
-        client_id, secret = unquote_plus(client_id), unquote_plus(secret)
-        if not client_id or "\x00" in client_id:
-            return None
-        return client_id, secret
+        return basic_credentials(self._extract_basic_auth(request))
 
     def validate_redirect_uri(
         self, client_id: str, redirect_uri: str, request: Any, *a: Any, **k: Any

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote_plus
 
 from django.core.exceptions import BadRequest, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.signals import setting_changed
@@ -19,6 +16,7 @@ from oauth2_provider.settings import oauth2_settings
 
 from .. import redirects
 from ..conf import app_settings
+from ..validators import basic_credentials
 
 
 class _OAuth2SettingsGeneration:
@@ -73,12 +71,8 @@ def requesting_client_id(request: HttpRequest) -> str | None:
     """The client id a token, revocation or introspection request names (Basic user or body)."""
     scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
     if scheme.lower() == "basic":
-        try:
-            decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, ValueError):
-            return None
-        client_id, separator, _secret = decoded.partition(":")
-        return unquote_plus(client_id) if separator else None  # RFC 6749 §2.3.1
+        parsed = basic_credentials(credentials)
+        return parsed[0] if parsed else None
     if request.method != "POST" or (request.content_type or "") not in FORM_CONTENT_TYPES:
         return None
     try:
