@@ -126,6 +126,24 @@ class ClientPolicy(models.Model):
         ),
     )
 
+    allow_admin_scope = models.BooleanField(
+        _("may ask for administrative powers"),
+        default=False,
+        help_text=_(
+            "Let this client request the cells_oidc:admin scope, with which an administrator's token may "
+            "act on other users' tokens. Off for third-party clients and for Cells' own clients."
+        ),
+    )
+    allowed_resources = models.TextField(
+        _("allowed resources"),
+        blank=True,
+        default="",
+        help_text=_(
+            "RFC 8707: space-separated resource indicators (API URLs) this client may request tokens "
+            "for; they become the access token's audience. Empty: no resource parameter is accepted."
+        ),
+    )
+
     objects = ClientPolicyManager()
 
     class Meta:
@@ -184,6 +202,12 @@ class TokenFamily(models.Model):
         related_name="cells_token_family",
     )
     revoked = models.DateTimeField(null=True, blank=True)
+    # RFC 6749 §6: the scope granted at sign-in. A refresh may narrow one access token, never the
+    # grant: later refreshes may ask again for anything within this scope.
+    scope = models.TextField(_("scope"), blank=True, default="")
+    # RFC 6749 §4.1.3: the redirect_uri the authorization request named ("" when it named none),
+    # which the code exchange must then repeat.
+    redirect_uri = models.TextField(_("redirect URI of the request"), blank=True, default="")
 
     class Meta:
         verbose_name = _("token family")
@@ -260,6 +284,16 @@ class PersonalAccessToken(models.Model):
     max_expires = models.DateTimeField(_("never valid after"), null=True, blank=True)
     last_used = models.DateTimeField(_("last used"), null=True, blank=True)
     revoked = models.DateTimeField(null=True, blank=True)
+    # The sign-in whose (delegated) access token minted this token: revoking that sign-in revokes
+    # this token too. Empty for tokens minted by an administrator, a command or the account page.
+    token_family = models.ForeignKey(
+        TokenFamily,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="personal_tokens",
+        verbose_name=_("minted through sign-in"),
+    )
 
     class Meta:
         verbose_name = _("personal access token")
