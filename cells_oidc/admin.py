@@ -74,6 +74,15 @@ class ClientPolicyInline(admin.StackedInline):
     max_num = 1
     min_num = 1
     verbose_name_plural = _("policy")
+    fields = (
+        "require_pkce",
+        "confirm_existing_session",
+        "allowed_scopes",
+        "allow_device_flow",
+        # Administrative powers (cells_oidc:admin) and RFC 8707 resources: see docs/api.md.
+        "allow_admin_scope",
+        "allowed_resources",
+    )
 
 
 @admin.register(Client)
@@ -191,7 +200,7 @@ class PersonalAccessTokenAdmin(admin.ModelAdmin):
     list_display = ("hint", "user", "label", "scope", "created", "last_used", "expires", "token_status")
     list_filter = ("created", "expires", "revoked")
     search_fields = ("user__username", "label", "hint")
-    list_select_related = ("user",)
+    list_select_related = ("user", "token_family")
     raw_id_fields = ("user",)
     actions = ["revoke_selected"]
     readonly_fields = (
@@ -205,6 +214,7 @@ class PersonalAccessTokenAdmin(admin.ModelAdmin):
         "max_expires",
         "last_used",
         "revoked",
+        "token_family",
     )
 
     def get_form(self, request: Any, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
-from .conf import app_settings
-from .models import PersonalAccessToken, checksum
+from .conf import ADMIN_SCOPE, app_settings
+from .models import PersonalAccessToken, TokenFamily, checksum
 
 if TYPE_CHECKING:
     from .resource import TokenInfo
@@ -53,6 +53,9 @@ TOUCH_INTERVAL = timedelta(seconds=60)
 MIN_AUTO_REFRESH = timedelta(seconds=60)
 #: Scopes that make no sense for a PAT (it is not refreshed by a client; it *is* the long-lived grant).
 UNSUPPORTED_SCOPES = frozenset({"offline", "offline_access"})
+#: Scopes a PAT never carries: the administrative scope stays with a short-lived access token of a
+#: client allowed to ask for it, so that a leaked PAT never acts on other users' tokens.
+FORBIDDEN_SCOPES = frozenset({ADMIN_SCOPE})
 
 _DURATION_RE = re.compile(r"(\d{1,9})([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -127,22 +130,29 @@ def configured_scopes() -> frozenset[str]:
     """The scopes a PAT may carry: the provider's scopes, less the refresh-token ones."""
     from oauth2_provider.scopes import get_scopes_backend
 
-    return frozenset(get_scopes_backend().get_all_scopes()) - UNSUPPORTED_SCOPES
+    return frozenset(get_scopes_backend().get_all_scopes()) - UNSUPPORTED_SCOPES - FORBIDDEN_SCOPES
 
 
 def normalise_scope(scope: str | Iterable[str] | None, *, within: Iterable[str] | None = None) -> str:
     """The space-separated scope of a new token (default :attr:`PAT_DEFAULT_SCOPE`).
 
     Every scope must be one the provider knows; with ``within`` (the scopes of the token of a
-    user minting their own), none beyond it: a token never mints a more powerful one.
+    user minting their own), none beyond it: a token never mints a more powerful one. The
+    administrative scope (:data:`FORBIDDEN_SCOPES`) is refused when asked for and left out of
+    the defaults.
     """
     if scope is None:
-        requested = app_settings.PAT_DEFAULT_SCOPE.split()
+        requested = [s for s in app_settings.PAT_DEFAULT_SCOPE.split() if s not in FORBIDDEN_SCOPES]
         if within is not None:
             requested = [s for s in requested if s in set(within)]
     else:
         requested = scope.split() if isinstance(scope, str) else [str(s) for s in scope]
     unique = list(dict.fromkeys(requested))
+    forbidden = [s for s in unique if s in FORBIDDEN_SCOPES]
+    if forbidden:
+        raise PersonalTokenError(
+            f"A personal access token cannot carry the administrative scope {' '.join(forbidden)}."
+        )
     unknown = [s for s in unique if s not in configured_scopes()]
     if unknown:
         raise PersonalTokenError(f"Unknown or unsupported scope: {' '.join(unknown)}.")
@@ -217,8 +227,15 @@ def plan(
     )
 
 
-def mint(user: Any, *, created_by: Any = None, **request: Any) -> Minted:
-    """Mint a token for ``user`` (the arguments of :func:`plan`); the secret is only in the result."""
+def mint(
+    user: Any, *, created_by: Any = None, token_family: TokenFamily | None = None, **request: Any
+) -> Minted:
+    """Mint a token for ``user`` (the arguments of :func:`plan`); the secret is only in the result.
+
+    ``token_family``: the sign-in whose access token asked for this token (the bearer API); the
+    new token is refused from the moment that sign-in is revoked. ``None`` for a token minted on
+    the account page, in the admin or by the command.
+    """
     checked = plan(user, **request)
     secret = generate()
     token = PersonalAccessToken.objects.create(
@@ -231,6 +248,7 @@ def mint(user: Any, *, created_by: Any = None, **request: Any) -> Minted:
         expires=checked.expires,
         auto_refresh_seconds=checked.auto_refresh_seconds,
         max_expires=checked.max_expires,
+        token_family=token_family,
     )
     return Minted(token=token, secret=secret)
 
@@ -244,22 +262,43 @@ def revoke(token: PersonalAccessToken) -> bool:
     return done
 
 
-def status(token: PersonalAccessToken, now: datetime | None = None) -> str:
-    """``"active"``, ``"expired"`` or ``"revoked"``."""
-    now = now or timezone.now()
+def revoked_at(token: PersonalAccessToken) -> datetime | None:
+    """When ``token`` was revoked, itself or by the revocation of the sign-in that minted it.
+
+    Load the token with ``select_related("token_family")`` (as :func:`live` and
+    :func:`authenticate_pat` do) to spare a query.
+    """
     if token.revoked is not None:
+        return token.revoked
+    if token.token_family_id is not None:
+        return token.token_family.revoked
+    return None
+
+
+def status(token: PersonalAccessToken, now: datetime | None = None) -> str:
+    """``"active"``, ``"expired"`` or ``"revoked"`` (also when the sign-in that minted it was)."""
+    now = now or timezone.now()
+    if revoked_at(token) is not None:
         return "revoked"
     if token.expires <= now or (token.max_expires is not None and token.max_expires <= now):
         return "expired"
     return "active"
 
 
+#: Tokens whose minting sign-in is not revoked (or that no sign-in minted).
+SIGN_IN_LIVE = Q(token_family__isnull=True) | Q(token_family__revoked__isnull=True)
+
+
 def live(queryset: Any = None) -> Any:
-    """The tokens of ``queryset`` (default all) that are neither revoked nor expired."""
+    """The tokens of ``queryset`` (default all) that are neither revoked nor expired, nor minted
+    by a sign-in since revoked; their sign-in is loaded in the same query."""
     now = timezone.now()
     queryset = PersonalAccessToken.objects.all() if queryset is None else queryset
-    return queryset.filter(revoked__isnull=True, expires__gt=now).filter(
-        Q(max_expires__isnull=True) | Q(max_expires__gt=now)
+    return (
+        queryset.filter(revoked__isnull=True, expires__gt=now)
+        .filter(Q(max_expires__isnull=True) | Q(max_expires__gt=now))
+        .filter(SIGN_IN_LIVE)
+        .select_related("token_family")
     )
 
 
@@ -267,21 +306,28 @@ def live(queryset: Any = None) -> Any:
 def authenticate_pat(token: str) -> tuple[Any, TokenInfo]:
     """Verify a presented PAT and return its user and :class:`~cells_oidc.resource.TokenInfo`.
 
-    One SELECT per call; an UPDATE only when "last used" is older than :data:`TOUCH_INTERVAL` or
-    an auto-refreshing expiry is due to move forward by at least one step. Raises
-    :class:`cells_oidc.resource.InvalidToken` for a malformed, unknown, revoked or expired token
-    or an inactive user.
+    One SELECT per call (the token, its user and the sign-in that minted it); an UPDATE only
+    when "last used" is older than :data:`TOUCH_INTERVAL` or an auto-refreshing expiry is due to
+    move forward by at least one step. Raises
+    :class:`cells_oidc.resource.InvalidToken` for a malformed, unknown, revoked or expired token,
+    one minted by a sign-in since revoked, or an inactive user.
     """
     from .resource import InvalidToken
 
     if not is_well_formed(token):
         raise InvalidToken("malformed personal access token")
-    pat = PersonalAccessToken.objects.select_related("user").filter(token_checksum=checksum(token)).first()
+    pat = (
+        PersonalAccessToken.objects.select_related("user", "token_family")
+        .filter(token_checksum=checksum(token))
+        .first()
+    )
     if pat is None:
         raise InvalidToken("unknown personal access token")
     now = timezone.now()
     if pat.revoked is not None:
         raise InvalidToken("revoked personal access token")
+    if pat.token_family is not None and pat.token_family.revoked is not None:
+        raise InvalidToken("revoked personal access token (its sign-in was revoked)")
     if pat.expires <= now or (pat.max_expires is not None and pat.max_expires <= now):
         raise InvalidToken("expired personal access token")
     if not pat.user.is_active:
@@ -328,10 +374,12 @@ def _token_info(pat: PersonalAccessToken) -> TokenInfo:
 
     subject = get_adapter().subject(pat.user)
     expires_at = int(pat.expires.timestamp())
+    # Never the administrative scope, even in a row written by other means than mint().
+    scopes = [s for s in pat.scope.split() if s not in FORBIDDEN_SCOPES]
     claims = {
         "iss": issuer(),
         "sub": subject,
-        "scope": pat.scope,
+        "scope": " ".join(scopes),
         "iat": int(pat.created.timestamp()),
         "exp": expires_at,
         "username": pat.user.get_username(),
@@ -340,7 +388,7 @@ def _token_info(pat: PersonalAccessToken) -> TokenInfo:
         kind="pat",
         subject=subject,
         client_id=None,
-        scopes=frozenset(pat.scope.split()),
+        scopes=frozenset(scopes),
         claims=claims,
         expires_at=expires_at,
         token_id=str(pat.pk),

@@ -12,7 +12,7 @@ from django.contrib.auth.models import Group, Permission
 from django.test import Client
 
 from cells_oidc import pat
-from cells_oidc.models import PersonalAccessToken, TokenFamily
+from cells_oidc.models import ClientPolicy, PersonalAccessToken, TokenFamily
 from tests.conftest import Browser, code_from, pkce_pair, token_request
 
 pytestmark = pytest.mark.django_db
@@ -298,7 +298,16 @@ def test_admins_mint_for_other_users(default_clients: None, make_user: Any, brow
     admin = make_user("alice")
     admin.user_permissions.add(Permission.objects.get(codename="add_personalaccesstoken"))
     bob = make_user("bob")
-    tokens = sign_in(browser)
+    # Without the administrative scope an administrator is any user (tests/test_api_authz.py).
+    refused = call(
+        "post", "/a/personal-tokens", sign_in(Browser())["access_token"], {"expires_in": 60, "user": "bob"}
+    )
+    assert refused.status_code == 403
+    policy = ClientPolicy.objects.get(application__client_id="cells-frontend")
+    policy.allow_admin_scope = True
+    policy.allowed_scopes += " cells_oidc:admin"
+    policy.save()
+    tokens = sign_in(browser, scope=FULL_SCOPE + " cells_oidc:admin")
     created = call("post", "/a/personal-tokens", tokens["access_token"], {"expires_in": 3600, "user": "bob"})
     assert created.status_code == 201, created.content
     assert created.json()["owner"] == "bob"

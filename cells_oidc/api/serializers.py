@@ -62,6 +62,13 @@ class PersonalTokenSerializer(serializers.Serializer):
     )
     status = serializers.SerializerMethodField(help_text="active, expired or revoked.")
     owner = serializers.CharField(source="user.get_username", help_text="The login of the token's owner.")
+    sign_in = serializers.UUIDField(
+        source="token_family_id",
+        allow_null=True,
+        help_text="The sign-in (grant id) whose access token minted this token through the API: ending "
+        "that sign-in revokes this token. Null for a token minted on the account page, in the admin "
+        "or by a command.",
+    )
 
     def get_kind(self, obj: Any) -> str:
         return "personal"
@@ -100,8 +107,8 @@ class PersonalTokenCreateSerializer(serializers.Serializer):
     )
     user = serializers.CharField(
         required=False,
-        help_text="Mint for another user (their login): needs the permission "
-        "cells_oidc.add_personalaccesstoken.",
+        help_text="Mint for another user (their login): needs an access token with the scope "
+        "cells_oidc:admin and the permission cells_oidc.add_personalaccesstoken.",
     )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -116,14 +123,19 @@ class PersonalTokenCreateSerializer(serializers.Serializer):
 
 
 class GrantSerializer(serializers.Serializer):
-    """A sign-in of the caller to an application that can still produce tokens (a live refresh token)."""
+    """A sign-in the caller holds (:func:`cells_oidc.grants.held_by`, the account page's rule too):
+    a live refresh token, or a live access token of a sign-in without one."""
 
     id = serializers.UUIDField(help_text="The sign-in (token family); DELETE /a/tokens/{id} ends it.")
     kind = serializers.CharField(help_text='Always "grant".')
     client_id = serializers.CharField()
     client_name = serializers.CharField(allow_blank=True)
     scope = serializers.CharField(allow_blank=True)
-    signed_in = serializers.DateTimeField(help_text="When the user authenticated for this sign-in.")
+    signed_in = serializers.DateTimeField(
+        allow_null=True,
+        help_text="When the user authenticated for this sign-in (null for tokens issued before "
+        "cells-oidc was installed).",
+    )
     last_used = serializers.DateTimeField(help_text="When the application last obtained tokens with it.")
 
 

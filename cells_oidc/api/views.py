@@ -4,13 +4,25 @@ Every endpoint authenticates ``Authorization: Bearer`` with an access token of t
 personal access token (:class:`~cells_oidc.api.authentication.BearerTokenAuthentication`) and
 needs a scope (:func:`~cells_oidc.api.permissions.HasScope`):
 
-=========================================  ==========  ===================================================
+=========================================  ===========  ==================================================
 ``GET /a/user/me``                          ``profile``  the caller's profile
 ``GET /a/tokens``                           ``pydio``    the caller's sign-ins (grants) and personal tokens
-``DELETE /a/tokens/{id}``                   ``pydio``    end one of them
-``GET|POST /a/personal-tokens``             ``pydio``    list / mint personal access tokens
+``DELETE /a/tokens/{id}``                   ``pydio``    end one of the caller's own
+``GET /a/personal-tokens``                  ``pydio``    list the caller's personal access tokens
+``POST /a/personal-tokens``                 ``pydio``    mint one (an access token only, not a PAT)
 ``DELETE /a/personal-tokens/{id}``          ``pydio``    revoke one
-=========================================  ==========  ===================================================
+=========================================  ===========  ==================================================
+
+Every operation acts on the caller's own tokens. Acting on another user's — minting for them,
+revoking their personal access token — needs *both* an access token carrying
+:data:`~cells_oidc.conf.ADMIN_SCOPE` (``cells_oidc:admin``, granted only to a client whose policy
+has ``allow_admin_scope``, and never carried by a personal access token) *and* the user's Django
+permission (``cells_oidc.add_personalaccesstoken`` to mint, ``change_personalaccesstoken`` to
+revoke). Without both, an administrator is treated like any user: someone else's id is a 404, a
+``user`` other than oneself a 403.
+
+A personal access token minted here records the sign-in whose access token asked for it
+(``PersonalAccessToken.token_family``) and is refused from the moment that sign-in is revoked.
 
 The API lives in the site of the provider: it reads the user's grants and tokens from the
 database, so ``request.user`` must be a real user (not the ``TokenUser`` of remote mode).
@@ -26,7 +38,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.exceptions import TooManyFieldsSent
 from django.http import Http404
-from oauth2_provider.models import get_refresh_token_model
+from oauth2_provider.models import get_application_model
 from rest_framework import status
 from rest_framework.exceptions import ParseError, PermissionDenied, ValidationError
 from rest_framework.parsers import JSONParser
@@ -37,8 +49,10 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from .. import pat
-from ..models import PersonalAccessToken, TokenFamily
+from .. import grants, pat
+from ..conf import ADMIN_SCOPE
+from ..models import PersonalAccessToken, policy_for
+from ..resource import bearer_token
 from .authentication import BearerTokenAuthentication
 from .permissions import HasScope
 from .serializers import (
@@ -79,6 +93,9 @@ else:
 
 MANAGE_SCOPE = "pydio"
 PROFILE_SCOPE = "profile"
+#: The Django permissions that, with :data:`ADMIN_SCOPE`, let a token act on other users' tokens.
+MINT_FOR_OTHERS_PERMISSION = "cells_oidc.add_personalaccesstoken"
+REVOKE_FOR_OTHERS_PERMISSION = "cells_oidc.change_personalaccesstoken"
 
 
 class IsProviderUser(BasePermission):
@@ -132,6 +149,37 @@ def _scope_note(scope: str) -> str:
     return f"Needs a bearer token with the scope `{scope}`."
 
 
+_ADMIN_NOTE = (
+    f" Acting on another user's tokens needs an access token (not a personal access token) with "
+    f"the scope `{MANAGE_SCOPE}` and the administrative scope `{ADMIN_SCOPE}` — granted only to a "
+    f"client whose policy allows it — and the caller's Django permission `{{permission}}`."
+)
+
+
+def _scopes_extension(*scopes: str, admin: str | None = None) -> dict[str, Any]:
+    """``x-scopes`` of an operation: what it needs, and what acting on others needs on top."""
+    needs: dict[str, Any] = {"required": list(scopes)}
+    if admin:
+        needs["to act on other users"] = {"scopes": [ADMIN_SCOPE], "permission": admin}
+    return {"x-scopes": needs}
+
+
+def may_act_on_others(request: Request, permission: str) -> bool:
+    """Whether the caller's token may act on *other* users' tokens with ``permission``.
+
+    All of: an access token (a personal access token never does), carrying :data:`ADMIN_SCOPE`,
+    of a client whose policy still allows that scope (a refresh does not re-check the policy, so
+    turning ``allow_admin_scope`` off takes effect at once), for a user holding ``permission``.
+    """
+    info = request.auth
+    if info.kind != "jwt" or ADMIN_SCOPE not in info.scopes:
+        return False
+    if not request.user.has_perm(permission):
+        return False
+    client = get_application_model().objects.filter(client_id=info.client_id).first()
+    return client is not None and policy_for(client).allow_admin_scope
+
+
 # ---- the profile ------------------------------------------------------------------------------
 class MeView(BearerAPIView):
     permission_classes = [HasScope(PROFILE_SCOPE), IsProviderUser]
@@ -139,8 +187,10 @@ class MeView(BearerAPIView):
     @extend_schema(
         operation_id="user_me",
         summary="The caller's profile",
-        description=_scope_note(PROFILE_SCOPE) + " The email is included only with the `email` scope.",
+        description=_scope_note(PROFILE_SCOPE)
+        + " The email is included only with the `email` scope. Always the caller's own profile.",
         responses={200: UserSerializer},
+        extensions=_scopes_extension(PROFILE_SCOPE),
         tags=["user"],
     )
     def get(self, request: Request) -> Response:
@@ -167,34 +217,19 @@ class MeView(BearerAPIView):
 
 # ---- grants and personal tokens ---------------------------------------------------------------
 def grants_of(user: Any) -> list[dict[str, Any]]:
-    """The user's sign-ins that can still produce tokens: a token family with a live refresh token."""
-    refresh_tokens = (
-        get_refresh_token_model()
-        .objects.filter(user=user, revoked__isnull=True, token_family__isnull=False)
-        .select_related("application", "access_token")
-        .order_by("-created")
-    )
-    latest: dict[uuid.UUID, Any] = {}
-    for token in refresh_tokens:
-        latest.setdefault(token.token_family, token)
-    families = TokenFamily.objects.filter(user=user, revoked__isnull=True, pk__in=list(latest)).order_by(
-        "-created"
-    )
-    grants = []
-    for family in families:
-        token = latest[family.pk]
-        grants.append(
-            {
-                "id": family.pk,
-                "kind": "grant",
-                "client_id": token.application.client_id,
-                "client_name": token.application.name or "",
-                "scope": token.access_token.scope if token.access_token is not None else "",
-                "signed_in": family.auth_time,
-                "last_used": token.created,
-            }
-        )
-    return grants
+    """The sign-ins ``user`` holds (:func:`cells_oidc.grants.held_by`, as the account page lists)."""
+    return [
+        {
+            "id": held.id,
+            "kind": "grant",
+            "client_id": held.application.client_id,
+            "client_name": held.application.name or "",
+            "scope": held.scope,
+            "signed_in": held.authenticated,
+            "last_used": held.last_used,
+        }
+        for held in grants.held_by(user)
+    ]
 
 
 def personal_tokens_of(user: Any) -> Any:
@@ -206,9 +241,11 @@ class TokensView(BearerAPIView):
         operation_id="tokens_list",
         summary="The caller's sign-ins and personal access tokens",
         description=_scope_note(MANAGE_SCOPE)
-        + " Grants are sign-ins to applications that can still obtain tokens (a live refresh token); "
-        "an access token without a refresh token simply expires. Secrets are never listed.",
+        + " Always the caller's own. Grants are the sign-ins the caller holds: those that can still "
+        "obtain tokens (a live refresh token) or use one (a live access token of a sign-in without a "
+        "refresh token) — the list of the account page. Secrets are never listed.",
         responses={200: TokensSerializer},
+        extensions=_scopes_extension(MANAGE_SCOPE),
         tags=["tokens"],
     )
     def get(self, request: Request) -> Response:
@@ -221,9 +258,13 @@ class TokenView(BearerAPIView):
         operation_id="tokens_revoke",
         summary="End one of the caller's sign-ins or revoke one of their personal access tokens",
         description=_scope_note(MANAGE_SCOPE)
-        + " `id` is the `id` of a grant (a UUID: every refresh and access token of that sign-in is "
-        "revoked) or of a personal access token (a number). Someone else's id answers 404.",
+        + " Only the caller's own, whatever their rights: `id` is the `id` of a grant (a UUID: every "
+        "refresh and access token of that sign-in is revoked, and every personal access token minted "
+        "through it) or of a personal access token (a number). Someone else's id, or a sign-in no "
+        "longer held, answers 404. Administrators revoke other users' personal access tokens with "
+        "DELETE /a/personal-tokens/{id}.",
         responses={204: None, 404: OpenApiResponse(description="No such grant or token of the caller.")},
+        extensions=_scopes_extension(MANAGE_SCOPE),
         tags=["tokens"],
     )
     def delete(self, request: Request, token_id: str) -> Response:
@@ -238,10 +279,9 @@ class TokenView(BearerAPIView):
             family_id = uuid.UUID(token_id)
         except ValueError:
             raise Http404 from None
-        family = TokenFamily.objects.filter(user=request.user, pk=family_id).first()
-        if family is None:
+        # The account page's rule (cells_oidc.grants): what the caller holds, nobody else's.
+        if not grants.revoke(request.user, family_id):
             raise Http404
-        family.revoke()
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -249,8 +289,11 @@ class PersonalTokensView(BearerAPIView):
     @extend_schema(
         operation_id="personal_tokens_list",
         summary="The caller's active personal access tokens",
-        description=_scope_note(MANAGE_SCOPE),
+        description=_scope_note(MANAGE_SCOPE)
+        + " Always the caller's own (whatever the site's CELLS_OIDC_PAT_SELF_SERVICE: a user may always "
+        "see and revoke their tokens). A token minted through a sign-in since revoked is not listed.",
         responses={200: PersonalTokenSerializer(many=True)},
+        extensions=_scopes_extension(MANAGE_SCOPE),
         tags=["personal tokens"],
     )
     def get(self, request: Request) -> Response:
@@ -260,16 +303,19 @@ class PersonalTokensView(BearerAPIView):
         operation_id="personal_tokens_create",
         summary="Mint a personal access token (its secret is in this answer only)",
         description=_scope_note(MANAGE_SCOPE)
-        + " Only with an access token of a sign-in (a personal access token cannot mint another), and "
-        "only when the site allows users to mint their own (CELLS_OIDC_PAT_SELF_SERVICE) or the caller "
-        "holds the cells_oidc.add_personalaccesstoken permission. The new token's scopes are at most "
-        "those of the token making the request.",
+        + " Only with an access token of a sign-in (a personal access token cannot mint another). For "
+        "oneself: when the site lets users mint their own (CELLS_OIDC_PAT_SELF_SERVICE), or as an "
+        "administrator (below). The new token's scopes are at most those of the token making the "
+        f"request, never `{ADMIN_SCOPE}`. It records the sign-in of that access token (`sign_in`) and "
+        "is refused once that sign-in is revoked (signing out, the account page, revoking its refresh "
+        "token)." + _ADMIN_NOTE.format(permission=MINT_FOR_OTHERS_PERMISSION),
         request=PersonalTokenCreateSerializer,
         responses={
             201: PersonalTokenCreatedSerializer,
             400: OpenApiResponse(description="Invalid request."),
             403: OpenApiResponse(description="Not allowed to mint this token."),
         },
+        extensions=_scopes_extension(MANAGE_SCOPE, admin=MINT_FOR_OTHERS_PERMISSION),
         tags=["personal tokens"],
     )
     def post(self, request: Request) -> Response:
@@ -282,18 +328,26 @@ class PersonalTokensView(BearerAPIView):
         serializer = PersonalTokenCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        is_admin = request.user.has_perm("cells_oidc.add_personalaccesstoken")
         owner = request.user
         login = data.get("user")
         if login and login != request.user.get_username():
-            if not is_admin:
-                raise PermissionDenied("Only admins may mint tokens for other users.")
+            # Checked before the login is looked up: no one learns which logins exist.
+            if not may_act_on_others(request, MINT_FOR_OTHERS_PERMISSION):
+                raise PermissionDenied(
+                    f"Minting a token for another user needs an access token with the scope {ADMIN_SCOPE} "
+                    f"and the permission {MINT_FOR_OTHERS_PERMISSION}."
+                )
             model = get_user_model()
             owner = model._default_manager.filter(**{model.USERNAME_FIELD: login}).first()
             if owner is None:
                 raise ValidationError({"user": ["No such user."]})
-        elif not (app_settings.PAT_SELF_SERVICE or is_admin):
+        elif not (app_settings.PAT_SELF_SERVICE or may_act_on_others(request, MINT_FOR_OTHERS_PERMISSION)):
             raise PermissionDenied("This site does not let users mint their own personal access tokens.")
+        raw = bearer_token(request._request)
+        family = grants.family_of_access_token(raw) if raw else None
+        if family is None:
+            # The new token must die with the sign-in that asked for it; one we cannot name is refused.
+            raise PermissionDenied("The sign-in of this access token is unknown or ended: sign in again.")
 
         def seconds(name: str) -> timedelta | None:
             return timedelta(seconds=data[name]) if name in data else None
@@ -302,6 +356,7 @@ class PersonalTokensView(BearerAPIView):
             minted = pat.mint(
                 owner,
                 created_by=request.user,
+                token_family=family,
                 expires_in=seconds("expires_in"),
                 auto_refresh=seconds("auto_refresh_seconds"),
                 max_lifetime=seconds("max_lifetime"),
@@ -320,18 +375,20 @@ class PersonalTokenView(BearerAPIView):
         operation_id="personal_tokens_revoke",
         summary="Revoke a personal access token",
         description=_scope_note(MANAGE_SCOPE)
-        + " The caller's own token, or anyone's with the cells_oidc.change_personalaccesstoken "
-        "permission. Revoking a revoked token succeeds; another user's answers 404.",
+        + " The caller's own token (whatever CELLS_OIDC_PAT_SELF_SERVICE). Revoking a revoked token "
+        "succeeds; another user's answers 404 unless the caller may act on others."
+        + _ADMIN_NOTE.format(permission=REVOKE_FOR_OTHERS_PERMISSION),
         responses={204: None, 404: OpenApiResponse(description="No such token of the caller.")},
+        extensions=_scopes_extension(MANAGE_SCOPE, admin=REVOKE_FOR_OTHERS_PERMISSION),
         tags=["personal tokens"],
     )
     def delete(self, request: Request, token_id: str) -> Response:
         number = _number(token_id)
-        tokens = PersonalAccessToken.objects.all()
-        if not request.user.has_perm("cells_oidc.change_personalaccesstoken"):
-            tokens = tokens.filter(user=request.user)
-        token = tokens.filter(pk=number).first() if number is not None else None
-        if token is None:
+        token = PersonalAccessToken.objects.filter(pk=number).first() if number is not None else None
+        if token is None or (
+            token.user_id != request.user.pk and not may_act_on_others(request, REVOKE_FOR_OTHERS_PERMISSION)
+        ):
+            # Someone else's token and no administrative powers: the same answer as none at all.
             raise Http404
         pat.revoke(token)
         return Response(status=status.HTTP_204_NO_CONTENT)

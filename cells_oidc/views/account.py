@@ -34,11 +34,9 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from django.views import View
 from django.views.decorators.debug import sensitive_variables
-from oauth2_provider.models import get_refresh_token_model
 from oauth2_provider.scopes import get_scopes_backend
-from oauth2_provider.settings import oauth2_settings
 
-from .. import consent, pages, pat, sessions
+from .. import consent, grants, pages, pat, sessions
 from ..conf import app_settings
 from ..models import PersonalAccessToken, TokenFamily, UserSession
 
@@ -171,60 +169,23 @@ def revoke_session_tokens(user: Any, sids: set[str]) -> None:
 
 # ---- token families ----------------------------------------------------------------------------
 def held_applications(user: Any) -> list[dict[str, Any]]:
-    """One entry per sign-in of ``user`` whose refresh or access token still works, newest use first."""
-    refresh_model = get_refresh_token_model()
-    live = refresh_model.objects.filter(user=user, revoked__isnull=True, token_family__isnull=False)
-    lifetime = oauth2_settings.REFRESH_TOKEN_EXPIRE_SECONDS
-    if lifetime:
-        live = live.filter(created__gt=timezone.now() - timedelta(seconds=int(lifetime)))
-    entries: dict[UUID, dict[str, Any]] = {}
-    for token in live.select_related("application", "access_token").order_by("-created"):
-        entry = entries.get(token.token_family)
-        if entry is None:
-            scope = token.access_token.scope if token.access_token is not None else ""
-            entries[token.token_family] = {
-                "id": token.token_family,
-                "application": token.application,
-                "last_used": token.created,
-                "signed_in": token.created,
-                "scope_descriptions": describe(scope),
-            }
-        else:
-            entry["signed_in"] = min(entry["signed_in"], token.created)
-    families = TokenFamily.objects.filter(pk__in=list(entries), user=user)
-    for family in families:
-        if family.revoked is not None:
-            entries.pop(family.id, None)
-        elif family.id in entries:
-            entries[family.id]["signed_in"] = family.created
-    # Sign-ins without a refresh token (no offline scope) hold their access token until it expires.
-    short = (
-        TokenFamily.objects.filter(user=user, revoked__isnull=True, access_token__expires__gt=timezone.now())
-        .exclude(pk__in=list(entries))
-        .select_related("application", "access_token")
-    )
-    for family in short:
-        entries[family.id] = {
-            "id": family.id,
-            "application": family.application,
-            "last_used": family.access_token.created,
-            "signed_in": family.created,
-            "scope_descriptions": describe(family.access_token.scope),
+    """One entry per sign-in ``user`` holds (:func:`cells_oidc.grants.held_by`, the rule the API
+    follows too), most recently used first."""
+    return [
+        {
+            "id": held.id,
+            "application": held.application,
+            "last_used": held.last_used,
+            "signed_in": held.created,
+            "scope_descriptions": describe(held.scope),
         }
-    return sorted(entries.values(), key=lambda e: e["last_used"], reverse=True)
+        for held in grants.held_by(user)
+    ]
 
 
 def revoke_family(user: Any, family_id: UUID) -> bool:
-    """Revoke the sign-in ``family_id`` of ``user`` (never another user's); whether it existed."""
-    family = TokenFamily.objects.filter(pk=family_id, user=user).first()
-    if family is not None:
-        family.revoke()
-        return True
-    refresh_model = get_refresh_token_model()
-    if refresh_model.objects.filter(token_family=family_id, user=user).exists():
-        refresh_model.revoke_family(family_id)
-        return True
-    return False
+    """End the sign-in ``family_id`` of ``user`` (:func:`cells_oidc.grants.revoke`); whether it was held."""
+    return grants.revoke(user, family_id)
 
 
 def describe(scope: str) -> list[str]:
@@ -359,12 +320,18 @@ def personal_tokens(user: Any) -> list[dict[str, Any]]:
     """The user's tokens that are live or ended within :data:`RECENTLY_ENDED`, live ones first."""
     now = timezone.now()
     since = now - RECENTLY_ENDED
-    recent = PersonalAccessToken.objects.filter(user=user).filter(
-        Q(revoked__gt=since)
-        | (
-            Q(revoked__isnull=True, expires__gt=since)
-            & (Q(max_expires__isnull=True) | Q(max_expires__gt=since))
+    recent = (
+        PersonalAccessToken.objects.filter(user=user)
+        .filter(
+            Q(revoked__gt=since)
+            | Q(revoked__isnull=True, token_family__revoked__gt=since)
+            | (
+                Q(revoked__isnull=True, expires__gt=since)
+                & (Q(max_expires__isnull=True) | Q(max_expires__gt=since))
+                & pat.SIGN_IN_LIVE
+            )
         )
+        .select_related("token_family")
     )
     entries = []
     for token in recent.order_by("-created"):
@@ -372,6 +339,8 @@ def personal_tokens(user: Any) -> list[dict[str, Any]]:
         ended: datetime | None = None
         if status == "expired":
             ended = min(d for d in (token.expires, token.max_expires) if d is not None)
+        elif status == "revoked":
+            ended = pat.revoked_at(token)
         entries.append(
             {
                 "token": token,

@@ -5,12 +5,17 @@
     manage.py cells_oidc_client set CLIENT_ID [--name N] [--confidential|--public]
         [--redirect-uri URI ...] [--post-logout-uri URI ...] [--origin ORIGIN ...]
         [--pkce/--no-pkce] [--confirm/--no-confirm] [--first-party/--third-party] [--scopes "a b"]
+        [--allow-admin-scope/--no-allow-admin-scope]
     manage.py cells_oidc_client rotate-secret CLIENT_ID
     manage.py cells_oidc_client remove CLIENT_ID
 
 ``set`` creates the client or updates only the given fields, so running it twice changes nothing.
 Every value goes through the same validation as the admin. A new confidential client's secret is
 printed once; only its hash is stored.
+
+``--allow-admin-scope`` lets the client ask for ``cells_oidc:admin``, with which an administrator's
+access token may mint personal access tokens for other users and revoke theirs (docs/api.md).
+Leave it off unless the client is an administration tool you trust with that power.
 """
 
 from __future__ import annotations
@@ -49,6 +54,12 @@ class Command(BaseCommand):
         put.add_argument("--confirm", action=argparse.BooleanOptionalAction, default=None)
         put.add_argument("--first-party", action=argparse.BooleanOptionalAction, default=None)
         put.add_argument("--scopes")
+        put.add_argument(
+            "--allow-admin-scope",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="May the client ask for the administrative scope cells_oidc:admin (default: no)?",
+        )
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         if action == "list":
@@ -96,6 +107,8 @@ class Command(BaseCommand):
             ("PKCE required", policy.require_pkce),
             ("confirm when signed in", policy.confirm_existing_session),
             ("allowed scopes", policy.allowed_scopes or "(all)"),
+            ("admin scope allowed", policy.allow_admin_scope),
+            ("allowed resources", " ".join(policy.allowed_resources.split()) or "(none)"),
         ]
         for label, value in rows:
             self.stdout.write(f"{label:26} {value}")
@@ -144,6 +157,8 @@ class Command(BaseCommand):
             policy.confirm_existing_session = options["confirm"]
         if options["scopes"] is not None:
             policy.allowed_scopes = " ".join(options["scopes"].split())
+        if options["allow_admin_scope"] is not None:
+            policy.allow_admin_scope = options["allow_admin_scope"]
         policy.save()
         self.stdout.write(self.style.SUCCESS(f"{'Created' if created else 'Updated'} {client_id}."))
         if secret:

@@ -9,6 +9,8 @@
 
 The secret of a new token is printed once and never stored; with ``-v 0`` only the secret is printed
 (for scripts: ``TOKEN=$(manage.py cells_oidc_token create -v 0 --user alice --expires 1h)``).
+A token never carries the administrative scope ``cells_oidc:admin``; ``list`` shows a token minted
+through a sign-in that was since revoked as revoked.
 """
 
 from __future__ import annotations
@@ -133,7 +135,9 @@ class Command(BaseCommand):
 
     # ---- list -----------------------------------------------------------------------------
     def handle_list(self, *, user: str | None, all: bool, **options: Any) -> None:
-        tokens = PersonalAccessToken.objects.select_related("user").order_by("-created", "-pk")
+        tokens = PersonalAccessToken.objects.select_related("user", "token_family").order_by(
+            "-created", "-pk"
+        )
         if user:
             tokens = tokens.filter(user=self._user(user, active_only=False))
         if not all:
