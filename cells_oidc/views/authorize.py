@@ -43,6 +43,7 @@ from ..conf import app_settings
 from ..endpoints import issuer
 from ..models import policy_for
 from ..validators import CODE_CHALLENGE_RE, valid_resource_indicator
+from .common import omit_empty_parameters, without_empty_values
 
 #: Hidden field that tells a consent/confirmation POST from a POSTed authorization request.
 STEP_FIELD = "cells_oidc_step"
@@ -135,6 +136,7 @@ class AuthorizationView(dot_views.AuthorizationView):
             problem = malformed(request.POST)
             if problem:
                 return error_page(request, error="invalid_request", description=problem)
+            omit_empty_parameters(request)  # RFC 6749 §3.1
             return HttpResponseRedirect(f"{request.path}?{request.POST.urlencode()}", status=303)
         if request.method == "POST":
             # The view is csrf_exempt only for the POSTed authorization request above;
@@ -145,6 +147,9 @@ class AuthorizationView(dot_views.AuthorizationView):
         problem = malformed(request.GET)
         if problem:
             return error_page(request, error="invalid_request", description=problem)
+        # RFC 6749 §3.1: an empty parameter is an omitted one (``scope=`` asks for the default
+        # scopes, ``max_age=`` for none), for every step below and for oauthlib alike.
+        omit_empty_parameters(request)
         return super().dispatch(request, *args, **kwargs)
 
     # ---- validation ------------------------------------------------------------------------
@@ -480,7 +485,7 @@ class AuthorizationView(dot_views.AuthorizationView):
             sessions.SID_KEY
         ):
             return None
-        return QueryDict(payload["q"]), payload["p"]
+        return without_empty_values(QueryDict(payload["q"])), payload["p"]
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         # Only the confirmation/consent form gets here (see dispatch), signed in and CSRF-checked.

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.exceptions import BadRequest, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.signals import setting_changed
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.utils.cache import patch_vary_headers
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
@@ -46,6 +46,40 @@ def json_error(error: str, description: str | None = None, *, status: int = 400)
     if description:
         body["error_description"] = description
     return JsonResponse(body, status=status)
+
+
+def without_empty_values(params: QueryDict) -> QueryDict:
+    """``params`` less every empty value (the same object when it has none).
+
+    RFC 6749 §3.1: "Parameters sent without a value MUST be treated as if they were omitted
+    from the request." ``scope=`` is then no scope (the default scopes), ``code_verifier=`` no
+    verifier, ``max_age=`` no maximum age. Only the empty string is dropped: a value of blanks
+    is a value (and usually a malformed one).
+    """
+    if all(value != "" for _key, values in params.lists() for value in values):
+        return params
+    kept = QueryDict(mutable=True, encoding=params.encoding)
+    for key, values in params.lists():
+        present = [value for value in values if value != ""]
+        if present:
+            kept.setlist(key, present)
+    kept._mutable = False
+    return kept
+
+
+def omit_empty_parameters(request: HttpRequest) -> None:
+    """Drop empty-valued parameters from the query and form body of ``request`` (RFC 6749 §3.1).
+
+    The one place that rule is applied: called by every endpoint's ``dispatch`` (the API
+    endpoints through :class:`ApiEndpointMixin`, the authorization and logout views) after the
+    request passed the malformed-request checks and before the view, DOT or oauthlib read a
+    parameter. DOT's ``OAuthLibCore`` builds oauthlib's body from ``request.POST``, and the
+    views read ``request.GET``/``request.POST``, so all of them see the same, filtered request.
+    A parameter repeated with one empty value still counts as repeated (checked before).
+    """
+    request.GET = without_empty_values(request.GET)
+    if request.method == "POST" and (request.content_type or "") in FORM_CONTENT_TYPES:
+        request.POST = without_empty_values(request.POST)
 
 
 def origin_registered(origin: str, client_id: str | None = None) -> bool:
@@ -184,6 +218,7 @@ class ApiEndpointMixin:
         if problem:
             status, description = problem
             return json_error("invalid_request", description, status=status)
+        omit_empty_parameters(request)
         try:
             return handler(request, *args, **kwargs)
         except UnicodeDecodeError:

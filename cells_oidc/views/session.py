@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -26,6 +27,7 @@ from oauth2_provider.models import get_application_model, get_id_token_model
 from .. import pages, redirects, sessions, tokens
 from ..conf import app_settings
 from ..models import TokenFamily
+from .common import omit_empty_parameters
 
 
 def application_for_next(next_url: str | None) -> Any:
@@ -115,8 +117,9 @@ class LoginView(auth_views.LoginView):
 @method_decorator(login_not_required, name="dispatch")
 class LogoutView(dot_views.RPInitiatedLogoutView):
     """RP-initiated logout: asks for confirmation unless a valid ``id_token_hint`` of the
-    signed-in user came with the request; redirects only to a registered
-    ``post_logout_redirect_uri`` (exact match, RP-Initiated Logout §3)."""
+    current browser session (its ``sid``) came with the request; redirects only to a registered
+    ``post_logout_redirect_uri`` (exact match, RP-Initiated Logout §3). Whatever the hint, only
+    the current browser session and the tokens issued from it end."""
 
     template_name = "cells_oidc/logout.html"
     http_method_names = ["get", "post"]
@@ -124,6 +127,9 @@ class LogoutView(dot_views.RPInitiatedLogoutView):
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         #: CSP form-action sources: the validated post_logout_redirect_uri (see LoginView).
         self.form_action: list[str] = []
+        #: The ``sid`` claim of the validated ``id_token_hint`` ("" when it has none).
+        self.hint_sid = ""
+        omit_empty_parameters(request)  # RFC 6749 §3.1
         response = super().dispatch(request, *args, **kwargs)
         return pages.apply_headers(response, form_action=self.form_action)
 
@@ -143,6 +149,8 @@ class LogoutView(dot_views.RPInitiatedLogoutView):
         )
         if id_token is None:
             raise InvalidIDTokenError()
+        sid = claims.get("sid")
+        self.hint_sid = sid if isinstance(sid, str) else ""
         if client_id and id_token.application and id_token.application.client_id != client_id:
             raise ClientIdMissmatch()
         return id_token
@@ -172,9 +180,17 @@ class LogoutView(dot_views.RPInitiatedLogoutView):
 
     def must_prompt(self, token_user: Any) -> bool:
         if not self.request.user.is_authenticated:
-            return False
-        # RP-Initiated Logout §2: the OP MUST ask when the hint is missing or not the user's.
-        return token_user is None or token_user != self.request.user
+            return False  # no session to end: nothing to ask
+        # RP-Initiated Logout §2: the OP MUST ask when the hint is missing, not the user's, or
+        # "does not belong to the current OP session": the same user's ID token from another
+        # browser session (another sid) must not sign this one out unasked.
+        current_sid = self.request.session.get(sessions.SID_KEY)
+        same_session = (
+            isinstance(current_sid, str)
+            and bool(self.hint_sid)
+            and hmac.compare_digest(self.hint_sid.encode(), current_sid.encode())
+        )
+        return token_user is None or token_user != self.request.user or not same_session
 
     def do_logout(
         self,
@@ -186,7 +202,8 @@ class LogoutView(dot_views.RPInitiatedLogoutView):
         if self.request.user.is_authenticated:
             sid = self.request.session.get(sessions.SID_KEY)
             if sid:
-                # The tokens issued from this browser session end with it.
+                # The tokens issued from this browser session end with it; those of the hint's
+                # session, when the user confirmed a hint of another one, do not.
                 for family in TokenFamily.objects.filter(sid=sid, revoked__isnull=True):
                     family.revoke()
         logout(self.request)
