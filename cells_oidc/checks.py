@@ -211,7 +211,9 @@ def check_resource_server(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     id="cells_oidc.W004",
                 )
             )
-    if not conf.app_settings.RESOURCE_AUDIENCE:
+    audience_messages = _audience_messages()
+    messages.extend(audience_messages)
+    if not conf.app_settings.RESOURCE_AUDIENCE and not audience_messages:
         messages.append(
             Warning(
                 "No audience is expected (CELLS_OIDC_RESOURCE_AUDIENCE and CELLS_OIDC_SITE_URL are empty): "
@@ -221,3 +223,36 @@ def check_resource_server(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             )
         )
     return messages
+
+
+def _audience_messages() -> list[Any]:
+    """``CELLS_OIDC_RESOURCE_AUDIENCE``: a string or a list of strings (RFC 9068 §4, RFC 8707 §2)."""
+    from .validators import valid_resource_indicator
+
+    value = getattr(settings, "CELLS_OIDC_RESOURCE_AUDIENCE", None)
+    if value is None:
+        return []
+    if not isinstance(value, (str, list, tuple)) or not all(isinstance(part, str) for part in value):
+        return [
+            Error(
+                f"CELLS_OIDC_RESOURCE_AUDIENCE must be a string or a list of strings, not {value!r:.80}: "
+                "every bearer token is refused.",
+                hint="Set it to the URL of this API, e.g. 'https://files.example/api' (the resource "
+                "indicator clients request tokens for), or a list of such URLs.",
+                id="cells_oidc.E012",
+            )
+        ]
+    values = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+    odd = [part for part in values if not valid_resource_indicator(part)]
+    if not odd:
+        return []
+    return [
+        Warning(
+            "CELLS_OIDC_RESOURCE_AUDIENCE has values that are not resource indicators: "
+            f"{', '.join(map(repr, odd[:5]))}.",
+            hint="RFC 8707 §2: clients name an API by an absolute URI without a fragment; tokens carry it "
+            "in aud exactly as requested. A value that is not such a URI matches only tokens whose aud "
+            "comes from CELLS_OIDC_ACCESS_TOKEN_AUDIENCE.",
+            id="cells_oidc.W006",
+        )
+    ]

@@ -172,13 +172,27 @@ class AppSettings:
 
     @property
     def RESOURCE_AUDIENCE(self) -> list[str]:
-        """``CELLS_OIDC_RESOURCE_AUDIENCE``: the ``aud`` values this API answers to (RFC 9068 §4).
+        """``CELLS_OIDC_RESOURCE_AUDIENCE``: the ``aud`` values this API answers to.
 
-        A token is accepted when its ``aud`` contains one of them. Defaults to
-        :attr:`ACCESS_TOKEN_AUDIENCE` (this site's URL).
+        RFC 9068 §4: "The resource server MUST validate that the aud claim contains a resource
+        indicator value corresponding to an identifier the resource server expects for itself."
+        A token is accepted when its ``aud`` contains one of these values, compared exactly. A
+        client that named other resources (RFC 8707 §2, ``resource=https://files.example/api``)
+        got a token whose ``aud`` is those resources only, so this API refuses it.
+
+        A string (several separated by spaces or commas) or a list. Default:
+        :attr:`ACCESS_TOKEN_AUDIENCE`, the ``aud`` of tokens requested without a resource (the
+        primary site URL). A remote API (``CELLS_OIDC_RESOURCE_ISSUER``) sets it to its own URL,
+        the resource indicator its clients request tokens for. A value of another type is
+        refused by the system check ``cells_oidc.E012`` and expects nothing (every token is
+        refused).
         """
-        configured = _as_list(getattr(settings, "CELLS_OIDC_RESOURCE_AUDIENCE", None))
-        return configured or self.ACCESS_TOKEN_AUDIENCE
+        value = getattr(settings, "CELLS_OIDC_RESOURCE_AUDIENCE", None)
+        if value is None or value == "" or value == [] or value == ():
+            return self.ACCESS_TOKEN_AUDIENCE
+        if not isinstance(value, (str, list, tuple)) or not all(isinstance(part, str) for part in value):
+            return []  # malformed: fail closed (cells_oidc.E012)
+        return _as_list(value)
 
     @property
     def RESOURCE_LEEWAY(self) -> int:

@@ -158,6 +158,27 @@ class ClientPolicy(models.Model):
         scopes = frozenset(self.allowed_scopes.split())
         return scopes or None
 
+    def allowed_resource_set(self) -> frozenset[str]:
+        """The RFC 8707 resource indicators this client may name (compared exactly); empty: none."""
+        return frozenset((self.allowed_resources or "").split())
+
+    def clean(self) -> None:
+        # RFC 8707 §2: a resource indicator is an absolute URI without a fragment.
+        from .validators import valid_resource_indicator
+
+        bad = [
+            value for value in (self.allowed_resources or "").split() if not valid_resource_indicator(value)
+        ]
+        if bad:
+            raise ValidationError(
+                {
+                    "allowed_resources": _(
+                        "Not a resource indicator (an absolute URI with a host, no fragment): %(values)s"
+                    )
+                    % {"values": ", ".join(bad[:5])}
+                }
+            )
+
     def natural_key(self) -> tuple[str]:
         return (self.application.client_id,)
 

@@ -48,7 +48,9 @@ def access_token_claims(request: Any, *, now: int | None = None) -> dict[str, An
     claims: dict[str, Any] = {
         "iss": issuer(),
         "sub": get_adapter().subject(user) if user is not None else client_id,
-        "aud": _audience(app_settings.ACCESS_TOKEN_AUDIENCE),
+        # RFC 8707 §2, RFC 9068 §3: the resources the request named (the validator checked them
+        # against the client's policy and the grant), else the site's own API.
+        "aud": _audience(requested_resources(request) or app_settings.ACCESS_TOKEN_AUDIENCE),
         "client_id": client_id,
         "scope": " ".join(scopes),
         "jti": str(uuid.uuid4()),
@@ -73,7 +75,26 @@ def _lifetime(request: Any) -> int:
     return int(oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS)
 
 
+def requested_resources(request: Any) -> list[str]:
+    """The RFC 8707 resource indicators of the oauthlib ``request``, in order, without repeats.
+
+    The validator settles ``request.resource`` to a list (the token request's, or the grant's);
+    oauthlib alone keeps only the last ``resource`` of the body (a string): then they are read
+    from the body, where RFC 8707 §2 lets the parameter repeat.
+    """
+    resource = getattr(request, "resource", None)
+    if isinstance(resource, (list, tuple)):
+        values = list(resource)
+    elif isinstance(resource, str) and resource:
+        body = getattr(request, "decoded_body", None) or []
+        values = [value for key, value in body if key == "resource"] or [resource]
+    else:
+        values = []
+    return [value for value in dict.fromkeys(values) if isinstance(value, str) and value]
+
+
 def _audience(values: list[str]) -> str | list[str]:
+    # RFC 7519 §4.1.3: a single audience may be a string; several are an array.
     return values[0] if len(values) == 1 else list(values)
 
 

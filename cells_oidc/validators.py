@@ -54,6 +54,23 @@ def valid_resource_indicator(uri: Any) -> bool:
         return False
 
 
+def _invalid_target(request: Any, description: str) -> Exception:
+    from oauthlib.oauth2.rfc6749 import errors
+
+    # RFC 8707 §2: "invalid_target", 400 at the token endpoint.
+    return errors.CustomOAuth2Error(error="invalid_target", description=description, request=request)
+
+
+def _refuse_unallowed_resources(request: Any, resources: Any) -> None:
+    """``invalid_target`` unless every resource is one the client's policy lists (RFC 8707 §2)."""
+    if not resources:
+        return
+    client = getattr(request, "client", None)
+    allowed = policy_for(client).allowed_resource_set() if client is not None else frozenset()
+    if any(value not in allowed for value in resources):
+        raise _invalid_target(request, "The client may not request tokens for this resource.")
+
+
 def _epoch(value: datetime | None) -> int | None:
     if value is None:
         return None
@@ -163,26 +180,72 @@ class CellsOAuth2Validator(OAuth2Validator):
         """RFC 8628 §3.5 status of a polled device code (see :func:`.views.device.redeem_device_code`)."""
         from .views.device import redeem_device_code
 
-        self._refuse_bad_resources(request)  # before the approval is redeemed
+        # RFC 8707 §2.2: the approval carries no resource; the token request may name those the
+        # client's policy allows. Checked before the approval is redeemed.
+        self._settle_resources(request, granted=None)
         return redeem_device_code(client_id, code, request)
 
-    def _refuse_bad_resources(self, request: Any) -> None:
-        """RFC 8707 §2: a token request's ``resource`` that is not a valid indicator is
-        ``invalid_target``, before a grant is redeemed or any token exists.
+    def _refuse_bad_resources(self, request: Any) -> list[str]:
+        """RFC 8707 §2: the ``resource`` values of a token request, each a valid indicator that
+        the client's policy allows (compared exactly), else ``invalid_target`` — raised before a
+        grant is redeemed or any token exists.
 
-        DOT checks it only while saving the tokens, after the ID token was stored (the error
+        DOT checks them only while saving the tokens, after the ID token was stored (the error
         left that behind), and its parser raises ``ValueError`` (a 500) on a malformed host.
-        DOT's checks still run there, unchanged.
         """
-        from oauthlib.oauth2.rfc6749 import errors
-
         body = getattr(request, "decoded_body", None) or []
-        if not all(valid_resource_indicator(value) for key, value in body if key == "resource"):
-            raise errors.CustomOAuth2Error(
-                error="invalid_target",
-                description="The resource is not a valid resource indicator.",
-                request=request,
+        requested = [value for key, value in body if key == "resource"]
+        if not all(valid_resource_indicator(value) for value in requested):
+            raise _invalid_target(request, "The resource is not a valid resource indicator.")
+        _refuse_unallowed_resources(request, requested)
+        return list(dict.fromkeys(requested))
+
+    def _settle_resources(self, request: Any, *, granted: list[str] | None) -> None:
+        """Set ``request.resource`` to the resources of the tokens about to be issued.
+
+        RFC 8707 §2.2: a code or refresh token request may narrow within the resources of its
+        grant (``granted``), never widen: a grant without resources is for the site's own API
+        only, so a request naming one then is refused too. Without a request value the grant's
+        resources apply, if the client may still name them. ``granted=None``: no grant binds the
+        request (device and client credentials grants). ``invalid_target`` otherwise.
+        """
+        requested = self._refuse_bad_resources(request)
+        if granted is None:
+            request.resource = requested
+            return
+        granted = [value for value in granted if isinstance(value, str)]
+        if any(value not in granted for value in requested):
+            raise _invalid_target(request, "The resource was not granted.")
+        effective = requested or granted
+        # The client's policy may have changed since the grant: it is asked again.
+        _refuse_unallowed_resources(request, effective)
+        request.resource = effective
+        # The refresh token keeps the grant's resources, as it keeps its scope (RFC 6749 §6).
+        request.cells_granted_resources = granted
+
+    def _check_and_set_request_resource(self, request: Any) -> None:
+        # DOT's check while saving the tokens, for every grant (client credentials included),
+        # plus the client's policy (RFC 8707 §2): the last word before anything is stored.
+        super()._check_and_set_request_resource(request)
+        _refuse_unallowed_resources(request, request.resource)
+
+    def _create_refresh_token(
+        self, request: Any, refresh_token_code: str, access_token: Any, previous_refresh_token: Any
+    ) -> Any:
+        # RFC 8707 §2.2: an access token narrowed to some resources does not narrow the refresh
+        # token; later refreshes may ask again for any resource of the grant.
+        granted = getattr(request, "cells_granted_resources", None)
+        if granted is None:
+            return super()._create_refresh_token(
+                request, refresh_token_code, access_token, previous_refresh_token
             )
+        narrowed, request.resource = request.resource, list(granted)
+        try:
+            return super()._create_refresh_token(
+                request, refresh_token_code, access_token, previous_refresh_token
+            )
+        finally:
+            request.resource = narrowed
 
     def validate_scopes(
         self, client_id: str, scopes: list[str], client: Any, request: Any, *a: Any, **k: Any
@@ -237,7 +300,25 @@ class CellsOAuth2Validator(OAuth2Validator):
                 auth_time=datetime.fromtimestamp(auth_time, tz=dt_timezone.utc)
                 if auth_time is not None
                 else timezone.now(),
+                # RFC 6749 §6: what the user granted, the limit of every later refresh.
+                scope=" ".join(request.scopes or []),
+                redirect_uri=self._named_redirect_uri(request),
             )
+
+    @staticmethod
+    def _named_redirect_uri(request: Any) -> str:
+        """The ``redirect_uri`` the authorization request named, "" when it named none.
+
+        The authorization view passes it explicitly (``cells_named_redirect_uri``): the
+        credentials it hands oauthlib always carry the redirect URI, defaulted or not. Without
+        it, oauthlib's ``using_default_redirect_uri`` says; unknown counts as named (stricter).
+        """
+        named = getattr(request, "cells_named_redirect_uri", None)
+        if isinstance(named, str):
+            return named
+        if getattr(request, "using_default_redirect_uri", False):
+            return ""
+        return request.redirect_uri or ""
 
     def validate_code(
         self, client_id: str, code: str, client: Any, request: Any, *args: Any, **kwargs: Any
@@ -257,6 +338,9 @@ class CellsOAuth2Validator(OAuth2Validator):
         # (the spec is silent; fosite/Hydra do the same): only its client can burn it. A code
         # already redeemed has leaked whoever presents it, so that replay revokes its family.
         grant = grant_model.objects.filter(code=code, application=client).select_related("user").first()
+        if grant is not None:
+            # RFC 8707 §2.2: within the grant's resources; refused before the code is spent.
+            self._settle_resources(request, granted=list(grant.resource or []))
         family = TokenFamily.objects.filter(code_checksum=checksum(code)).first()
         claimed = grant is not None and grant_model.objects.filter(pk=grant.pk).delete()[0] == 1
         if not claimed:
@@ -297,9 +381,6 @@ class CellsOAuth2Validator(OAuth2Validator):
                 claims = None
             # OpenID Connect Core §5.5: a claims request is an object; anything else is ignored.
             request.claims = claims if isinstance(claims, dict) and claims else None
-        # RFC 8707: the resources of the grant, never more than it was given.
-        if grant.resource:
-            request.resource = list(grant.resource)
         return True
 
     def _stashed_grant(self, code: str, request: Any) -> Any:
@@ -325,10 +406,40 @@ class CellsOAuth2Validator(OAuth2Validator):
     ) -> bool:
         request = kwargs.get("request") or (args[0] if args else None)
         grant = self._stashed_grant(code, request) if request is not None else None
+        family = getattr(request, "cells_family", None)
+        if (
+            grant is not None
+            and family is not None
+            and family.redirect_uri
+            and getattr(request, "using_default_redirect_uri", False)
+        ):
+            # RFC 6749 §4.1.3: redirect_uri is REQUIRED when the authorization request included
+            # it (oauthlib would fill in the client's default and compare that). §5.2: a grant
+            # that does not match the redirection URI of its authorization request is
+            # invalid_grant. The code is spent already (validate_code).
+            from oauthlib.oauth2.rfc6749 import errors
+
+            raise errors.InvalidGrantError(
+                description="redirect_uri is required: the authorization request included it.",
+                request=request,
+            )
         # RFC 6749 §4.1.3: identical to the redirect_uri of the authorization request.
         return grant is not None and grant.redirect_uri_allowed(redirect_uri)
 
     # ---- refresh tokens --------------------------------------------------------------------
+    def get_original_scopes(self, refresh_token: str, request: Any, *args: Any, **kwargs: Any) -> Any:
+        """RFC 6749 §6: the scope the sign-in was granted, not the last access token's.
+
+        A refresh may narrow one access token; the new refresh token keeps the original scope
+        ("MUST be identical"), so a later refresh may ask again for anything within it, and a
+        refresh without ``scope`` gets all of it. A family from before the scope was recorded
+        on it (``scope == ""``) keeps DOT's rule (the previous access token's scope).
+        """
+        family = getattr(request, "cells_family", None)
+        if family is not None and family.scope:
+            return family.scope
+        return super().get_original_scopes(refresh_token, request, *args, **kwargs)
+
     def validate_refresh_token(
         self, refresh_token: str, client: Any, request: Any, *a: Any, **k: Any
     ) -> bool:
@@ -337,11 +448,10 @@ class CellsOAuth2Validator(OAuth2Validator):
         self._refuse_bad_resources(request)
         if not super().validate_refresh_token(refresh_token, client, request, *a, **k):
             return False
-        # RFC 8707 §2: no resource beyond the refresh token's. DOT's own check, run now rather
-        # than while saving the tokens (after the new ID token was stored, and without an
-        # error code in the answer).
-        self._check_and_set_request_resource(request)
         rt = request.refresh_token_instance
+        # RFC 8707 §2.2: no resource beyond the refresh token's, checked now rather than while
+        # saving the tokens (after the new ID token was stored).
+        self._settle_resources(request, granted=list(rt.resource or []))
         family = TokenFamily.objects.filter(pk=rt.token_family).first() if rt.token_family else None
         if family is not None and family.revoked is not None:
             return False
@@ -376,6 +486,11 @@ class CellsOAuth2Validator(OAuth2Validator):
             self._anchor_access_token(token, request, family)
         if request.grant_type == "authorization_code":
             TokenFamily.objects.filter(pk=family.pk).update(redeemed=timezone.now())
+        if first_issue and not family.scope:
+            # A code issued before the scope was recorded at sign-in: recorded now (RFC 6749 §6).
+            TokenFamily.objects.filter(pk=family.pk, scope="").update(
+                scope=" ".join(getattr(request, "scopes", None) or [])
+            )
 
     def _anchor_access_token(self, token: dict[str, Any], request: Any, family: TokenFamily) -> None:
         """Tie an access token issued without a refresh token to its token family, so that a

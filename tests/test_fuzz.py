@@ -1751,6 +1751,11 @@ def test_a_refresh_with_a_bad_or_wider_resource_writes_nothing(
 ) -> None:
     # RFC 8707 §2: a refresh may not name a resource the grant did not have; DOT refused it only
     # after storing a new ID token (and answered without an error code).
+    from cells_oidc.models import ClientPolicy
+
+    ClientPolicy.objects.filter(application__client_id="cells-client").update(
+        allowed_resources="https://api.example/files https://other.example/"
+    )
     code = code_from(browser_in.authorize(cli_params(resource="https://api.example/files")), CLI_CALLBACK)[
         "code"
     ]

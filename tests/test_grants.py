@@ -16,7 +16,7 @@ from django.test import Client
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_grant_model, get_refresh_token_model
 
-from cells_oidc.models import TokenFamily
+from cells_oidc.models import ClientPolicy, TokenFamily
 from cells_oidc.validators import CellsOAuth2Validator
 from tests.conftest import SCOPE, Browser, basic, code_from, pkce_pair, token_request
 from tests.test_authorize import SECRET, THIRD_URI, make_app, third_party  # noqa: F401 - fixtures
@@ -582,6 +582,10 @@ def test_unsupported_grant_types_are_errors_not_crashes(
 
 
 def test_resource_indicators_travel_with_the_grant(default_clients: None, alice: Any) -> None:
+    # RFC 8707 §2: only a resource the client's policy lists (tests/test_resource_indicators.py).
+    ClientPolicy.objects.filter(application__client_id="cells-client").update(
+        allowed_resources="https://api.example.com/"
+    )
     params = {
         "response_type": "code",
         "client_id": "cells-client",
@@ -594,3 +598,4 @@ def test_resource_indicators_travel_with_the_grant(default_clients: None, alice:
     assert get_grant_model().objects.get(code=code).resource == ["https://api.example.com/"]
     ok(exchange(code, CLI_URI, "cells-client"))
     assert get_access_token_model().objects.get().resource == ["https://api.example.com/"]
+    assert get_refresh_token_model().objects.get().resource == ["https://api.example.com/"]

@@ -99,6 +99,25 @@ def malformed(params: QueryDict) -> str | None:
     return None
 
 
+def _resource_problem(resources: list[str], credentials: dict[str, Any]) -> str | None:
+    """Why the ``resource`` values of an authorization request are refused, or ``None``.
+
+    RFC 8707 §2: each is an absolute URI without a fragment (never a ValueError, a 500, for a
+    malformed host such as ``http://[::1``) and one the client's policy lists, compared exactly.
+    """
+    if not resources:
+        return None
+    if not all(valid_resource_indicator(resource) for resource in resources):
+        return "The resource is not a valid resource indicator."
+    client = getattr(credentials.get("request"), "client", None)
+    if client is None:
+        client = get_application_model().objects.filter(client_id=credentials.get("client_id")).first()
+    allowed = policy_for(client).allowed_resource_set() if client is not None else frozenset()
+    if any(resource not in allowed for resource in resources):
+        return "The client may not request tokens for this resource."
+    return None
+
+
 def _same_endpoint(uri: str, registered: str) -> bool:
     """Whether ``uri`` goes to the scheme, authority and path of ``registered`` (query aside)."""
     try:
@@ -235,17 +254,14 @@ class AuthorizationView(dot_views.AuthorizationView):
             # OpenID Connect Core §5.5: the claims request is a JSON object.
             raise fail(oauth2_errors.InvalidRequestError, "claims must be a JSON object.")
         resources = params.getlist("resource")
-        for resource in resources:
-            # RFC 8707 §2: an absolute URI without a fragment (never a ValueError, a 500, for a
-            # malformed host such as http://[::1).
-            if not valid_resource_indicator(resource):
-                error = oauth2_errors.CustomOAuth2Error(
-                    error="invalid_target",
-                    description="The resource is not a valid resource indicator.",
-                    state=credentials.get("state"),
-                )
-                raise OAuthToolkitError(error=error, redirect_uri=redirect_uri)
-        credentials["resource"] = resources
+        problem = _resource_problem(resources, credentials)
+        if problem:
+            # RFC 8707 §2: invalid_target, redirected with state and iss like every error here.
+            error = oauth2_errors.CustomOAuth2Error(
+                error="invalid_target", description=problem, state=credentials.get("state")
+            )
+            raise OAuthToolkitError(error=error, redirect_uri=redirect_uri)
+        credentials["resource"] = list(dict.fromkeys(resources))
         return scopes, credentials
 
     @staticmethod
@@ -332,6 +348,8 @@ class AuthorizationView(dot_views.AuthorizationView):
             "user": request.user,
             "cells_sid": sessions.session_id(request),
             "cells_auth_time": sessions.auth_time(request),
+            # RFC 6749 §4.1.3: whether the code exchange must repeat redirect_uri ("" = not named).
+            "cells_named_redirect_uri": params.get("redirect_uri") or "",
         }
         for key in ("code_challenge", "code_challenge_method", "nonce", "claims"):
             credentials.setdefault(key, None)

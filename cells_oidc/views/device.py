@@ -113,6 +113,14 @@ class DeviceAuthorizationView(ApiEndpointMixin, dot_views.DeviceAuthorizationVie
         if not policy_for(application).allow_device_flow:
             # RFC 6749 §5.2: the client is not authorized to use this grant type.
             return json_error("unauthorized_client", "This client may not use the device flow.")
+        from ..validators import valid_resource_indicator
+
+        resources = request.POST.getlist("resource")
+        allowed = policy_for(application).allowed_resource_set()
+        if any(not valid_resource_indicator(value) or value not in allowed for value in resources):
+            # RFC 8707 §2: the rule of the other endpoints. The approval does not carry resources:
+            # the token request names them (and is checked the same way).
+            return json_error("invalid_target", "The client may not request tokens for this resource.")
         headers, body, status = self.get_oauthlib_core().create_device_authorization_response(request)
         if status != 200:
             data = json.loads(body) if isinstance(body, str) else body
