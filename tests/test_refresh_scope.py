@@ -96,3 +96,36 @@ def test_a_family_from_before_its_scope_was_recorded_refreshes_as_before(tokens:
     # DOT's rule then: the previous access token's scope is the limit.
     current = json.loads(narrow.content)["refresh_token"]
     assert refresh(current, "openid email").status_code == 400
+
+
+def test_a_device_sign_in_keeps_its_approved_scope(
+    default_clients: None, alice: Any, browser: Browser
+) -> None:
+    from django.test import Client
+    from oauth2_provider.models import get_application_model
+
+    from cells_oidc.models import policy_for
+    from tests.conftest import FORM
+
+    policy = policy_for(get_application_model().objects.get(client_id="cells-client"))
+    policy.allow_device_flow = True
+    policy.save()
+    device = Client().post(
+        "/oidc/oauth2/device/auth", "client_id=cells-client&scope=openid+pydio+offline", content_type=FORM
+    )
+    assert device.status_code == 200, device.content
+    codes = json.loads(device.content)
+    browser.sign_in("/oidc/account/")
+    assert browser.http.post("/oidc/device", {"user_code": codes["user_code"]}).status_code == 303
+    assert browser.http.post("/oidc/device/confirm", {"action": "approve"}).status_code == 200
+    answer = token_request(
+        {
+            "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+            "device_code": codes["device_code"],
+            "client_id": "cells-client",
+        }
+    )
+    assert granted(answer) == {"openid", "pydio", "offline"}
+    narrow = refresh(json.loads(answer.content)["refresh_token"], "openid")
+    assert granted(narrow) == {"openid"}
+    assert granted(refresh(json.loads(narrow.content)["refresh_token"], "pydio")) == {"pydio"}

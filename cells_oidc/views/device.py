@@ -212,7 +212,7 @@ def redeem_device_code(client_id: str, device_code: Any, request: Any) -> str | 
         return DeviceCodeGrant.DEVICE_CODE_DENIED
     now = timezone.now()
     family = TokenFamily.objects.create(
-        application=request.client, user=user, auth_time=now, redeemed=now, sid=""
+        application=request.client, user=user, auth_time=now, redeemed=now, sid="", scope=grant.scope
     )
     request.user = user
     request.scopes = grant.scope.split()
