@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test test-django6 print-python312 lint bench clean
+.PHONY: install run test test-django6 test-postgres services-stop print-python312 lint bench clean
 
 install: $(STAMP)
 
@@ -30,6 +30,18 @@ test: install
 	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest
 	$(PY) -m pytest -p no:cacheprovider --ds=tests.mounted.settings tests/mounted/mounted_site.py
+
+# The whole suite on PostgreSQL + Redis: throw-away servers on loopback (scripts/services.sh; needs
+# Debian's postgresql and redis-server), or the ones DATABASE_URL and REDIS_URL name.
+test-postgres: install
+	$(PY) -m pip install --quiet -e '.[test,postgres]'
+	@if [ -z "$$DATABASE_URL" ]; then eval "$$(scripts/services.sh start)"; fi; \
+	  echo "== the suite on $$DATABASE_URL and $$REDIS_URL"; \
+	  $(PY) -m pytest -p no:cacheprovider && \
+	  $(PY) -m pytest -p no:cacheprovider --ds=tests.mounted.settings tests/mounted/mounted_site.py
+
+services-stop:
+	scripts/services.sh stop
 
 # Django 6 needs Python 3.12+: the suite again in a second venv (CI runs it when one is found).
 PYTHON312 ?= $(shell for p in $$HOME/.pyenv/versions/3.1[2-9]*/bin/python python3.13 python3.12; do \

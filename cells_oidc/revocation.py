@@ -29,6 +29,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 
 from .conf import app_settings
@@ -81,10 +82,26 @@ def is_revoked(token: str) -> bool:
         raise RevocationStatusUnavailable from exc
 
 
-def on_access_token_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+#: When (epoch seconds) this process last failed to write the deny-list, for ``/readyz``.
+last_write_failure: float | None = None
+
+
+def _deny_logged(checksum: str, expires_at: float) -> None:
+    global last_write_failure
+    try:
+        deny_checksum(checksum, expires_at)
+    except Exception:  # noqa: BLE001 - any backend error
+        last_write_failure = time.time()
+        logger.exception("Could not deny-list a revoked access token (checksum %s…).", checksum[:8])
+
+
+def on_access_token_deleted(sender: Any, instance: Any, using: str | None = None, **kwargs: Any) -> None:
     """``post_delete`` of DOT's ``AccessToken``: deny-list the token until it expires.
 
-    Never raises: the revocation in the database has happened; a cache failure is logged.
+    The cache is written after the deletion commits, never inside its transaction: a cache
+    failure (Redis down, a database cache whose table is missing) must neither undo nor block
+    the revocation in the database. It is logged and reported by ``/readyz``; a deletion that is
+    rolled back denies nothing.
     """
     checksum = getattr(instance, "token_checksum", "") or ""
     expires = getattr(instance, "expires", None)
@@ -92,7 +109,5 @@ def on_access_token_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
         return
     if timezone.is_naive(expires):
         expires = timezone.make_aware(expires)
-    try:
-        deny_checksum(checksum, expires.timestamp())
-    except Exception:  # noqa: BLE001 - any backend error
-        logger.exception("Could not deny-list a revoked access token (checksum %s…).", checksum[:8])
+    expires_at = expires.timestamp()
+    transaction.on_commit(lambda: _deny_logged(checksum, expires_at), using=using)

@@ -17,6 +17,15 @@ PASSWORD = "correct horse battery staple"
 SCOPE = "openid email profile pydio offline"
 
 
+@pytest.fixture(autouse=True)
+def _empty_caches() -> None:
+    """Every test starts with empty caches (deny-list, throttles, keys), also on a shared Redis."""
+    from django.core.cache import caches
+
+    for alias in caches:
+        caches[alias].clear()
+
+
 @pytest.fixture
 def default_clients(db: Any) -> None:
     call_command("loaddata", "default_clients", verbosity=0)

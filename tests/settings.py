@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+
+import dj_database_url
 from jwcrypto import jwk
 
 from cells_oidc.conf import oauth2_provider_settings
@@ -16,7 +19,23 @@ OAUTH2_PROVIDER = oauth2_provider_settings(signing_key=SIGNING_KEY, inactive_key
 
 DEBUG = False
 SECRET_KEY = "tests-only-" + "s" * 50
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+# The suite runs on SQLite in memory by default, and on PostgreSQL + Redis when DATABASE_URL and
+# REDIS_URL say so (.ci/run does both; scripts/services.sh starts throw-away servers on loopback).
+if os.environ.get("DATABASE_URL"):
+    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=0)}
+else:
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+if os.environ.get("REDIS_URL"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["REDIS_URL"],
+            # A throw-away server (scripts/services.sh): every test starts with an empty cache (conftest).
+            "KEY_PREFIX": "cells-oidc-tests",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 CELLS_OIDC_SITE_URL = "http://testserver"
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; never in production

@@ -154,6 +154,7 @@ def test_tokens_lists_grants_and_personal_tokens_without_secrets(
     assert again["grants"][0]["last_used"] > grant["last_used"]
 
 
+@pytest.mark.django_db(transaction=True)  # the deny-list is written when the revocation commits
 def test_delete_a_grant_ends_that_sign_in(tokens: dict[str, Any], alice: Any) -> None:
     family = TokenFamily.objects.get(user=alice)
     response = call("delete", f"/a/tokens/{family.pk}", tokens["access_token"])

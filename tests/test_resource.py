@@ -43,6 +43,9 @@ ISSUER = "http://testserver/oidc/"
 AUDIENCE = "http://testserver"
 OOB = "http://testserver/oauth2/oob"
 
+# The deny-list is written when a revocation commits (revocation.py): these tests commit for real.
+REAL_COMMITS = pytest.mark.django_db(transaction=True)
+
 
 # ---- the APIs under test -----------------------------------------------------------------------
 def describe(request: Any) -> dict[str, Any]:
@@ -599,6 +602,7 @@ def test_scope_names_are_checked_when_the_permission_is_declared() -> None:
         bearer_token_required(scopes=['a"b'])
 
 
+@REAL_COMMITS
 # ---- revocation ------------------------------------------------------------------------------------
 def test_a_token_revoked_at_the_revocation_endpoint_is_refused_at_once(
     default_clients: None, alice: Any, browser: Browser, django_assert_num_queries: Any
@@ -616,6 +620,7 @@ def test_a_token_revoked_at_the_revocation_endpoint_is_refused_at_once(
     assert_invalid_token(api_get("/plain/me", access))
 
 
+@REAL_COMMITS
 def test_refresh_rotation_retires_the_previous_access_token(
     default_clients: None, alice: Any, browser: Browser
 ) -> None:
@@ -628,6 +633,7 @@ def test_refresh_rotation_retires_the_previous_access_token(
     assert_invalid_token(api_get("/api/me", tokens["access_token"]))
 
 
+@REAL_COMMITS
 def test_reuse_of_a_rotated_refresh_token_revokes_the_live_access_token(
     default_clients: None, alice: Any, browser: Browser
 ) -> None:
@@ -640,6 +646,7 @@ def test_reuse_of_a_rotated_refresh_token_revokes_the_live_access_token(
     assert refresh(renewed["refresh_token"]).status_code == 400
 
 
+@REAL_COMMITS
 def test_replay_of_the_authorization_code_revokes_its_access_token(
     default_clients: None, alice: Any, browser: Browser
 ) -> None:
@@ -657,6 +664,7 @@ def test_replay_of_the_authorization_code_revokes_its_access_token(
     assert_invalid_token(api_get("/api/me", tokens["access_token"]))
 
 
+@REAL_COMMITS
 def test_replay_of_a_code_that_gave_no_refresh_token_revokes_its_access_token(
     default_clients: None, alice: Any, browser: Browser
 ) -> None:
@@ -675,6 +683,7 @@ def test_replay_of_a_code_that_gave_no_refresh_token_revokes_its_access_token(
     assert_invalid_token(api_get("/api/me", tokens["access_token"]))
 
 
+@REAL_COMMITS
 def test_the_admins_revoke_action_revokes_at_once(
     default_clients: None, alice: Any, browser: Browser, admin_client: Any
 ) -> None:
@@ -694,6 +703,7 @@ def test_the_admins_revoke_action_revokes_at_once(
     assert_invalid_token(api_get("/api/me", access))
 
 
+@REAL_COMMITS
 def test_deleting_the_token_row_revokes_it(default_clients: None, alice: Any, browser: Browser) -> None:
     from oauth2_provider.models import get_access_token_model
 
@@ -709,6 +719,7 @@ def test_deleting_the_token_row_revokes_it(default_clients: None, alice: Any, br
     assert_invalid_token(api_get("/api/me", second))
 
 
+@REAL_COMMITS
 def test_the_deny_list_lives_in_the_configured_cache_until_the_token_expires(
     default_clients: None, alice: Any, browser: Browser, settings: Any
 ) -> None:
