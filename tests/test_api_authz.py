@@ -549,3 +549,38 @@ def test_the_openapi_document_states_each_operations_scope() -> None:
             "permission": permission,
         }
     assert "own" in operations[("/a/tokens/{token_id}", "delete")]["description"]
+
+
+# ---- where an operator turns the administrative scope on ---------------------------------------------
+def test_the_command_and_the_admin_show_and_set_allow_admin_scope(
+    world: dict[str, Any], make_user: Any
+) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    def show() -> str:
+        out = StringIO()
+        call_command("cells_oidc_client", "show", "tool", stdout=out)
+        return out.getvalue()
+
+    call_command(
+        "cells_oidc_client", "set", "tool", "--redirect-uri", "https://tool.example/cb", stdout=StringIO()
+    )
+    assert ClientPolicy.objects.get(application__client_id="tool").allow_admin_scope is False
+    assert "admin scope allowed" in show() and "allowed resources" in show()
+    call_command("cells_oidc_client", "set", "tool", "--allow-admin-scope", stdout=StringIO())
+    assert ClientPolicy.objects.get(application__client_id="tool").allow_admin_scope is True
+    call_command("cells_oidc_client", "set", "tool", "--name", "Tool", stdout=StringIO())  # untouched
+    assert ClientPolicy.objects.get(application__client_id="tool").allow_admin_scope is True
+    call_command("cells_oidc_client", "set", "tool", "--no-allow-admin-scope", stdout=StringIO())
+    assert ClientPolicy.objects.get(application__client_id="tool").allow_admin_scope is False
+
+    make_user("root", is_staff=True, is_superuser=True)
+    admin = Client()
+    admin.login(username="root", password="correct horse battery staple")
+    pk = get_application_model().objects.get(client_id="console").pk
+    html = admin.get(f"/admin/cells_oidc/client/{pk}/change/").content.decode()
+    for field in ("allow_admin_scope", "allowed_resources"):
+        assert f'name="cells_policy-0-{field}"' in html, field
+    assert "may ask for administrative powers" in html.lower()
