@@ -1887,3 +1887,322 @@ def test_a_device_token_request_cannot_widen_an_approval_without_scopes(
     )
     assert response.status_code == 200, response.content
     assert json.loads(response.content).get("scope", "") == ""
+
+
+# ---- 7. empty values are omitted values (RFC 6749 §3.1) -------------------------------------------
+# "Parameters sent without a value MUST be treated as if they were omitted from the request."
+# Every parameter of every endpoint is sent empty and omitted, each time with fresh state (a new
+# code, token or session), and what a client can tell of the two answers must be the same; both
+# answers also pass the checks of the sweep.
+def api_answer(response: Any) -> tuple[Any, ...]:
+    """What a client reads in an API answer (never the fresh secrets themselves)."""
+    if not response.get("Content-Type", "").startswith("application/json") or not response.content:
+        return (response.status_code, response.content)
+    body = json.loads(response.content)
+    if response.status_code >= 400:
+        return (response.status_code, body.get("error"), body.get("error_description"))
+    fixed = {key: body[key] for key in ("scope", "active", "token_type", "client_id", "name") if key in body}
+    return (response.status_code, sorted(body), fixed)
+
+
+def browser_answer(response: Any) -> tuple[Any, ...]:
+    """What a browser shows: where it is sent (and with which parameters), or which page."""
+    location = response.get("Location")
+    if location is not None:
+        parts = urlsplit(location)
+        params = dict(parse_qsl(parts.query, keep_blank_values=True))
+        if "code" in params:
+            params["code"] = "<a fresh code>"
+        base = f"{parts.scheme}://{parts.netloc}{parts.path}"
+        return (response.status_code, base, params)
+    page = scopes = None
+    context = getattr(response, "context", None)
+    if context is not None:
+        try:
+            page, scopes = context.get("page"), context.get("scopes")
+        except (AttributeError, KeyError):
+            pass
+    return (response.status_code, page, list(scopes) if scopes is not None else None)
+
+
+def same_as_omitted(
+    sweep: Sweep, label: str, empty: Any, omitted: Any, answer: Callable[[Any], tuple[Any, ...]]
+) -> None:
+    if empty is None or omitted is None:
+        return  # already a failure of the sweep
+    seen, expected = answer(empty), answer(omitted)
+    if seen != expected:
+        sweep.failures.append(f"{label}: empty gives {seen!r}, omitted gives {expected!r}")
+
+
+def empty_and_omitted(base: Pairs, keys: Iterable[str]) -> Iterator[tuple[str, Pairs, Pairs]]:
+    """``(label, pairs with key empty, pairs without key)`` for each key, then all keys at once."""
+    keys = list(dict.fromkeys(keys))
+    for key in keys:
+        rest = [(k, v) for k, v in base if k != key]
+        yield key, [*rest, (key, "")], rest
+    rest = [(k, v) for k, v in base if k not in keys]
+    yield "all", [*rest, *((key, "") for key in keys)], rest
+
+
+def test_empty_authorization_parameters_are_omitted(
+    clients: None, sweep: Sweep, real_tokens: dict[str, Any]
+) -> None:
+    optional = [
+        ("nonce", "n0nce"),
+        ("prompt", "select_account"),
+        ("max_age", "3600"),
+        ("id_token_hint", real_tokens["id_token"]),
+        ("claims", '{"userinfo": {"email": null}}'),
+        ("response_mode", "query"),
+        ("login_hint", "alice"),
+        ("ui_locales", "fr-CA"),
+        ("acr_values", "urn:x"),
+        ("display", "page"),
+    ]
+    for client_id, base in authorization_bases().items():
+        keys = [k for k, _ in base] + [k for k, _ in optional] + ["resource", "request", "request_uri"]
+        full = [*base, *(pair for pair in optional if pair[0] not in dict(base))]
+        checks = [redirects_only_to([client_id])]
+        for key, empty, omitted in empty_and_omitted(full, keys):
+            label = f"{client_id} {key}"
+            answers = []
+            for pairs in (empty, omitted):
+                browser = Browser()  # signed in just before, every time: the same state
+                assert browser.sign_in("/").status_code == 303
+                answers.append(
+                    [
+                        sweep.send(
+                            Client(), "GET", AUTHORIZE, query=encode(pairs), checks=checks, note=label
+                        ),
+                        sweep.send(
+                            browser.http, "GET", AUTHORIZE, query=encode(pairs), checks=checks, note=label
+                        ),
+                        sweep.send(
+                            browser.http, "POST", AUTHORIZE, body=encode(pairs), checks=checks, note=label
+                        ),
+                    ]
+                )
+            for seen, expected in zip(*answers, strict=True):
+                same_as_omitted(sweep, label, seen, expected, browser_answer)
+    sweep.assert_clean()
+
+
+def cli_code_and_verifier(browser: Browser) -> tuple[str, str]:
+    return code_from(browser.authorize(cli_params()), CLI_CALLBACK)["code"], ""
+
+
+CODE_EXCHANGES: dict[str, tuple[Callable[[Browser], tuple[str, str]], Pairs]] = {
+    "cells-client": (
+        cli_code_and_verifier,
+        [
+            ("grant_type", "authorization_code"),
+            ("code", "<code>"),
+            ("redirect_uri", CLI_CALLBACK),
+            ("client_id", "cells-client"),
+        ],
+    ),
+    "cells-frontend": (
+        frontend_code,
+        [
+            ("grant_type", "authorization_code"),
+            ("code", "<code>"),
+            ("redirect_uri", FRONTEND_CALLBACK),
+            ("client_id", "cells-frontend"),
+            ("code_verifier", "<verifier>"),
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("client_id", list(CODE_EXCHANGES))
+def test_empty_parameters_of_a_code_exchange_are_omitted(
+    clients: None, sweep: Sweep, browser_in: Browser, client_id: str
+) -> None:
+    new_code, base = CODE_EXCHANGES[client_id]
+    keys = [k for k, _ in base] + ["code_verifier", "scope", "client_secret", "resource", "nonce", "state"]
+    for key, empty, omitted in empty_and_omitted(base, keys):
+        answers = []
+        for pairs in (empty, omitted):
+            code, verifier = new_code(browser_in)  # a fresh code each time: nothing is spent twice
+            filled = [(k, {"<code>": code, "<verifier>": verifier}.get(v, v)) for k, v in pairs]
+            note = f"{client_id} {key}"
+            answers.append(
+                sweep.send(Client(), "POST", TOKEN, body=encode(filled), checks=token_checks(), note=note)
+            )
+        same_as_omitted(sweep, f"{client_id} {key}", *answers, api_answer)
+    sweep.assert_clean()
+
+
+def test_empty_parameters_of_a_refresh_are_omitted(clients: None, sweep: Sweep, browser_in: Browser) -> None:
+    base = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", "<rt>"),
+        ("client_id", "cells-client"),
+        ("scope", SCOPE),
+    ]
+    for key, empty, omitted in empty_and_omitted(base, [*(k for k, _ in base), "client_secret", "resource"]):
+        answers = []
+        for pairs in (empty, omitted):
+            current = sign_in_tokens(browser_in)["refresh_token"]
+            body = encode([(k, current if v == "<rt>" else v) for k, v in pairs])
+            answers.append(sweep.send(Client(), "POST", TOKEN, body=body, checks=token_checks(), note=key))
+        same_as_omitted(sweep, f"refresh {key}", *answers, api_answer)
+    sweep.assert_clean()
+
+
+def test_empty_parameters_of_a_device_token_request_are_omitted(
+    clients: None, sweep: Sweep, browser_in: Browser
+) -> None:
+    from django.core.cache import cache
+
+    base = [("grant_type", DEVICE_GRANT), ("device_code", "<dc>"), ("client_id", "cells-client")]
+    for approved in (False, True):
+        for key, empty, omitted in empty_and_omitted(
+            base, ["grant_type", "device_code", "client_id", "scope", "client_secret"]
+        ):
+            answers = []
+            for pairs in (empty, omitted):
+                code = device_code()
+                if approved:
+                    approve(browser_in, code["user_code"])
+                cache.clear()  # no slow_down: both requests reach the grant
+                body = encode([(k, code["device_code"] if v == "<dc>" else v) for k, v in pairs])
+                answers.append(
+                    sweep.send(Client(), "POST", TOKEN, body=body, checks=token_checks(), note=key)
+                )
+            same_as_omitted(sweep, f"device token approved={approved} {key}", *answers, api_answer)
+    sweep.assert_clean()
+
+
+def test_empty_parameters_of_the_device_authorization_endpoint_are_omitted(
+    clients: None, sweep: Sweep
+) -> None:
+    base = [("client_id", "cells-client"), ("scope", "openid pydio offline")]
+    for key, empty, omitted in empty_and_omitted(base, ["client_id", "scope", "client_secret", "resource"]):
+        answers = [
+            sweep.send(
+                Client(),
+                "POST",
+                "/oidc/oauth2/device/auth",
+                body=encode(pairs),
+                checks=[oauth_json, writes_nothing_unless(ok, ["device"])],
+                note=key,
+            )
+            for pairs in (empty, omitted)
+        ]
+        same_as_omitted(sweep, f"device authorization {key}", *answers, api_answer)
+    sweep.assert_clean()
+
+
+def test_empty_parameters_of_revocation_and_introspection_are_omitted(
+    clients: None, sweep: Sweep, browser_in: Browser
+) -> None:
+    def checks() -> list[Check]:
+        return [
+            oauth_json,
+            writes_nothing_unless(lambda r: False, ["access", "refresh", "id_token", "family"]),
+        ]
+
+    base = [("token", "<token>"), ("token_type_hint", "refresh_token"), ("client_id", "cells-client")]
+    for key, empty, omitted in empty_and_omitted(
+        base, ["token", "token_type_hint", "client_id", "client_secret"]
+    ):
+        answers = []
+        for pairs in (empty, omitted):
+            secret = sign_in_tokens(browser_in)["refresh_token"]
+            body = encode([(k, secret if v == "<token>" else v) for k, v in pairs])
+            answers.append(
+                sweep.send(Client(), "POST", "/oidc/oauth2/revoke", body=body, checks=checks(), note=key)
+            )
+        same_as_omitted(sweep, f"revoke {key}", *answers, api_answer)
+    tokens = sign_in_tokens(browser_in)
+    confidential = {"HTTP_AUTHORIZATION": basic("files-api", SECRET)}
+    for token in ("access_token", "refresh_token"):
+        base = [("token", tokens[token]), ("token_type_hint", token)]
+        variants = [
+            (base, confidential),
+            ([*base, ("client_id", "files-api"), ("client_secret", SECRET)], {}),
+        ]
+        for pairs_base, meta in variants:
+            keys = ["token", "token_type_hint", "client_id", "client_secret"]
+            for key, empty, omitted in empty_and_omitted(pairs_base, keys):
+                answers = [
+                    sweep.send(
+                        Client(),
+                        "POST",
+                        "/oidc/oauth2/introspect",
+                        body=encode(p),
+                        meta=meta,
+                        checks=checks(),
+                        note=key,
+                    )
+                    for p in (empty, omitted)
+                ]
+                same_as_omitted(sweep, f"introspect {token} {key} {bool(meta)}", *answers, api_answer)
+    sweep.assert_clean()
+
+
+def test_empty_parameters_of_userinfo_are_omitted(
+    clients: None, sweep: Sweep, real_tokens: dict[str, Any]
+) -> None:
+    access = real_tokens["access_token"]
+    for meta in ({}, {"HTTP_AUTHORIZATION": f"Bearer {access}"}):
+        for method in ("GET", "POST"):
+            for extra in ([], [("access_token", access)] if not meta else []):
+                base = [*extra, ("claims", "x")]
+                for key, empty, omitted in empty_and_omitted(base, ["access_token", "claims", "schema"]):
+                    answers = []
+                    for pairs in (empty, omitted):
+                        where = {"query": encode(pairs)} if method == "GET" else {"body": encode(pairs)}
+                        answers.append(
+                            sweep.send(
+                                Client(),
+                                method,
+                                "/oidc/userinfo",
+                                meta=meta,
+                                checks=[oauth_json],
+                                note=key,
+                                **where,
+                            )
+                        )
+                    same_as_omitted(sweep, f"userinfo {method} {bool(meta)} {key}", *answers, api_answer)
+    sweep.assert_clean()
+
+
+def test_empty_parameters_of_logout_are_omitted(clients: None, sweep: Sweep) -> None:
+    base = [
+        ("id_token_hint", "<hint>"),
+        ("client_id", "cells-frontend"),
+        ("post_logout_redirect_uri", "http://testserver/"),
+        ("state", "logout-state"),
+        ("ui_locales", "de"),
+        ("logout_hint", "alice"),
+    ]
+    check = redirects_only_to(["cells-frontend"], "post_logout_redirect_uris")
+    for key, empty, omitted in empty_and_omitted(base, [k for k, _ in base]):
+        for method in ("GET", "POST"):
+            answers, sessions = [], []
+            for pairs in (empty, omitted):
+                browser = Browser()
+                assert browser.sign_in("/").status_code == 303
+                hint = frontend_tokens(browser)["id_token"]  # of this browser session
+                filled = [(k, hint if v == "<hint>" else v) for k, v in pairs]
+                if method == "GET":
+                    response = sweep.send(
+                        browser.http, "GET", LOGOUT, query=encode(filled), checks=[check], note=key
+                    )
+                else:
+                    # The confirmation form's POST (the test client skips CSRF).
+                    filled += [("allow", "on")]
+                    response = sweep.send(
+                        browser.http, "POST", LOGOUT, body=encode(filled), checks=[check], note=key
+                    )
+                answers.append(response)
+                sessions.append(signed_in(browser.http))
+            same_as_omitted(sweep, f"logout {method} {key}", *answers, browser_answer)
+            if sessions[0] != sessions[1]:
+                sweep.failures.append(
+                    f"logout {method} {key}: signed in after empty {sessions[0]}, omitted {sessions[1]}"
+                )
+    sweep.assert_clean()
