@@ -23,7 +23,7 @@ run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py loaddata default_clients
 	$(PY) manage.py cells_oidc_demo_user
-	$(PY) manage.py runserver $(HOST):$(PORT)
+	CELLS_OIDC_SITE_URL=$${CELLS_OIDC_SITE_URL:-http://$(HOST):$(PORT)} $(PY) manage.py runserver $(HOST):$(PORT)
 
 test: install
 	$(PY) -m ruff check .

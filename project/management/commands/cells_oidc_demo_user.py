@@ -19,10 +19,18 @@ class Command(BaseCommand):
         users = get_user_model()
         credentials = Path(settings.VAR_DIR) / "demo-credentials.txt"
         if users.objects.exists():
-            if credentials.exists():
-                self.stdout.write(f"Demo account: {credentials.read_text().strip()}")
+            # The file may belong to another database (DATABASE_URL changed): print it only when
+            # its password still signs the demo user in here.
+            saved = credentials.read_text().split() if credentials.exists() else []
+            password = saved[-1] if len(saved) == 4 else ""
+            demo = users.objects.filter(username="demo").first()
+            if demo is not None and password and demo.check_password(password):
+                self.stdout.write(f"Demo account: {' '.join(saved)}")
             else:
-                self.stdout.write("Users exist already; no demo user created.")
+                self.stdout.write(
+                    "Users exist already in this database; no demo user created "
+                    "(create one with: manage.py createsuperuser)."
+                )
             return
         password = os.environ.get("DEMO_PASSWORD") or secrets.token_urlsafe(12)
         users.objects.create_superuser(
