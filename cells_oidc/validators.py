@@ -174,7 +174,13 @@ class CellsOAuth2Validator(OAuth2Validator):
             # RFC 8628 §3.4: the device grant is a per-client switch of cells-oidc's policy
             # (a Cells client registers the code grant and may also sign in headless machines).
             return bool(getattr(policy_for(client), "allow_device_flow", False))
-        return super().validate_grant_type(client_id, grant_type, client, request, *a, **k)
+        if not super().validate_grant_type(client_id, grant_type, client, request, *a, **k):
+            return False
+        if grant_type == "client_credentials":
+            # RFC 8707 §2: no grant binds the request; the client's policy does (invalid_target
+            # answered here: raised while saving the token, it would lose its error code).
+            self._settle_resources(request, granted=None)
+        return True
 
     def validate_device_code(self, client_id: str, code: str, request: Any, *a: Any, **k: Any) -> str | None:
         """RFC 8628 §3.5 status of a polled device code (see :func:`.views.device.redeem_device_code`)."""

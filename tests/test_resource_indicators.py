@@ -340,3 +340,19 @@ def test_the_policy_form_refuses_what_is_not_a_resource_indicator(rp: Any, value
         data={"allowed_resources": f"{FILES} {PHOTOS}"}, instance=ClientPolicy.objects.get(application=rp)
     )
     assert form.is_valid(), form.errors
+
+
+def test_the_client_credentials_grant_follows_the_same_rule(resource_server: Any) -> None:
+    ClientPolicy.objects.create(application=resource_server, allowed_resources=FILES)
+    auth = {"HTTP_AUTHORIZATION": basic("rs", RS_SECRET)}
+    invalid_target(
+        form_post("/oidc/oauth2/token", {"grant_type": "client_credentials", "resource": PHOTOS}, **auth)
+    )
+    assert not get_access_token_model().objects.exists()
+    response = form_post(
+        "/oidc/oauth2/token", {"grant_type": "client_credentials", "resource": FILES}, **auth
+    )
+    assert response.status_code == 200, response.content
+    assert claims(json.loads(response.content)["access_token"])["aud"] == FILES
+    plain = form_post("/oidc/oauth2/token", {"grant_type": "client_credentials"}, **auth)
+    assert claims(json.loads(plain.content)["access_token"])["aud"] == SITE
