@@ -494,7 +494,9 @@ def held_in_api(token: str) -> set[str]:
     return {g["id"] for g in call("get", "/a/tokens", token).json()["grants"]}
 
 
-def test_account_page_and_api_list_and_revoke_the_same_sign_ins(world: dict[str, Any]) -> None:
+def test_account_page_and_api_list_and_revoke_the_same_sign_ins(
+    world: dict[str, Any], django_capture_on_commit_callbacks: Any
+) -> None:
     browser = Browser()
     with_refresh = sign_in("cells-frontend", FULL, "carol", browser)
     without_refresh = sign_in("cells-frontend", "openid profile pydio", "carol", browser)
@@ -513,7 +515,9 @@ def test_account_page_and_api_list_and_revoke_the_same_sign_ins(world: dict[str,
 
     # Revoked on the account page: gone from both.
     third = str(TokenFamily.objects.get(user__username="carol", application__client_id="notes").pk)
-    assert browser.http.post(f"/oidc/account/apps/{third}/revoke")["Location"].endswith("done=revoked")
+    # The deny-list is written once the revocation commits (cells_oidc.revocation).
+    with django_capture_on_commit_callbacks(execute=True):
+        assert browser.http.post(f"/oidc/account/apps/{third}/revoke")["Location"].endswith("done=revoked")
     remaining = families - {family_without, third}
     assert held_on_account_page(browser) == held_in_api(api_token) == remaining
     assert browser.http.post(f"/oidc/account/apps/{third}/revoke")["Location"].endswith("done=missing")
