@@ -87,8 +87,8 @@ def main() -> None:
     call_command("loaddata", "default_clients", verbosity=0)
     from django.contrib.auth import get_user_model
 
-    from cells_oidc import pat, resource
-    from cells_oidc.validators import CellsOAuth2Validator
+    from cells_oidc.internal import pat, resource
+    from cells_oidc.internal.validators import CellsOAuth2Validator
 
     jwt = access_token()
     user = get_user_model().objects.get(username="bench")
@@ -108,7 +108,7 @@ def main() -> None:
         return http.get("/a/user/me")
 
     from cells_oidc.conf import app_settings
-    from cells_oidc.endpoints import issuer
+    from cells_oidc.internal.endpoints import issuer
 
     def verify_only() -> object:
         return resource.verify_jwt(

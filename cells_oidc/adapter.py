@@ -14,7 +14,9 @@ from typing import Any
 
 from django.utils.module_loading import import_string
 
-from .conf import app_settings
+from cells_oidc.conf import app_settings
+
+__all__ = ["DefaultAdapter", "get_adapter"]
 
 
 class DefaultAdapter:
@@ -41,7 +43,7 @@ class DefaultAdapter:
 
     def user_for_subject(self, *, subject: str) -> Any | None:
         """The user whose :meth:`subject` is ``subject``, or ``None`` (used to authenticate bearer
-        tokens, see :mod:`cells_oidc.resource`). Override it together with :meth:`subject`.
+        tokens, see :mod:`cells_oidc.internal.resource`). Override it together with :meth:`subject`.
 
         The default reads the primary key (one query); the caller still checks that
         ``subject(user) == subject`` exactly, so ``" 1"`` never loads user 1.

@@ -9,7 +9,7 @@ from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 from oauth2_provider.models import get_application_model
 
-from .models import Client, ClientPolicy, PersonalAccessToken, TokenFamily
+from cells_oidc.models import Client, ClientPolicy, PersonalAccessToken, TokenFamily
 
 URI_HELP = _(
     "One per line. Matched exactly (RFC 9700 §2.1), except: a port range in the port position for "
@@ -158,7 +158,7 @@ class PersonalTokenMintForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        from .conf import app_settings
+        from cells_oidc.conf import app_settings
 
         self.fields["scope"].initial = app_settings.PAT_DEFAULT_SCOPE
         self.fields["scope"].required = False
@@ -166,7 +166,7 @@ class PersonalTokenMintForm(forms.ModelForm):
         self.fields["scope"].help_text = _("Space-separated; empty means the default scopes.")
 
     def request_arguments(self) -> dict[str, Any]:
-        from . import pat
+        from cells_oidc.internal import pat
 
         data = self.cleaned_data
         duration = pat.parse_duration(data.get("duration") or "")
@@ -181,7 +181,7 @@ class PersonalTokenMintForm(forms.ModelForm):
         }
 
     def clean(self) -> dict[str, Any]:
-        from . import pat
+        from cells_oidc.internal import pat
 
         data = super().clean()
         if self.errors or not data.get("user"):
@@ -233,14 +233,14 @@ class PersonalAccessTokenAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("status"))
     def token_status(self, obj: Any) -> str:
-        from . import pat
+        from cells_oidc.internal import pat
 
         return pat.status(obj)
 
     def save_form(self, request: Any, form: Any, change: bool) -> Any:
         if change:
             return super().save_form(request, form, change)
-        from . import pat
+        from cells_oidc.internal import pat
 
         minted = pat.mint(form.cleaned_data["user"], created_by=request.user, **form.request_arguments())
         request._cells_oidc_pat_secret = minted.secret
@@ -278,7 +278,7 @@ class PersonalAccessTokenAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Revoke the selected personal access tokens"), permissions=["change"])
     def revoke_selected(self, request: Any, queryset: Any) -> None:
-        from . import pat
+        from cells_oidc.internal import pat
 
         count = sum(1 for token in queryset if pat.revoke(token))
         self.message_user(request, _("%(count)d token(s) revoked.") % {"count": count})

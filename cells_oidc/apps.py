@@ -15,11 +15,11 @@ class CellsOidcConfig(AppConfig):
         from django.db.models.signals import pre_save
         from oauth2_provider.models import get_application_model
 
-        from . import checks  # noqa: F401 - registers the checks
-        from .models import validate_registration_on_save
-        from .sessions import on_user_logged_in
+        from cells_oidc import checks  # noqa: F401 - registers the checks
+        from cells_oidc.internal.sessions import on_user_logged_in
+        from cells_oidc.models import validate_registration_on_save
 
-        user_logged_in.connect(on_user_logged_in, dispatch_uid="cells_oidc.sessions")
+        user_logged_in.connect(on_user_logged_in, dispatch_uid="cells_oidc.internal.sessions")
         _connect_account_receivers()
         application_model = get_application_model()
         for model in (application_model, *_proxies_of(application_model)):
@@ -32,26 +32,28 @@ class CellsOidcConfig(AppConfig):
 
 
 def _connect_resource_receivers() -> None:
-    # Revoked access tokens go on the deny-list of cells_oidc.revocation (RFC 7009 §2).
+    # Revoked access tokens go on the deny-list of cells_oidc.internal.revocation (RFC 7009 §2).
     from django.core.signals import setting_changed
     from django.db.models.signals import post_delete
     from oauth2_provider.models import get_access_token_model
 
-    from .resource import clear_remote_cache
-    from .revocation import on_access_token_deleted
+    from cells_oidc.internal.resource import clear_remote_cache
+    from cells_oidc.internal.revocation import on_access_token_deleted
 
     post_delete.connect(
-        on_access_token_deleted, sender=get_access_token_model(), dispatch_uid="cells_oidc.revocation"
+        on_access_token_deleted,
+        sender=get_access_token_model(),
+        dispatch_uid="cells_oidc.revocation",
     )
-    setting_changed.connect(clear_remote_cache, dispatch_uid="cells_oidc.resource.settings")
+    setting_changed.connect(clear_remote_cache, dispatch_uid="cells_oidc.internal.resource.settings")
 
 
 def _connect_account_receivers() -> None:
     # The account page lists the user's browser sessions. Connected after the receiver of
-    # cells_oidc.sessions, which gives the session the sid recorded with it.
+    # cells_oidc.internal.sessions, which gives the session the sid recorded with it.
     from django.contrib.auth.signals import user_logged_in, user_logged_out
 
-    from .views.account import forget_session, record_session
+    from cells_oidc.internal.views.account import forget_session, record_session
 
     user_logged_in.connect(record_session, dispatch_uid="cells_oidc.account.record_session")
     user_logged_out.connect(forget_session, dispatch_uid="cells_oidc.account.forget_session")

@@ -9,6 +9,8 @@ from django.apps import apps
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
+__all__ = ["check_clients", "check_resource_server", "check_settings"]
+
 REQUIRED_APPS = (
     "django.contrib.auth",
     "django.contrib.sessions",
@@ -21,7 +23,8 @@ REQUIRED_APPS = (
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     from oauth2_provider.settings import oauth2_settings
 
-    from . import conf, keys
+    from cells_oidc import conf
+    from cells_oidc.internal import keys
 
     messages: list[Any] = []
     missing = [app for app in REQUIRED_APPS if not apps.is_installed(app)]
@@ -98,7 +101,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 )
             )
     validator = oauth2_settings.OAUTH2_VALIDATOR_CLASS
-    from .validators import CellsOAuth2Validator
+    from cells_oidc.internal.validators import CellsOAuth2Validator
 
     if not (isinstance(validator, type) and issubclass(validator, CellsOAuth2Validator)):
         messages.append(
@@ -108,7 +111,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="cells_oidc.E007",
             )
         )
-    from .tokens import generate_access_token
+    from cells_oidc.internal.tokens import generate_access_token
 
     if oauth2_settings.ACCESS_TOKEN_GENERATOR is not generate_access_token:
         messages.append(
@@ -129,7 +132,7 @@ def check_clients(app_configs: Any = None, databases: Any = None, **kwargs: Any)
     from django.db import DatabaseError
     from oauth2_provider.models import get_application_model
 
-    from .models import policy_for
+    from cells_oidc.models import policy_for
 
     try:
         relaxed = [
@@ -154,8 +157,8 @@ def check_clients(app_configs: Any = None, databases: Any = None, **kwargs: Any)
 
 @register(Tags.security, Tags.caches)
 def check_resource_server(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    """The bearer-token verification of :mod:`cells_oidc.resource` (docs/resource-server.md)."""
-    from . import conf
+    """The bearer-token verification of :mod:`cells_oidc.internal.resource` (docs/resource-server.md)."""
+    from cells_oidc import conf
 
     messages: list[Any] = []
     alias = conf.app_settings.RESOURCE_REVOCATION_CACHE
@@ -227,7 +230,7 @@ def check_resource_server(app_configs: Any = None, **kwargs: Any) -> list[Any]:
 
 def _audience_messages() -> list[Any]:
     """``CELLS_OIDC_RESOURCE_AUDIENCE``: a string or a list of strings (RFC 9068 §4, RFC 8707 §2)."""
-    from .validators import valid_resource_indicator
+    from cells_oidc.internal.validators import valid_resource_indicator
 
     value = getattr(settings, "CELLS_OIDC_RESOURCE_AUDIENCE", None)
     if value is None:

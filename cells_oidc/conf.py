@@ -17,6 +17,15 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
+__all__ = [
+    "ADMIN_SCOPE",
+    "CELLS_LIFETIMES",
+    "DEFAULT_SCOPES",
+    "AppSettings",
+    "app_settings",
+    "oauth2_provider_settings",
+]
+
 #: Scopes Cells' clients ask for, plus the standard OpenID Connect ones.
 DEFAULT_SCOPES: dict[str, str] = {
     "openid": "Sign you in with your account",
@@ -44,9 +53,9 @@ CELLS_LIFETIMES: dict[str, int] = {
     "REFRESH_TOKEN_EXPIRE_SECONDS": 60 * 24 * 60 * 60,
 }
 
-VALIDATOR_CLASS = "cells_oidc.validators.CellsOAuth2Validator"
-ACCESS_TOKEN_GENERATOR = "cells_oidc.tokens.generate_access_token"
-REFRESH_TOKEN_GENERATOR = "cells_oidc.tokens.generate_refresh_token"
+VALIDATOR_CLASS = "cells_oidc.internal.validators.CellsOAuth2Validator"
+ACCESS_TOKEN_GENERATOR = "cells_oidc.internal.tokens.generate_access_token"
+REFRESH_TOKEN_GENERATOR = "cells_oidc.internal.tokens.generate_refresh_token"
 
 
 def oauth2_provider_settings(
@@ -221,7 +230,7 @@ class AppSettings:
         """``CELLS_OIDC_RESOURCE_LOAD_USER``: load the Django user named by ``sub`` (one query).
 
         Default: on in the provider's own site, off in remote mode, where ``request.user`` is a
-        :class:`cells_oidc.resource.TokenUser` built from the token (no database at all).
+        :class:`cells_oidc.internal.resource.TokenUser` built from the token (no database at all).
         """
         value = getattr(settings, "CELLS_OIDC_RESOURCE_LOAD_USER", None)
         return self.RESOURCE_ISSUER is None if value is None else bool(value)

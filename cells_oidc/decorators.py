@@ -23,7 +23,7 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from .resource import (
+from cells_oidc.internal.resource import (
     BearerRequestError,
     InvalidToken,
     authenticate_token,
@@ -31,6 +31,8 @@ from .resource import (
     validate_scopes,
     www_authenticate,
 )
+
+__all__ = ["bearer_token_required"]
 
 View = Callable[..., Any]
 
@@ -51,7 +53,7 @@ def authenticate_request(request: HttpRequest, scopes: frozenset[str]) -> HttpRe
     """Authenticate ``request`` by its bearer token; ``None`` when it may go on, else the answer.
 
     On success ``request.user`` is the token's user and ``request.auth`` its
-    :class:`cells_oidc.resource.TokenInfo`.
+    :class:`cells_oidc.internal.resource.TokenInfo`.
     """
     try:
         token = bearer_token(request)

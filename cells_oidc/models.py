@@ -14,7 +14,17 @@ from django.utils.translation import gettext_lazy as _
 from oauth2_provider.models import Application
 from oauth2_provider.settings import oauth2_settings
 
-from . import redirects
+from cells_oidc.internal import redirects
+
+__all__ = [
+    "Client",
+    "ClientPolicy",
+    "Consent",
+    "PersonalAccessToken",
+    "TokenFamily",
+    "UserSession",
+    "policy_for",
+]
 
 
 def checksum(value: str) -> str:
@@ -27,7 +37,7 @@ class Client(Application):
 
     The redirect URIs, post-logout redirect URIs and allowed origins keep living in DOT's
     fields, but in cells-oidc's syntax (port ranges, ``serverName``, custom schemes; see
-    :mod:`cells_oidc.redirects`), so they are validated here instead of by DOT's URL validator.
+    :mod:`cells_oidc.internal.redirects`), so they are validated here instead of by DOT's URL validator.
     """
 
     class Meta:
@@ -164,7 +174,7 @@ class ClientPolicy(models.Model):
 
     def clean(self) -> None:
         # RFC 8707 §2: a resource indicator is an absolute URI without a fragment.
-        from .validators import valid_resource_indicator
+        from cells_oidc.internal.validators import valid_resource_indicator
 
         bad = [
             value for value in (self.allowed_resources or "").split() if not valid_resource_indicator(value)
@@ -248,7 +258,7 @@ def revoke_families(family_ids: list[Any]) -> None:
     DOT's ``RefreshToken.revoke_family`` revokes the refresh tokens and deletes the access tokens
     they point to; the access token of a sign-in that got no refresh token is reached through
     :attr:`TokenFamily.access_token`. Deleting access tokens fires ``post_delete``, which puts
-    them on the resource servers' deny-list (:mod:`cells_oidc.revocation`).
+    them on the resource servers' deny-list (:mod:`cells_oidc.internal.revocation`).
     """
     from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 

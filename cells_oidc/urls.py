@@ -17,8 +17,10 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, include, path, re_path
 
-from . import pages
-from .views import account, authorize, device, discovery, oob, session, token
+from cells_oidc.internal import pages
+from cells_oidc.internal.views import account, authorize, device, discovery, oob, session, token
+
+__all__ = ["app_name", "mount", "provider_urlpatterns", "site_urlpatterns", "urlpatterns"]
 
 app_name = "cells_oidc"
 

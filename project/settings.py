@@ -93,7 +93,7 @@ SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 X_FRAME_OPTIONS = "DENY"
 # A CSRF failure (an expired login form, say) gets the provider's styled error page.
-CSRF_FAILURE_VIEW = "cells_oidc.pages.csrf_failure"
+CSRF_FAILURE_VIEW = "cells_oidc.views.csrf_failure"
 
 # ---- cells-oidc --------------------------------------------------------------------------------
 CELLS_OIDC_SITE_URL = os.environ.get("CELLS_OIDC_SITE_URL", "http://127.0.0.1:8000")

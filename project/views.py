@@ -15,7 +15,7 @@ from django.urls import get_script_prefix, reverse
 from django.views.decorators.http import require_safe
 
 from cells_oidc.conf import app_settings
-from cells_oidc.endpoints import issuer
+from cells_oidc.internal.endpoints import issuer
 
 #: The public client of the front end (``cells_oidc/fixtures/default_clients.json``).
 CLIENT_ID = "cells-frontend"

@@ -13,9 +13,9 @@ from django.contrib.sessions.models import Session
 from django.test import Client
 from django.utils import timezone
 
-from cells_oidc import pat
+from cells_oidc.internal import pat
+from cells_oidc.internal.views.account import describe_duration
 from cells_oidc.models import PersonalAccessToken, checksum
-from cells_oidc.views.account import describe_duration
 from tests.conftest import PASSWORD
 from tests.test_pages import assert_no_inline_code, assert_secure
 

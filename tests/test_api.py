@@ -11,7 +11,7 @@ import pytest
 from django.contrib.auth.models import Group, Permission
 from django.test import Client
 
-from cells_oidc import pat
+from cells_oidc.internal import pat
 from cells_oidc.models import ClientPolicy, PersonalAccessToken, TokenFamily
 from tests.conftest import Browser, code_from, pkce_pair, token_request
 

@@ -20,7 +20,7 @@ from django.core.cache import cache
 from django.test import Client
 from oauth2_provider.models import get_application_model
 
-from cells_oidc import pat
+from cells_oidc.internal import pat
 from cells_oidc.models import ClientPolicy, PersonalAccessToken, TokenFamily
 from tests.conftest import Browser, basic, code_from, form_post, pkce_pair, query, token_request
 
@@ -515,7 +515,7 @@ def test_account_page_and_api_list_and_revoke_the_same_sign_ins(
 
     # Revoked on the account page: gone from both.
     third = str(TokenFamily.objects.get(user__username="carol", application__client_id="notes").pk)
-    # The deny-list is written once the revocation commits (cells_oidc.revocation).
+    # The deny-list is written once the revocation commits (cells_oidc.internal.revocation).
     with django_capture_on_commit_callbacks(execute=True):
         assert browser.http.post(f"/oidc/account/apps/{third}/revoke")["Location"].endswith("done=revoked")
     remaining = families - {family_without, third}

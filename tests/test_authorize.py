@@ -17,9 +17,9 @@ import pytest
 from django.test import Client
 from oauth2_provider.models import get_application_model, get_grant_model
 
-from cells_oidc import sessions
+from cells_oidc.internal import sessions
+from cells_oidc.internal.views import authorize
 from cells_oidc.models import ClientPolicy
-from cells_oidc.views import authorize
 from tests.conftest import PASSWORD, SCOPE, Browser, pkce_pair, query, token_request
 
 pytestmark = pytest.mark.django_db
@@ -692,7 +692,7 @@ def test_max_age_zero_always_logs_in_again_then_continues(default_clients: None,
 
 
 def _id_token_claims(id_token: str) -> dict[str, Any]:
-    from cells_oidc import tokens
+    from cells_oidc.internal import tokens
 
     return tokens.verify(id_token, typ=tokens.ID_TOKEN_TYP)
 

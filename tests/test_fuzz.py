@@ -403,8 +403,8 @@ def registered_target(location: str, client_ids: Iterable[str], uris_field: str)
     """Whether ``location`` (less what the provider added) is registered by one of ``client_ids``."""
     from oauth2_provider.models import get_application_model
 
-    from cells_oidc import redirects
     from cells_oidc.conf import app_settings
+    from cells_oidc.internal import redirects
 
     parts = urlsplit(location)
     kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in ADDED_PARAMETERS]
@@ -816,8 +816,8 @@ def confirmation_form(browser: Browser, pairs: Pairs) -> tuple[str, dict[str, st
 def forged(browser: Browser, query: str, page: str = "confirm", **payload: Any) -> str:
     """A form value signed with the site's key (what only the server can make): tests that the POST
     validates the request inside it again instead of trusting it."""
-    from cells_oidc import sessions
-    from cells_oidc.views.authorize import SIGNING_SALT
+    from cells_oidc.internal import sessions
+    from cells_oidc.internal.views.authorize import SIGNING_SALT
 
     data: dict[str, Any] = {
         "q": query,
@@ -833,7 +833,7 @@ def forged(browser: Browser, query: str, page: str = "confirm", **payload: Any) 
 def test_confirmation_and_consent_forms(
     clients: None, sweep: Sweep, rng: random.Random, client_id: str
 ) -> None:
-    from cells_oidc.views.authorize import STEP_FIELD
+    from cells_oidc.internal.views.authorize import STEP_FIELD
 
     browser = Browser()
     assert browser.sign_in("/").status_code == 303
@@ -1296,7 +1296,7 @@ class Bob:
 def bob(clients: None, make_user: Any) -> Bob:
     from oauth2_provider.models import get_application_model
 
-    from cells_oidc import consent, pat
+    from cells_oidc.internal import consent, pat
     from cells_oidc.models import Consent, PersonalAccessToken, TokenFamily, UserSession
 
     user = make_user("bob")
@@ -1526,7 +1526,7 @@ def saves_only_valid_registrations(pk: int) -> Check:
     def check(response: Any) -> str | None:
         from oauth2_provider.models import get_application_model
 
-        from cells_oidc import redirects
+        from cells_oidc.internal import redirects
 
         app = get_application_model().objects.get(pk=pk)
         problems = (
@@ -1669,7 +1669,7 @@ def test_the_checks_catch_what_they_look_for(clients: None, alice: Any) -> None:
     """A sweep whose checks could never fail would prove nothing: each one refuses its target."""
     from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 
-    from cells_oidc import pat
+    from cells_oidc.internal import pat
 
     to_registered = HttpResponseRedirect(f"{CLI_CALLBACK}?code=abc&state=s&iss=x")
     assert redirects_only_to(["cells-client"])(to_registered) is None

@@ -16,8 +16,8 @@ from django.test import Client
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_grant_model, get_refresh_token_model
 
+from cells_oidc.internal.validators import CellsOAuth2Validator
 from cells_oidc.models import ClientPolicy, TokenFamily
-from cells_oidc.validators import CellsOAuth2Validator
 from tests.conftest import SCOPE, Browser, basic, code_from, pkce_pair, token_request
 from tests.test_authorize import SECRET, THIRD_URI, make_app, third_party  # noqa: F401 - fixtures
 
@@ -429,7 +429,7 @@ def test_a_refresh_token_of_a_revoked_family_fails(default_clients: None, alice:
 
 
 def test_the_refreshed_id_token_keeps_the_sign_in(default_clients: None, alice: Any) -> None:
-    from cells_oidc import tokens as jwt
+    from cells_oidc.internal import tokens as jwt
 
     first = cli_tokens()
     refreshed = ok(refresh("cells-client", first["refresh_token"], SCOPE))

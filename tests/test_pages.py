@@ -12,7 +12,7 @@ from django.test import Client
 from django.utils import timezone
 from oauth2_provider.models import Application
 
-from cells_oidc import pages
+from cells_oidc.internal import pages
 from cells_oidc.models import Consent
 from tests.conftest import PASSWORD, SCOPE, Browser, code_from
 
@@ -22,7 +22,7 @@ THIRD_PARTY_REDIRECT = "https://notes.example.org/callback"
 
 
 def assert_secure(response: Any, referrer_policy: str = "same-origin") -> None:
-    """The headers every page must carry (see cells_oidc.pages)."""
+    """The headers every page must carry (see cells_oidc.internal.pages)."""
     csp = response["Content-Security-Policy"]
     directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
     assert directives["frame-ancestors"] == "'none'"
@@ -382,7 +382,7 @@ def test_static_script_and_styles_are_served(db: Any) -> None:
 
 
 def test_csrf_failure_page(default_clients: None, alice: Any, settings: Any) -> None:
-    settings.CSRF_FAILURE_VIEW = "cells_oidc.pages.csrf_failure"
+    settings.CSRF_FAILURE_VIEW = "cells_oidc.views.csrf_failure"
     client = Client(enforce_csrf_checks=True)
     response = client.post("/oidc/login/", {"username": "alice", "password": PASSWORD})
     assert response.status_code == 403

@@ -17,9 +17,9 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from cells_oidc import pat
+from cells_oidc.internal import pat
+from cells_oidc.internal.resource import InvalidToken
 from cells_oidc.models import PersonalAccessToken
-from cells_oidc.resource import InvalidToken
 from tests.conftest import PASSWORD, basic, form_post
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,4 @@
-"""Tests of :mod:`cells_oidc.redirects`: pattern parsing, validation and matching.
+"""Tests of :mod:`cells_oidc.internal.redirects`: pattern parsing, validation and matching.
 
 Plain pytest functions: no Django settings, no database.
 """
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from cells_oidc import redirects
-from cells_oidc.redirects import (
+from cells_oidc.internal import redirects
+from cells_oidc.internal.redirects import (
     InvalidPattern,
     Pattern,
     default_redirect_uri,

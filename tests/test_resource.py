@@ -1,4 +1,4 @@
-"""Bearer-token verification for APIs in the provider's own site (cells_oidc.resource and friends).
+"""Bearer-token verification for APIs in the provider's own site (cells_oidc.internal.resource and friends).
 
 Real tokens come from real sign-ins through the test client; forged ones are built here byte by
 byte, each breaking one rule, and sent to small DRF and plain-Django API views of this module
@@ -185,7 +185,7 @@ class Forge:
     """Builds JWTs like ours, with any header, claim or signature changed."""
 
     def __init__(self, subject: str) -> None:
-        from cells_oidc import keys
+        from cells_oidc.internal import keys
 
         active = keys.active_key()
         self.kid = active.kid
@@ -689,7 +689,7 @@ def test_the_admins_revoke_action_revokes_at_once(
 ) -> None:
     from oauth2_provider.models import get_access_token_model
 
-    from cells_oidc.revocation import token_checksum
+    from cells_oidc.internal.revocation import token_checksum
 
     access = sign_in(browser)["access_token"]
     assert api_get("/api/me", access).status_code == 200
@@ -707,7 +707,7 @@ def test_the_admins_revoke_action_revokes_at_once(
 def test_deleting_the_token_row_revokes_it(default_clients: None, alice: Any, browser: Browser) -> None:
     from oauth2_provider.models import get_access_token_model
 
-    from cells_oidc.revocation import token_checksum
+    from cells_oidc.internal.revocation import token_checksum
 
     first = sign_in(browser)["access_token"]
     second = sign_in(Browser())["access_token"]
@@ -725,7 +725,7 @@ def test_the_deny_list_lives_in_the_configured_cache_until_the_token_expires(
 ) -> None:
     from django.core.cache import caches
 
-    from cells_oidc import revocation
+    from cells_oidc.internal import revocation
 
     settings.CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "default"},
@@ -762,7 +762,7 @@ def test_the_deny_list_lives_in_the_configured_cache_until_the_token_expires(
 
 # ---- personal access tokens go the same way --------------------------------------------------------
 def test_personal_access_tokens_are_dispatched_on_their_prefix(alice: Any) -> None:
-    from cells_oidc import pat
+    from cells_oidc.internal import pat
 
     minted = pat.mint(alice, expires_in=timedelta(hours=1), scope="pydio")
     assert minted.secret.startswith(pat.PAT_PREFIX)

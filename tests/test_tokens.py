@@ -319,7 +319,7 @@ def test_an_id_token_is_not_an_access_token(default_clients: None, alice: Any, b
 def test_verify_accepts_our_access_token_and_rejects_tampering(
     default_clients: None, alice: Any, browser: Browser
 ) -> None:
-    from cells_oidc import tokens as cells_tokens
+    from cells_oidc.internal import tokens as cells_tokens
 
     access = sign_in(browser)["access_token"]
     claims = cells_tokens.verify(access, typ="at+jwt", audience=["http://testserver"])
@@ -359,7 +359,7 @@ def test_auth_time_is_the_login_not_a_later_authorization(
 def test_verify_accepts_both_spellings_of_the_access_token_type(
     default_clients: None, alice: Any, browser: Browser
 ) -> None:
-    from cells_oidc import tokens as cells_tokens
+    from cells_oidc.internal import tokens as cells_tokens
 
     claims = {"iss": ISSUER, "sub": "1", "exp": int(time.time()) + 60}
     for typ in ("at+jwt", "application/at+jwt", "AT+JWT"):

@@ -8,7 +8,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
-from ..resource import (
+from cells_oidc.internal.resource import (
     BearerRequestError,
     InvalidToken,
     TokenInfo,
@@ -16,6 +16,8 @@ from ..resource import (
     bearer_token,
     www_authenticate,
 )
+
+__all__ = ["BearerTokenAuthentication", "InvalidRequest"]
 
 _ERROR_ATTRIBUTE = "_cells_oidc_bearer_error"
 
@@ -32,7 +34,7 @@ class BearerTokenAuthentication(BaseAuthentication):
 
     - no ``Authorization`` header, or another scheme: not ours, ``None`` (the next class tries);
     - a good token: ``request.user`` is the user of the token, ``request.auth`` a
-      :class:`cells_oidc.resource.TokenInfo` (kind, subject, client id, scopes, claims);
+      :class:`cells_oidc.internal.resource.TokenInfo` (kind, subject, client id, scopes, claims);
     - a bad token: ``AuthenticationFailed``, answered ``401`` with
       ``WWW-Authenticate: Bearer realm="…", error="invalid_token"``; a malformed header or a
       token in the query string: ``400`` ``invalid_request`` (RFC 6750 §3.1).

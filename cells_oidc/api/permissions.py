@@ -8,7 +8,9 @@ from typing import Any
 from rest_framework import exceptions
 from rest_framework.permissions import BasePermission
 
-from ..resource import TokenInfo, validate_scopes, www_authenticate
+from cells_oidc.internal.resource import TokenInfo, validate_scopes, www_authenticate
+
+__all__ = ["HasScope", "InsufficientScope", "TokenHasScopes"]
 
 
 class InsufficientScope(exceptions.PermissionDenied):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views
+from cells_oidc.internal import api_views as views
 
 app_name = "cells_oidc_api"
 

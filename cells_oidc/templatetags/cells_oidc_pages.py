@@ -6,8 +6,8 @@ from typing import Any
 
 from django import template
 
-from ..conf import app_settings
-from ..pages import branding
+from cells_oidc.conf import app_settings
+from cells_oidc.internal.pages import branding
 
 register = template.Library()
 

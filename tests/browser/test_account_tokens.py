@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from cells_oidc import pat
+from cells_oidc.internal import pat
 from cells_oidc.models import PersonalAccessToken
 from tests.browser.test_pages_in_chromium import Person
 

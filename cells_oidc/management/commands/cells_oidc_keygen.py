@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from cells_oidc.keys import generate_private_key_pem
+from cells_oidc.internal.keys import generate_private_key_pem
 
 
 class Command(BaseCommand):

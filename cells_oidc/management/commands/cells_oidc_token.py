@@ -23,7 +23,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from cells_oidc import pat
+from cells_oidc.internal import pat
 from cells_oidc.models import PersonalAccessToken
 
 

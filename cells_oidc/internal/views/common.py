@@ -14,9 +14,9 @@ from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider.compat import login_not_required
 from oauth2_provider.settings import oauth2_settings
 
-from .. import redirects
-from ..conf import app_settings
-from ..validators import basic_credentials
+from cells_oidc.conf import app_settings
+from cells_oidc.internal import redirects
+from cells_oidc.internal.validators import basic_credentials
 
 
 class _OAuth2SettingsGeneration:

@@ -1,6 +1,6 @@
 """The revocation deny-list of JWT access tokens.
 
-A JWT access token is verified without the database (:mod:`cells_oidc.resource`), so deleting
+A JWT access token is verified without the database (:mod:`cells_oidc.internal.resource`), so deleting
 its row — which is how DOT revokes an access token — would not stop it by itself. Every path
 that revokes one deletes DOT's ``AccessToken`` row, and the ``post_delete`` receiver below then
 puts the SHA-256 checksum of the token (the only form DOT stores, RFC 9700 §4) on a deny-list in
@@ -32,7 +32,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from .conf import app_settings
+from cells_oidc.conf import app_settings
 
 logger = logging.getLogger(__name__)
 

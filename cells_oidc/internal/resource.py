@@ -13,7 +13,7 @@ and a :class:`TokenInfo`, or raises :class:`InvalidToken`. It serves two set-ups
 
 The verification rules (RFC 9068 §4, RFC 8725, RFC 7515, RFC 7519) are in :func:`verify_jwt`; the
 DRF and plain-Django front ends are :mod:`cells_oidc.api.authentication` and
-:mod:`cells_oidc.decorators`; the revocation deny-list is :mod:`cells_oidc.revocation`.
+:mod:`cells_oidc.decorators`; the revocation deny-list is :mod:`cells_oidc.internal.revocation`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from django.core.exceptions import TooManyFieldsSent
 
-from .conf import app_settings
+from cells_oidc.conf import app_settings
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class TokenUser:
 def authenticate_token(token: str) -> tuple[Any, TokenInfo]:
     """Verify a bearer token and return ``(user, info)``; raise :class:`InvalidToken` otherwise.
 
-    A token with the personal-access-token prefix goes to :func:`cells_oidc.pat.authenticate_pat`;
+    A token with the personal-access-token prefix goes to :func:`cells_oidc.internal.pat.authenticate_pat`;
     any other is verified as a JWT access token of the provider (RFC 9068). In remote mode,
     personal access tokens are checked by the provider's introspection endpoint, when configured.
     """
@@ -142,7 +142,7 @@ def authenticate_token(token: str) -> tuple[Any, TokenInfo]:
         raise InvalidToken("token too long")
     if app_settings.RESOURCE_ISSUER is not None:
         return _authenticate_remote(token)
-    from .pat import PAT_PREFIX, authenticate_pat
+    from cells_oidc.internal.pat import PAT_PREFIX, authenticate_pat
 
     if token.startswith(PAT_PREFIX):
         return authenticate_pat(token)
@@ -151,7 +151,7 @@ def authenticate_token(token: str) -> tuple[Any, TokenInfo]:
 
 def authenticate_jwt(token: str) -> tuple[Any, TokenInfo]:
     """Verify an access token issued by the provider of this site (same-site mode)."""
-    from .endpoints import issuer
+    from cells_oidc.internal.endpoints import issuer
 
     claims = verify_jwt(
         token,
@@ -180,7 +180,7 @@ def token_info(claims: dict[str, Any]) -> TokenInfo:
 
 
 def _refuse_if_revoked(token: str) -> None:
-    from . import revocation
+    from cells_oidc.internal import revocation
 
     try:
         revoked = revocation.is_revoked(token)
@@ -219,7 +219,7 @@ def _load_user(subject: str) -> Any:
     from django.contrib.auth import get_user_model
     from django.core.exceptions import ValidationError
 
-    from .adapter import DefaultAdapter, get_adapter
+    from cells_oidc.adapter import DefaultAdapter, get_adapter
 
     adapter = get_adapter()
     finder = getattr(adapter, "user_for_subject", None)
@@ -276,7 +276,7 @@ def verify_signature(
     """Check the form, the protected header and the signature of a JWT; return its claims.
 
     The shared half of every JWT verification (access tokens here, ID tokens in
-    :mod:`cells_oidc.tokens`): ``types`` are the accepted ``typ`` values, lower case. The claims
+    :mod:`cells_oidc.internal.tokens`): ``types`` are the accepted ``typ`` values, lower case. The claims
     are not checked.
     """
     # RFC 7515 §7.1: the compact serialisation, three base64url parts; nothing else (no JWE,
@@ -423,9 +423,9 @@ def local_key_for(kid: str) -> rsa.RSAPublicKey | None:
     """The public key of the provider of this site named ``kid`` (active or inactive, from settings).
 
     The kid is the RFC 7638 thumbprint of the key, so the public key derived once per kid stays
-    right; whether the kid is still published is asked of :mod:`cells_oidc.keys` every time.
+    right; whether the kid is still published is asked of :mod:`cells_oidc.internal.keys` every time.
     """
-    from . import keys
+    from cells_oidc.internal import keys
 
     signing_key = keys.key_by_kid(kid)
     if signing_key is None:
@@ -686,7 +686,7 @@ def _introspect(token: str, provider: RemoteProvider, *, expires_at: int | None)
     bound on how late a revocation is noticed, RFC 7662 §4); an inactive JWT goes on the
     deny-list until it expires. When the provider cannot be asked, the token is refused.
     """
-    from . import revocation
+    from cells_oidc.internal import revocation
 
     cache = revocation.revocation_cache()
     key = f"cells_oidc:introspection:{revocation.token_checksum(token)}"

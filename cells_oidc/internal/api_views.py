@@ -49,19 +49,19 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from .. import grants, pat
-from ..conf import ADMIN_SCOPE
-from ..models import PersonalAccessToken, policy_for
-from ..resource import bearer_token
-from .authentication import BearerTokenAuthentication
-from .permissions import HasScope
-from .serializers import (
+from cells_oidc.api.authentication import BearerTokenAuthentication
+from cells_oidc.api.permissions import HasScope
+from cells_oidc.conf import ADMIN_SCOPE
+from cells_oidc.internal import grants, pat
+from cells_oidc.internal.api_serializers import (
     PersonalTokenCreatedSerializer,
     PersonalTokenCreateSerializer,
     PersonalTokenSerializer,
     TokensSerializer,
     UserSerializer,
 )
+from cells_oidc.internal.resource import bearer_token
+from cells_oidc.models import PersonalAccessToken, policy_for
 
 try:  # drf-spectacular documents the API when installed (the demo site's OpenAPI document)
     from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -217,7 +217,7 @@ class MeView(BearerAPIView):
 
 # ---- grants and personal tokens ---------------------------------------------------------------
 def grants_of(user: Any) -> list[dict[str, Any]]:
-    """The sign-ins ``user`` holds (:func:`cells_oidc.grants.held_by`, as the account page lists)."""
+    """The sign-ins ``user`` holds (:func:`cells_oidc.internal.grants.held_by`, as the account page lists)."""
     return [
         {
             "id": held.id,
@@ -279,7 +279,7 @@ class TokenView(BearerAPIView):
             family_id = uuid.UUID(token_id)
         except ValueError:
             raise Http404 from None
-        # The account page's rule (cells_oidc.grants): what the caller holds, nobody else's.
+        # The account page's rule (cells_oidc.internal.grants): what the caller holds, nobody else's.
         if not grants.revoke(request.user, family_id):
             raise Http404
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -319,7 +319,7 @@ class PersonalTokensView(BearerAPIView):
         tags=["personal tokens"],
     )
     def post(self, request: Request) -> Response:
-        from ..conf import app_settings
+        from cells_oidc.conf import app_settings
 
         info = request.auth
         if info.kind != "jwt":

@@ -24,10 +24,10 @@ from oauth2_provider.exceptions import (
 from oauth2_provider.http import OAuth2ResponseRedirect
 from oauth2_provider.models import get_application_model, get_id_token_model
 
-from .. import pages, redirects, sessions, tokens
-from ..conf import app_settings
-from ..models import TokenFamily
-from .common import omit_empty_parameters
+from cells_oidc.conf import app_settings
+from cells_oidc.internal import pages, redirects, sessions, tokens
+from cells_oidc.internal.views.common import omit_empty_parameters
+from cells_oidc.models import TokenFamily
 
 
 def application_for_next(next_url: str | None) -> Any:
@@ -218,7 +218,7 @@ class LogoutView(dot_views.RPInitiatedLogoutView):
         return response
 
     def error_response(self, error: Any) -> HttpResponse:
-        from .authorize import error_page
+        from cells_oidc.internal.views.authorize import error_page
 
         return error_page(
             self.request,

@@ -16,8 +16,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from .conf import app_settings
-from .models import Consent
+from cells_oidc.conf import app_settings
+from cells_oidc.models import Consent
 
 
 def scope_set(scopes: Iterable[str] | str) -> frozenset[str]:

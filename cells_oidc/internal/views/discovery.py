@@ -10,10 +10,10 @@ from django.views import View
 from oauth2_provider.compat import login_not_required
 from oauth2_provider.scopes import get_scopes_backend
 
-from .. import keys
-from ..adapter import get_adapter
-from ..endpoints import absolute_url, issuer
-from .common import add_cors, preflight
+from cells_oidc.adapter import get_adapter
+from cells_oidc.internal import keys
+from cells_oidc.internal.endpoints import absolute_url, issuer
+from cells_oidc.internal.views.common import add_cors, preflight
 
 PUBLIC_DOCUMENT_MAX_AGE = 300
 

@@ -40,12 +40,12 @@ from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc8628.endpoints.device_authorization import DeviceAuthorizationEndpoint
 from oauthlib.oauth2.rfc8628.grant_types import DeviceCodeGrant
 
-from .. import pages
-from ..adapter import get_adapter
-from ..conf import app_settings
-from ..endpoints import absolute_url
-from ..models import TokenFamily, checksum, policy_for
-from .common import ApiEndpointMixin, json_error
+from cells_oidc.adapter import get_adapter
+from cells_oidc.conf import app_settings
+from cells_oidc.internal import pages
+from cells_oidc.internal.endpoints import absolute_url
+from cells_oidc.internal.views.common import ApiEndpointMixin, json_error
+from cells_oidc.models import TokenFamily, checksum, policy_for
 
 #: RFC 8628 §6.1: consonants only (no vowels, so no words; no look-alike digits), upper case.
 USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
@@ -113,7 +113,7 @@ class DeviceAuthorizationView(ApiEndpointMixin, dot_views.DeviceAuthorizationVie
         if not policy_for(application).allow_device_flow:
             # RFC 6749 §5.2: the client is not authorized to use this grant type.
             return json_error("unauthorized_client", "This client may not use the device flow.")
-        from ..validators import valid_resource_indicator
+        from cells_oidc.internal.validators import valid_resource_indicator
 
         resources = request.POST.getlist("resource")
         allowed = policy_for(application).allowed_resource_set()

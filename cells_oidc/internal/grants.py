@@ -1,7 +1,7 @@
 """What a user holds: the sign-ins (token families) that can still produce or use tokens.
 
 One rule for every place that lists or ends them — the account page
-(:mod:`cells_oidc.views.account`) and the bearer API (``GET``/``DELETE /a/tokens``):
+(:mod:`cells_oidc.internal.views.account`) and the bearer API (``GET``/``DELETE /a/tokens``):
 
 - a sign-in is *held* while its :class:`~cells_oidc.models.TokenFamily` is not revoked and it
   has either a live refresh token (not revoked, younger than ``REFRESH_TOKEN_EXPIRE_SECONDS``)
@@ -25,7 +25,7 @@ from typing import Any
 from django.db.models import Q
 from django.utils import timezone
 
-from .models import TokenFamily, checksum
+from cells_oidc.models import TokenFamily, checksum
 
 __all__ = ["Held", "family_of_access_token", "held_by", "revoke"]
 

@@ -3,11 +3,11 @@
 - applications holding tokens for the user (one row per sign-in, i.e. per token family), with
   the last time they renewed their access, and a button that revokes every token of that sign-in
   (RFC 7009 §2.1: revoking a grant revokes its refresh and access tokens);
-- remembered consents (see :mod:`cells_oidc.consent`), each with a button to withdraw it;
+- remembered consents (see :mod:`cells_oidc.internal.consent`), each with a button to withdraw it;
 - active browser sessions at the provider (filled by :func:`record_session`, a ``user_logged_in``
   receiver), each with a button that ends it: the Django session is deleted and the tokens issued
   from it are revoked (as RP-initiated logout does for the current one);
-- personal access tokens (:mod:`cells_oidc.pat`): listed without their secret, each with a button
+- personal access tokens (:mod:`cells_oidc.internal.pat`): listed without their secret, each with a button
   that revokes it, and, when ``CELLS_OIDC_PAT_SELF_SERVICE`` is on, a form that mints one and
   shows its secret once, in the answer to that POST only (never in a URL, the session or a log).
 """
@@ -36,9 +36,9 @@ from django.views import View
 from django.views.decorators.debug import sensitive_variables
 from oauth2_provider.scopes import get_scopes_backend
 
-from .. import consent, grants, pages, pat, sessions
-from ..conf import app_settings
-from ..models import PersonalAccessToken, TokenFamily, UserSession
+from cells_oidc.conf import app_settings
+from cells_oidc.internal import consent, grants, pages, pat, sessions
+from cells_oidc.models import PersonalAccessToken, TokenFamily, UserSession
 
 logger = logging.getLogger("cells_oidc.account")
 
@@ -63,7 +63,7 @@ def _session_store(session_key: str | None = None) -> Any:
 def record_session(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
     """``user_logged_in`` receiver: remember this browser session of ``user``.
 
-    Connected after :func:`cells_oidc.sessions.on_user_logged_in`, which gives the session
+    Connected after :func:`cells_oidc.internal.sessions.on_user_logged_in`, which gives the session
     its ``sid``. Never breaks a login: a failure is logged.
     """
     session = getattr(request, "session", None)
@@ -169,7 +169,7 @@ def revoke_session_tokens(user: Any, sids: set[str]) -> None:
 
 # ---- token families ----------------------------------------------------------------------------
 def held_applications(user: Any) -> list[dict[str, Any]]:
-    """One entry per sign-in ``user`` holds (:func:`cells_oidc.grants.held_by`, the rule the API
+    """One entry per sign-in ``user`` holds (:func:`cells_oidc.internal.grants.held_by`, the rule the API
     follows too), most recently used first."""
     return [
         {
@@ -184,7 +184,7 @@ def held_applications(user: Any) -> list[dict[str, Any]]:
 
 
 def revoke_family(user: Any, family_id: UUID) -> bool:
-    """End the sign-in ``family_id`` of ``user`` (:func:`cells_oidc.grants.revoke`); whether it was held."""
+    """End the sign-in ``family_id`` of ``user`` (:func:`.grants.revoke`); whether it was held."""
     return grants.revoke(user, family_id)
 
 

@@ -37,13 +37,13 @@ from oauth2_provider.scopes import get_scopes_backend
 from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
 from oauthlib.openid.connect.core import exceptions as oidc_errors
 
-from .. import consent, pages, redirects, sessions, tokens
-from ..adapter import get_adapter
-from ..conf import app_settings
-from ..endpoints import issuer
-from ..models import policy_for
-from ..validators import CODE_CHALLENGE_RE, valid_resource_indicator
-from .common import omit_empty_parameters, without_empty_values
+from cells_oidc.adapter import get_adapter
+from cells_oidc.conf import app_settings
+from cells_oidc.internal import consent, pages, redirects, sessions, tokens
+from cells_oidc.internal.endpoints import issuer
+from cells_oidc.internal.validators import CODE_CHALLENGE_RE, valid_resource_indicator
+from cells_oidc.internal.views.common import omit_empty_parameters, without_empty_values
+from cells_oidc.models import policy_for
 
 #: Hidden field that tells a consent/confirmation POST from a POSTed authorization request.
 STEP_FIELD = "cells_oidc_step"
@@ -57,7 +57,7 @@ REPEATABLE_PARAMETERS = frozenset({"resource"})
 #: How long a confirmation or consent page may be answered. Keycloak and Hydra keep a pending
 #: login/consent request for a limited time too (Hydra: ``ttl.login_consent_request``, 30 min).
 CONFIRM_MAX_AGE = 30 * 60
-SIGNING_SALT = "cells_oidc.views.authorize"
+SIGNING_SALT = "cells_oidc.internal.views.authorize"
 
 # C0 controls and DEL; TAB, LF and CR are tolerated (a pretty-printed ``claims`` JSON).
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

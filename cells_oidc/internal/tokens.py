@@ -17,10 +17,10 @@ from jwcrypto import jwt
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.common import generate_token
 
-from . import keys
-from .adapter import get_adapter
-from .conf import app_settings
-from .endpoints import issuer
+from cells_oidc.adapter import get_adapter
+from cells_oidc.conf import app_settings
+from cells_oidc.internal import keys
+from cells_oidc.internal.endpoints import issuer
 
 ACCESS_TOKEN_TYP = "at+jwt"  # RFC 9068 §2.1
 ID_TOKEN_TYP = "JWT"
@@ -126,7 +126,7 @@ def verify(
     ``check_time`` also ``exp``/``nbf``/``iat`` (RFC 7519 §4.1, RFC 9068 §4).
     """
     # The form, header and signature rules are the resource server's (one verifier for all JWTs).
-    from . import resource
+    from cells_oidc.internal import resource
 
     expected = typ.lower()
     try:

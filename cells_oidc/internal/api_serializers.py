@@ -10,7 +10,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from .. import pat
+from cells_oidc.internal import pat
 
 
 class TokenSummarySerializer(serializers.Serializer):
@@ -123,7 +123,7 @@ class PersonalTokenCreateSerializer(serializers.Serializer):
 
 
 class GrantSerializer(serializers.Serializer):
-    """A sign-in the caller holds (:func:`cells_oidc.grants.held_by`, the account page's rule too):
+    """A sign-in the caller holds (:func:`cells_oidc.internal.grants.held_by`, the account page's rule too):
     a live refresh token, or a live access token of a sign-in without one."""
 
     id = serializers.UUIDField(help_text="The sign-in (token family); DELETE /a/tokens/{id} ends it.")

@@ -26,12 +26,12 @@ from oauth2_provider.models import (
 from oauth2_provider.oauth2_validators import GRANT_TYPE_MAPPING, OAuth2Validator, is_valid_resource_uri
 from oauth2_provider.settings import oauth2_settings
 
-from . import redirects
-from .adapter import get_adapter
-from .conf import app_settings
-from .endpoints import issuer
-from .models import TokenFamily, checksum, policy_for, revoke_families
-from .tokens import ID_TOKEN_TYP, sign
+from cells_oidc.adapter import get_adapter
+from cells_oidc.conf import app_settings
+from cells_oidc.internal import redirects
+from cells_oidc.internal.endpoints import issuer
+from cells_oidc.internal.tokens import ID_TOKEN_TYP, sign
+from cells_oidc.models import TokenFamily, checksum, policy_for, revoke_families
 
 # RFC 7636 §4.1: code_verifier = 43*128unreserved; §4.2: S256 challenge = BASE64URL(SHA256) = 43 chars.
 CODE_VERIFIER_RE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
@@ -184,7 +184,7 @@ class CellsOAuth2Validator(OAuth2Validator):
 
     def validate_device_code(self, client_id: str, code: str, request: Any, *a: Any, **k: Any) -> str | None:
         """RFC 8628 §3.5 status of a polled device code (see :func:`.views.device.redeem_device_code`)."""
-        from .views.device import redeem_device_code
+        from cells_oidc.internal.views.device import redeem_device_code
 
         # RFC 8707 §2.2: the approval carries no resource; the token request may name those the
         # client's policy allows. Checked before the approval is redeemed.
@@ -258,7 +258,7 @@ class CellsOAuth2Validator(OAuth2Validator):
     ) -> bool:
         if not super().validate_scopes(client_id, scopes, client, request, *a, **k):
             return False
-        from .conf import ADMIN_SCOPE
+        from cells_oidc.conf import ADMIN_SCOPE
 
         policy = policy_for(client)
         # The administrative scope only for a client whose policy allows it (RFC 6749 §3.3: the
@@ -596,7 +596,7 @@ class CellsOAuth2Validator(OAuth2Validator):
     def introspect_token(
         self, token: str, token_type_hint: str | None, request: Any, *a: Any, **k: Any
     ) -> None:
-        # Served by cells_oidc.views.token.IntrospectView, not by oauthlib.
+        # Served by cells_oidc.internal.views.token.IntrospectView, not by oauthlib.
         return None
 
     def get_userinfo_claims(self, request: Any) -> dict[str, Any]:

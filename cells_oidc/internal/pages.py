@@ -37,9 +37,9 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from oauth2_provider.compat import login_not_required
 
-from .conf import app_settings
+from cells_oidc.conf import app_settings
 
-logger = logging.getLogger("cells_oidc.pages")
+logger = logging.getLogger("cells_oidc.internal.pages")
 
 #: Attribute of a response naming extra ``form-action`` sources (see the module docstring).
 FORM_ACTION_ATTR = "cells_oidc_form_action"
@@ -268,11 +268,3 @@ def brand_css(request: HttpRequest) -> HttpResponse:
     response["Cache-Control"] = "public, max-age=300"
     response["X-Content-Type-Options"] = "nosniff"
     return response
-
-
-def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
-    """The CSRF failure page in the pages' style (a form that expired or came from elsewhere).
-
-    Opt in with ``CSRF_FAILURE_VIEW = "cells_oidc.pages.csrf_failure"``.
-    """
-    return render_error(request, error="csrf_failure", description="", status=403)

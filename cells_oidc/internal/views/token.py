@@ -17,11 +17,11 @@ from oauth2_provider.models import (
 from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib.common import Request as OauthlibRequest
 
-from .. import pat, tokens
-from ..adapter import get_adapter
-from ..endpoints import absolute_url, issuer
-from ..models import TokenFamily, checksum
-from .common import ApiEndpointMixin, json_error
+from cells_oidc.adapter import get_adapter
+from cells_oidc.internal import pat, tokens
+from cells_oidc.internal.endpoints import absolute_url, issuer
+from cells_oidc.internal.views.common import ApiEndpointMixin, json_error
+from cells_oidc.models import TokenFamily, checksum
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from django.urls import get_script_prefix, reverse
 
-from .conf import app_settings
+from cells_oidc.conf import app_settings
 
 NAMESPACE = "cells_oidc"
 
