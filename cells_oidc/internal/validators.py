@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
-import re
 from datetime import datetime
 from datetime import timezone as dt_timezone
 from typing import Any
@@ -28,21 +26,13 @@ from oauth2_provider.settings import oauth2_settings
 
 from cells_oidc.adapter import get_adapter
 from cells_oidc.conf import app_settings
-from cells_oidc.internal import redirects
+from cells_oidc.internal import pkce, redirects
 from cells_oidc.internal.endpoints import issuer
 from cells_oidc.internal.tokens import ID_TOKEN_TYP, sign
 from cells_oidc.models import TokenFamily, checksum, policy_for, revoke_families
 
-# RFC 7636 §4.1: code_verifier = 43*128unreserved; §4.2: S256 challenge = BASE64URL(SHA256) = 43 chars.
-CODE_VERIFIER_RE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
-CODE_CHALLENGE_RE = re.compile(r"[A-Za-z0-9\-_]{43}")
 OFFLINE_SCOPES = frozenset({"offline", "offline_access"})
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
-
-
-def s256(verifier: str) -> str:
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 def valid_resource_indicator(uri: Any) -> bool:
@@ -288,7 +278,7 @@ class CellsOAuth2Validator(OAuth2Validator):
     ) -> None:
         method = getattr(request, "code_challenge_method", None)
         challenge = getattr(request, "code_challenge", None)
-        if challenge is not None and (method != "S256" or not CODE_CHALLENGE_RE.fullmatch(challenge)):
+        if challenge is not None and not pkce.valid_challenge(challenge, method):
             # Re-checked here because a consent form POST can be tampered with (RFC 7636 §4.3).
             from oauthlib.oauth2.rfc6749 import errors
 
@@ -357,17 +347,8 @@ class CellsOAuth2Validator(OAuth2Validator):
         if grant.is_expired() or family is None:
             return False
         verifier = getattr(request, "code_verifier", None)
-        if grant.code_challenge:
-            if (
-                grant.code_challenge_method != "S256"
-                or not isinstance(verifier, str)
-                or not CODE_VERIFIER_RE.fullmatch(verifier)
-                or s256(verifier) != grant.code_challenge
-            ):
-                return False
-        elif verifier is not None:
-            # RFC 9700 §4.8.2: a verifier for a code issued without a challenge is a downgrade.
-            return False
+        if not pkce.verify(verifier, grant.code_challenge, grant.code_challenge_method):
+            return False  # RFC 7636 §4.6, RFC 9700 §4.8.2 (a verifier without a challenge)
         if not get_adapter().can_sign_in(user=grant.user, client=client):
             return False
         request.cells_grant = grant

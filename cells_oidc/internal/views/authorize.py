@@ -39,9 +39,9 @@ from oauthlib.openid.connect.core import exceptions as oidc_errors
 
 from cells_oidc.adapter import get_adapter
 from cells_oidc.conf import app_settings
-from cells_oidc.internal import consent, pages, redirects, sessions, tokens
+from cells_oidc.internal import consent, pages, pkce, redirects, sessions, tokens
 from cells_oidc.internal.endpoints import issuer
-from cells_oidc.internal.validators import CODE_CHALLENGE_RE, valid_resource_indicator
+from cells_oidc.internal.validators import valid_resource_indicator
 from cells_oidc.internal.views.common import omit_empty_parameters, without_empty_values
 from cells_oidc.models import policy_for
 
@@ -225,9 +225,9 @@ class AuthorizationView(dot_views.AuthorizationView):
         method = params.get("code_challenge_method")
         if challenge is not None or method is not None:
             # RFC 7636 §4.2-4.3, RFC 9700 §2.1.1: S256 only, a 43-character challenge.
-            if method != "S256":
+            if method not in pkce.CODE_CHALLENGE_METHODS:
                 raise fail(oauth2_errors.InvalidRequestError, "code_challenge_method must be S256.")
-            if challenge is None or not CODE_CHALLENGE_RE.fullmatch(challenge):
+            if not pkce.valid_challenge(challenge, method):
                 raise fail(
                     oauth2_errors.InvalidRequestError, "code_challenge must be 43 base64url characters."
                 )
