@@ -16,6 +16,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
 
 __all__ = [
     "ADMIN_SCOPE",
@@ -26,18 +28,20 @@ __all__ = [
     "oauth2_provider_settings",
 ]
 
-#: Scopes Cells' clients ask for, plus the standard OpenID Connect ones.
-DEFAULT_SCOPES: dict[str, str] = {
-    "openid": "Sign you in with your account",
-    "profile": "Know your name and login",
-    "email": "Know your email address",
-    "pydio": "Use your Cells files and folders",
+#: Scopes Cells' clients ask for, plus the standard OpenID Connect ones. The keys are protocol
+#: values; the descriptions are lazily translated (they are shown on the consent, device and
+#: account pages in the user's language): call ``str()`` on one before serialising it.
+DEFAULT_SCOPES: dict[str, str | Promise] = {
+    "openid": _("Sign you in with your account"),
+    "profile": _("Know your name and login"),
+    "email": _("Know your email address"),
+    "pydio": _("Use your Cells files and folders"),
     # OpenID Connect Core §11: offline_access asks for a refresh token; Cells spells it "offline".
-    "offline": "Stay signed in when you are away",
-    "offline_access": "Stay signed in when you are away",
+    "offline": _("Stay signed in when you are away"),
+    "offline_access": _("Stay signed in when you are away"),
     # Administrative: act on other users' tokens (see ADMIN_SCOPE). Only clients whose policy has
     # allow_admin_scope may ask for it; the API also needs the user's Django permission.
-    "cells_oidc:admin": "Manage other people's tokens with your administrator rights",
+    "cells_oidc:admin": _("Manage other people's tokens with your administrator rights"),
 }
 
 #: The scope with which an administrator's access token may mint personal access tokens for other
