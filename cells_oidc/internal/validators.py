@@ -6,13 +6,10 @@ Each override says which rule it enforces; the rules themselves live in :mod:`.r
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from datetime import datetime
 from datetime import timezone as dt_timezone
 from typing import Any
-from urllib.parse import unquote_plus
 
 from django.db import transaction
 from django.utils import timezone
@@ -26,13 +23,13 @@ from oauth2_provider.settings import oauth2_settings
 
 from cells_oidc.adapter import get_adapter
 from cells_oidc.conf import app_settings
-from cells_oidc.internal import pkce, redirects
+from cells_oidc.internal import client_auth, pkce, redirects
+from cells_oidc.internal.device import DEVICE_GRANT, redeem_device_code
 from cells_oidc.internal.endpoints import issuer
 from cells_oidc.internal.tokens import ID_TOKEN_TYP, sign
 from cells_oidc.models import TokenFamily, checksum, policy_for, revoke_families
 
 OFFLINE_SCOPES = frozenset({"offline", "offline_access"})
-DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 
 def valid_resource_indicator(uri: Any) -> bool:
@@ -69,27 +66,6 @@ def _epoch(value: datetime | None) -> int | None:
     return int(value.timestamp())
 
 
-def basic_credentials(encoded: str | None) -> tuple[str, str] | None:
-    """``(client_id, secret)`` of HTTP Basic credentials (the part after ``Basic``), or ``None``.
-
-    RFC 6749 §2.3.1: both are form-encoded before base64. Shared by client authentication and
-    the CORS decision of the client endpoints, so that both read the same client id.
-    """
-    if not encoded or len(encoded) > 4096:
-        return None
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, ValueError):
-        return None
-    client_id, sep, secret = decoded.partition(":")
-    if not sep:
-        return None
-    client_id, secret = unquote_plus(client_id), unquote_plus(secret)
-    if not client_id or "\x00" in client_id:
-        return None
-    return client_id, secret
-
-
 class CellsOAuth2Validator(OAuth2Validator):
     # ---- clients -------------------------------------------------------------------------
     def authenticate_client(self, request: Any, *args: Any, **kwargs: Any) -> bool:
@@ -121,7 +97,7 @@ class CellsOAuth2Validator(OAuth2Validator):
         return True
 
     def _basic_credentials(self, request: Any) -> tuple[str, str] | None:
-        return basic_credentials(self._extract_basic_auth(request))
+        return client_auth.basic_credentials(self._extract_basic_auth(request))
 
     def validate_redirect_uri(
         self, client_id: str, redirect_uri: str, request: Any, *a: Any, **k: Any
@@ -173,9 +149,7 @@ class CellsOAuth2Validator(OAuth2Validator):
         return True
 
     def validate_device_code(self, client_id: str, code: str, request: Any, *a: Any, **k: Any) -> str | None:
-        """RFC 8628 §3.5 status of a polled device code (see :func:`.views.device.redeem_device_code`)."""
-        from cells_oidc.internal.views.device import redeem_device_code
-
+        """RFC 8628 §3.5 status of a polled device code (see :func:`.device.redeem_device_code`)."""
         # RFC 8707 §2.2: the approval carries no resource; the token request may name those the
         # client's policy allows. Checked before the approval is redeemed.
         self._settle_resources(request, granted=None)

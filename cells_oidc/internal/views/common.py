@@ -15,8 +15,7 @@ from oauth2_provider.compat import login_not_required
 from oauth2_provider.settings import oauth2_settings
 
 from cells_oidc.conf import app_settings
-from cells_oidc.internal import redirects
-from cells_oidc.internal.validators import basic_credentials
+from cells_oidc.internal import client_auth, redirects
 
 
 class _OAuth2SettingsGeneration:
@@ -103,9 +102,8 @@ def origin_registered(origin: str, client_id: str | None = None) -> bool:
 
 def requesting_client_id(request: HttpRequest) -> str | None:
     """The client id a token, revocation or introspection request names (Basic user or body)."""
-    scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
-    if scheme.lower() == "basic":
-        parsed = basic_credentials(credentials)
+    if client_auth.basic_part(request.headers.get("Authorization")) is not None:
+        parsed = client_auth.request_basic_credentials(request)
         return parsed[0] if parsed else None
     if request.method != "POST" or (request.content_type or "") not in FORM_CONTENT_TYPES:
         return None

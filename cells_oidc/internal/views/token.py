@@ -19,11 +19,10 @@ from oauthlib.common import Request as OauthlibRequest
 
 from cells_oidc.adapter import get_adapter
 from cells_oidc.internal import pat, tokens
+from cells_oidc.internal.device import DEVICE_GRANT
 from cells_oidc.internal.endpoints import absolute_url, issuer
 from cells_oidc.internal.views.common import ApiEndpointMixin, json_error
 from cells_oidc.models import TokenFamily, checksum
-
-DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 
 class TokenView(ApiEndpointMixin, dot_views.TokenView):
