@@ -612,7 +612,10 @@ def test_prompt_none_succeeds_when_nothing_needs_asking(make_app: Callable[..., 
     assert_code(signed_in().get(url(**params)), "https://rp.example.com/cb")
 
 
-def test_prompt_login_forces_a_new_login_then_continues(default_clients: None, alice: Any) -> None:
+def test_prompt_login_forces_a_new_login_then_continues(
+    default_clients: None, alice: Any, time_machine: Any
+) -> None:
+    time_machine.move_to(time.time())
     http = signed_in()
     before = http.session[sessions.AUTH_TIME_KEY]
     sid_before = http.session[sessions.SID_KEY]
@@ -623,7 +626,7 @@ def test_prompt_login_forces_a_new_login_then_continues(default_clients: None, a
     assert "prompt" not in query(next_url)  # or the user would be sent round again
     login_page = http.get(response["Location"])
     assert login_page.status_code == 200
-    time.sleep(1.01)
+    time_machine.shift(60)
     response = http.post(LOGIN, {"username": "alice", "password": PASSWORD, "next": next_url})
     assert response.status_code == 303
     assert response["Location"] == next_url

@@ -17,6 +17,7 @@ import pytest
 from django.test import Client
 from jwcrypto import jwk
 
+from cells_oidc.conf import CELLS_LIFETIMES
 from tests.conftest import SCOPE, Browser, basic, code_from
 from tests.test_tokens import (
     FORM,
@@ -655,21 +656,13 @@ def test_userinfo_refuses_a_token_in_the_query_string(
 
 
 def test_userinfo_refuses_an_expired_token(
-    default_clients: None, alice: Any, browser: Browser, settings: Any
+    default_clients: None, alice: Any, browser: Browser, time_machine: Any
 ) -> None:
-    from django.conf import settings as django_settings
-
-    from cells_oidc.conf import oauth2_provider_settings
-
-    base = django_settings.OAUTH2_PROVIDER
-    settings.OAUTH2_PROVIDER = oauth2_provider_settings(
-        signing_key=base["OIDC_RSA_PRIVATE_KEY"],
-        inactive_keys=base["OIDC_RSA_PRIVATE_KEYS_INACTIVE"],
-        ACCESS_TOKEN_EXPIRE_SECONDS=1,
-    )
+    time_machine.move_to(time.time())  # the clock is moved, never waited for
     tokens = sign_in(browser)
-    assert tokens["expires_in"] == 1
-    time.sleep(2.1)
+    assert tokens["expires_in"] == CELLS_LIFETIMES["ACCESS_TOKEN_EXPIRE_SECONDS"]
+    assert userinfo(tokens["access_token"]).status_code == 200
+    time_machine.shift(CELLS_LIFETIMES["ACCESS_TOKEN_EXPIRE_SECONDS"] + 60)  # beyond the 30 s leeway
     assert_bearer_refusal(userinfo(tokens["access_token"]))
 
 
@@ -826,8 +819,9 @@ def test_introspection_of_a_refresh_token(
 
 
 def test_introspection_of_inactive_tokens(
-    default_clients: None, alice: Any, browser: Browser, resource_server: Any, settings: Any
+    default_clients: None, alice: Any, browser: Browser, resource_server: Any, time_machine: Any
 ) -> None:
+    time_machine.move_to(time.time())  # expiry is reached by moving the clock, not by sleeping
     auth = basic("files-api", RS_SECRET)
     tokens = sign_in(browser)
     for token in ("unknown", "a.b.c", tokens["id_token"]):
@@ -836,19 +830,9 @@ def test_introspection_of_inactive_tokens(
     assert body_of(introspect(tokens["access_token"], auth)) == {"active": False}
     assert body_of(introspect(tokens["refresh_token"], auth)) == {"active": False}
 
-    from django.conf import settings as django_settings
-
-    from cells_oidc.conf import oauth2_provider_settings
-
-    base = django_settings.OAUTH2_PROVIDER
-    settings.OAUTH2_PROVIDER = oauth2_provider_settings(
-        signing_key=base["OIDC_RSA_PRIVATE_KEY"],
-        inactive_keys=base["OIDC_RSA_PRIVATE_KEYS_INACTIVE"],
-        ACCESS_TOKEN_EXPIRE_SECONDS=1,
-    )
     short = sign_in(Browser())
     assert body_of(introspect(short["access_token"], auth))["active"] is True
-    time.sleep(2.1)
+    time_machine.shift(CELLS_LIFETIMES["ACCESS_TOKEN_EXPIRE_SECONDS"] + 1)
     assert body_of(introspect(short["access_token"], auth)) == {"active": False}
 
     deactivated = sign_in(Browser())
