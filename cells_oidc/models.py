@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from oauth2_provider.models import Application
 from oauth2_provider.settings import oauth2_settings
@@ -56,7 +57,8 @@ def registration_errors(app: Application) -> dict[str, list[str]]:
     """The problems of ``app``'s redirect URIs, post-logout URIs and origins, by field."""
     errors: dict[str, list[str]] = {}
     for field, origins in URI_FIELDS:
-        problems = redirects.validation_errors(getattr(app, field) or "", origins=origins)
+        # In the reader's language (the admin's active one); the system checks get LANGUAGE_CODE's.
+        problems = redirects.validation_errors(getattr(app, field) or "", origins=origins, translate=gettext)
         if problems:
             errors[field] = problems
     return errors

@@ -21,7 +21,9 @@ Registered values and requested URIs are both parsed by the strict hand-written 
 below; :func:`urllib.parse.urlsplit` is only consulted as a cross-check, and any value on
 which the two disagree is refused (invalid registration) or never matches (request).
 
-Nothing here imports Django: the rest of the app passes the site URLs in.
+Nothing here imports Django: the rest of the app passes in the site URLs and, for the messages
+shown to administrators, the function that translates them (``validation_errors(...,
+translate=gettext)``; the messages are marked with :func:`gettext_noop` for ``makemessages``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, NoReturn
 from urllib.parse import urlsplit
@@ -203,6 +205,22 @@ class _Site(NamedTuple):
 
 # ---- helpers ------------------------------------------------------------------------------
 
+#: A function translating a message into the reader's language (Django's ``gettext``); the
+#: identity by default, so this module stays free of Django.
+Translate = Callable[[str], str]
+
+
+def gettext_noop(message: str) -> str:
+    """Mark ``message`` for translation (``makemessages`` collects it); it is translated when shown."""
+    return message
+
+
+def _untranslated(message: str) -> str:
+    return message
+
+
+EXPECTED_STRING = gettext_noop("Expected a whitespace-separated string, got %(type)s.")
+
 
 def _show(value: object, limit: int = 80) -> str:
     """Quote ``value`` for a message, escaping control characters and truncating it."""
@@ -332,74 +350,116 @@ def _parse_request(value: object, *, origin: bool) -> _URI | None:
 class _Fail:
     """Raise :class:`InvalidPattern` for one registered value, with a uniform message."""
 
-    def __init__(self, raw: object, kind: str) -> None:
+    def __init__(self, raw: object, *, origin: bool, translate: Translate = _untranslated) -> None:
         self.raw = raw
-        self.kind = kind
+        self.origin = origin
+        self.translate = translate
 
-    def __call__(self, reason: str) -> NoReturn:
-        message = f"Invalid {self.kind} {_show(self.raw)}: {reason}."
-        raise InvalidPattern(message, value=self.raw, reason=reason)
+    def __call__(self, reason: str, **params: object) -> NoReturn:
+        """Raise for ``reason`` (a :func:`gettext_noop` message), filled in with ``params``."""
+        text = self.translate(reason)
+        if params:
+            text = text % params
+        if self.origin:
+            template = gettext_noop("Invalid origin %(value)s: %(reason)s.")
+        else:
+            template = gettext_noop("Invalid redirect URI %(value)s: %(reason)s.")
+        message = self.translate(template) % {"value": _show(self.raw), "reason": text}
+        raise InvalidPattern(message, value=self.raw, reason=text)
 
 
 def _check_host(host: str, scheme: str, fail: _Fail) -> bool:
     """Validate a registered host; return whether it is the ``serverName`` placeholder."""
     if host.startswith("["):
         if not _valid_ipv6_literal(host):
-            fail(f"{_show(host)} is not a valid IPv6 address in brackets")
+            fail(gettext_noop("%(host)s is not a valid IPv6 address in brackets"), host=_show(host))
         address = ipaddress.IPv6Address(host[1:-1])
         if address.ipv4_mapped is not None:
-            fail(f"use the IPv4 address {address.ipv4_mapped} instead of the IPv4-mapped IPv6 address")
+            fail(
+                gettext_noop("use the IPv4 address %(ipv4)s instead of the IPv4-mapped IPv6 address"),
+                ipv4=address.ipv4_mapped,
+            )
         canonical = f"[{address.compressed}]"
         if host != canonical:
             # Browsers serialize IPv6 hosts canonically (WHATWG URL §3.5), so only that matches.
-            fail(f"write the IPv6 address in canonical form: {canonical}")
+            fail(gettext_noop("write the IPv6 address in canonical form: %(canonical)s"), canonical=canonical)
         return False
     if host == SERVER_NAME:
         return True
     if host.lower() == SERVER_NAME.lower():
-        fail(f"the placeholder is spelled {SERVER_NAME!r} (case-sensitive), not {host!r}")
+        fail(
+            gettext_noop("the placeholder is spelled %(placeholder)s (case-sensitive), not %(host)s"),
+            placeholder=repr(SERVER_NAME),
+            host=repr(host),
+        )
     if "[" in host or "]" in host:
-        fail("brackets are only allowed around an IPv6 address or a port range after ':'")
+        fail(gettext_noop("brackets are only allowed around an IPv6 address or a port range after ':'"))
     if host.endswith("."):
-        fail(f"remove the trailing dot from the host {host!r}")
+        fail(gettext_noop("remove the trailing dot from the host %(host)s"), host=repr(host))
     if len(host) > 253:
-        fail("the host is longer than 253 characters")
+        fail(gettext_noop("the host is longer than 253 characters"))
     for label in host.split("."):
         if _LABEL_RE.fullmatch(label) is None:
-            fail(f"{_show(host)} is not a valid host name")
+            fail(gettext_noop("%(host)s is not a valid host name"), host=_show(host))
     if _NUMERIC_LABEL_RE.fullmatch(host.rsplit(".", 1)[-1]) and _IPV4_RE.fullmatch(host) is None:
         # WHATWG URL §3.5: a host ending in a number is an IPv4 address (127.1, 0x7f.0.0.1, ...)
-        fail(f"{host!r} is not a valid IPv4 address (write four decimal numbers, e.g. 127.0.0.1)")
+        fail(
+            gettext_noop("%(host)s is not a valid IPv4 address (write four decimal numbers, e.g. 127.0.0.1)"),
+            host=repr(host),
+        )
     if scheme in _WEB_SCHEMES and host != host.lower():
         # RFC 3986 §3.2.2 / §6.2.2.1: hosts are case-insensitive and browsers send them lowercase.
-        fail(f"write the host in lowercase: {host.lower()!r}")
+        fail(gettext_noop("write the host in lowercase: %(host)s"), host=repr(host.lower()))
     return False
 
 
 def _check_port(port_text: str, host: str, server_name: bool, fail: _Fail) -> tuple[int, int]:
     """Validate a registered port or port range; return ``(low, high)``."""
     if server_name:
-        fail(f"{SERVER_NAME} cannot have a port or port range: the port comes from the site URL")
+        fail(
+            gettext_noop(
+                "%(placeholder)s cannot have a port or port range: the port comes from the site URL"
+            ),
+            placeholder=SERVER_NAME,
+        )
     if port_text == "":
-        fail("the port after ':' is empty; remove the ':' or give a port")
+        fail(gettext_noop("the port after ':' is empty; remove the ':' or give a port"))
     if port_text.startswith("["):
         match = _RANGE_RE.fullmatch(port_text)
         if match is None:
-            fail(f"malformed port range {port_text!r}: write [LOW-HIGH], e.g. [3636-3666]")
+            fail(
+                gettext_noop("malformed port range %(range)s: write [LOW-HIGH], e.g. [3636-3666]"),
+                range=repr(port_text),
+            )
         low_text, high_text = match.groups()
         for text in (low_text, high_text):
             if _ascii_port(text) is None:
-                fail(f"port {text!r} in the range is invalid: ports are 1-65535 without leading zeros")
+                fail(
+                    gettext_noop(
+                        "port %(port)s in the range is invalid: ports are 1-65535 without leading zeros"
+                    ),
+                    port=repr(text),
+                )
         low, high = int(low_text), int(high_text)
         if low > high:
-            fail(f"port range [{low}-{high}] is reversed: write [{high}-{low}]")
+            fail(
+                gettext_noop("port range [%(low)s-%(high)s] is reversed: write [%(high)s-%(low)s]"),
+                low=low,
+                high=high,
+            )
         if not is_loopback_host(host):
             # Ranges exist for native apps listening on a loopback port (RFC 8252 §7.3).
-            fail(f"port ranges are only allowed for loopback hosts ({_LOOPBACK_LIST})")
+            fail(
+                gettext_noop("port ranges are only allowed for loopback hosts (%(hosts)s)"),
+                hosts=_LOOPBACK_LIST,
+            )
         return low, high
     port = _ascii_port(port_text)
     if port is None:
-        fail(f"invalid port {port_text!r}: ports are 1-65535, decimal, without leading zeros")
+        fail(
+            gettext_noop("invalid port %(port)s: ports are 1-65535, decimal, without leading zeros"),
+            port=repr(port_text),
+        )
     return port, port
 
 
@@ -407,62 +467,86 @@ def _check_rest(rest: str, fail: _Fail) -> None:
     """Validate the path and query of a registered value (exact-compare material)."""
     bad = next((char for char in rest if _REST_CHARS_RE.fullmatch(char) is None), None)
     if bad is not None:
-        fail(f"the character {bad!r} is not allowed in a URI (RFC 3986 §2); percent-encode it")
+        fail(
+            gettext_noop("the character %(char)s is not allowed in a URI (RFC 3986 §2); percent-encode it"),
+            char=repr(bad),
+        )
     if _BAD_PERCENT_RE.search(rest):
-        fail("malformed percent-encoding: '%' must be followed by two hex digits (RFC 3986 §2.1)")
+        # xgettext:no-python-format
+        fail(
+            gettext_noop("malformed percent-encoding: '%' must be followed by two hex digits (RFC 3986 §2.1)")
+        )
     path = rest.partition("?")[0]
     for segment in path.split("/"):
         # RFC 3986 §5.2.4: '.'/'..' segments (also as %2e) are removed by browsers before use.
         if segment.lower().replace("%2e", ".") in (".", ".."):
-            fail("the path contains a '.' or '..' segment; write the path without dot-segments")
+            fail(gettext_noop("the path contains a '.' or '..' segment; write the path without dot-segments"))
     if "://" in path:
-        fail("the path contains '://': separate several URIs with whitespace, not commas")
+        fail(gettext_noop("the path contains '://': separate several URIs with whitespace, not commas"))
 
 
-def _parse_pattern(raw: object, *, origin: bool) -> Pattern:
+def _parse_pattern(raw: object, *, origin: bool, translate: Translate = _untranslated) -> Pattern:
     """Parse one registered redirect URI (or origin) pattern, raising :class:`InvalidPattern`."""
-    fail = _Fail(raw, "origin" if origin else "redirect URI")
+    fail = _Fail(raw, origin=origin, translate=translate)
     if not isinstance(raw, str):
-        fail(f"expected a string, got {type(raw).__name__}")
+        fail(gettext_noop("expected a string, got %(type)s"), type=type(raw).__name__)
     if not raw:
-        fail("the value is empty")
+        fail(gettext_noop("the value is empty"))
     if len(raw) > MAX_URI_LENGTH:
-        fail(f"longer than {MAX_URI_LENGTH} characters")
+        fail(gettext_noop("longer than %(max)s characters"), max=MAX_URI_LENGTH)
     if any(char.isspace() or ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F for char in raw):
-        fail("contains whitespace or control characters")
+        fail(gettext_noop("contains whitespace or control characters"))
     if any(ord(char) > 0x7E for char in raw):
-        fail("contains non-ASCII characters: use punycode (xn--) for hosts and percent-encode paths")
+        fail(
+            gettext_noop(
+                "contains non-ASCII characters: use punycode (xn--) for hosts and percent-encode paths"
+            )
+        )
     if "\\" in raw:
-        fail("contains a backslash")
+        fail(gettext_noop("contains a backslash"))
     if "#" in raw:
-        fail("a fragment ('#') is not allowed (RFC 6749 §3.1.2)")
+        fail(gettext_noop("a fragment ('#') is not allowed (RFC 6749 §3.1.2)"))
     if "*" in raw:
-        fail("wildcards ('*') are not supported; list each URI, or use a loopback port range")
+        fail(gettext_noop("wildcards ('*') are not supported; list each URI, or use a loopback port range"))
     if raw == "null":
-        fail("the 'null' origin is never allowed")
+        fail(gettext_noop("the 'null' origin is never allowed"))
     match = _SCHEME_RE.match(raw)
     if match is None:
-        fail("not an absolute URI: a relative URI or missing scheme (write e.g. https://host/path)")
+        fail(
+            gettext_noop(
+                "not an absolute URI: a relative URI or missing scheme (write e.g. https://host/path)"
+            )
+        )
     scheme = match.group(1)
     if scheme.lower() in FORBIDDEN_SCHEMES:
-        fail(f"the scheme {scheme.lower()!r} is not allowed (it is unsafe as a redirect target)")
+        fail(
+            gettext_noop("the scheme %(scheme)s is not allowed (it is unsafe as a redirect target)"),
+            scheme=repr(scheme.lower()),
+        )
     if _LOWER_SCHEME_RE.fullmatch(scheme) is None:
-        fail(f"the scheme must be lowercase: write {scheme.lower()!r} instead of {scheme!r}")
+        fail(
+            gettext_noop("the scheme must be lowercase: write %(lower)s instead of %(scheme)s"),
+            lower=repr(scheme.lower()),
+            scheme=repr(scheme),
+        )
     after = raw[match.end() :]
 
     if not after.startswith("//"):
         # Authority-less form (RFC 8252 §7.1: com.example.app:/oauth2redirect/example-provider).
         if scheme in _WEB_SCHEMES:
-            fail(f"an {scheme} URI needs '//' and a host after '{scheme}:'")
+            fail(gettext_noop("an %(scheme)s URI needs '//' and a host after '%(scheme)s:'"), scheme=scheme)
         if origin:
-            fail("an origin needs '//' and a host after the scheme")
+            fail(gettext_noop("an origin needs '//' and a host after the scheme"))
         if not after or after.startswith("?"):
-            fail(f"nothing but a query follows '{scheme}:'; give a path")
+            fail(gettext_noop("nothing but a query follows '%(scheme)s:'; give a path"), scheme=scheme)
         if _PORT_LOOKALIKE_RE.match(after):
-            fail(f"this looks like HOST:PORT without a scheme; write e.g. http://{raw}")
+            fail(
+                gettext_noop("this looks like HOST:PORT without a scheme; write e.g. http://%(value)s"),
+                value=raw,
+            )
         _check_rest(after, fail)
         if not _agrees_with_urlsplit(raw, scheme, None, None, after):
-            fail("Python's urlsplit reads this URI differently (ambiguous URI)")
+            fail(gettext_noop("Python's urlsplit reads this URI differently (ambiguous URI)"))
         return Pattern(raw, scheme, None, None, None, after, False, origin)
 
     body = after[2:]
@@ -473,38 +557,41 @@ def _parse_pattern(raw: object, *, origin: bool) -> Pattern:
             cut = index
     authority, rest = body[:cut], body[cut:]
     if "@" in authority:
-        fail("userinfo ('user@' before the host) is not allowed")
+        fail(gettext_noop("userinfo ('user@' before the host) is not allowed"))
     if "%" in authority:
-        fail("percent-encoding in the host or port is not allowed")
+        fail(gettext_noop("percent-encoding in the host or port is not allowed"))
     if not authority:
-        fail("the URI has an empty host")
+        fail(gettext_noop("the URI has an empty host"))
     if authority.startswith("["):
         end = authority.find("]")
         if end < 0:
-            fail("unterminated '[' in the host")
+            fail(gettext_noop("unterminated '[' in the host"))
         host, tail = authority[: end + 1], authority[end + 1 :]
         if tail and not tail.startswith(":"):
-            fail(f"unexpected {tail!r} after the IPv6 address")
+            fail(gettext_noop("unexpected %(text)s after the IPv6 address"), text=repr(tail))
         has_port, port_text = bool(tail), tail[1:]
     else:
         host, colon, port_text = authority.partition(":")
         has_port = bool(colon)
     if not host:
-        fail("the URI has an empty host")
+        fail(gettext_noop("the URI has an empty host"))
     server_name = _check_host(host, scheme, fail)
     low = high = None
     if has_port:
         low, high = _check_port(port_text, host, server_name, fail)
     if scheme == "http" and not server_name and not is_loopback_host(host):
         # RFC 9700 §2.1 / RFC 6749 §3.1.2.1: redirects must be protected by TLS.
-        fail(f"http is only allowed for loopback hosts ({_LOOPBACK_LIST}); use https")
+        fail(
+            gettext_noop("http is only allowed for loopback hosts (%(hosts)s); use https"),
+            hosts=_LOOPBACK_LIST,
+        )
     if origin and rest:
         if rest == "/":
-            fail("an origin has no path: remove the trailing '/'")
-        fail("an origin is scheme://host[:port] with no path or query")
+            fail(gettext_noop("an origin has no path: remove the trailing '/'"))
+        fail(gettext_noop("an origin is scheme://host[:port] with no path or query"))
     _check_rest(rest, fail)
     if not _agrees_with_urlsplit(_format(scheme, host, low, rest), scheme, host, low, rest):
-        fail("Python's urlsplit reads this URI differently (ambiguous URI)")
+        fail(gettext_noop("Python's urlsplit reads this URI differently (ambiguous URI)"))
     return Pattern(raw, scheme, host, low, high, rest, server_name, origin)
 
 
@@ -520,7 +607,7 @@ def parse_origin_pattern(raw: str) -> Pattern:
 
 def _parse_all(text: str, *, origin: bool) -> tuple[Pattern, ...]:
     if not isinstance(text, str):
-        raise InvalidPattern(f"Expected a whitespace-separated string, got {type(text).__name__}.")
+        raise InvalidPattern(EXPECTED_STRING % {"type": type(text).__name__})
     patterns: dict[str, Pattern] = {}
     for raw in text.split():
         if raw not in patterns:
@@ -560,26 +647,32 @@ def _valid_patterns(text: str, origin: bool) -> tuple[Pattern, ...]:
     return tuple(patterns.values())
 
 
-def validation_errors(text: str, *, origins: bool = False) -> list[str]:
+def validation_errors(text: str, *, origins: bool = False, translate: Translate | None = None) -> list[str]:
     """Every problem of a whitespace-separated list of patterns, one message each.
 
     Returns ``[]`` when every value is valid. Values listed more than once are reported too.
+    ``translate`` (Django's ``gettext`` in the admin) puts the messages in the reader's language;
+    without it they are in English.
     """
+    translate = translate or _untranslated
     if not isinstance(text, str):
-        return [f"Expected a whitespace-separated string, got {type(text).__name__}."]
-    kind = "origin" if origins else "redirect URI"
+        return [translate(EXPECTED_STRING) % {"type": type(text).__name__}]
     errors: list[str] = []
     seen: set[str] = set()
     reported: set[str] = set()
     for raw in text.split():
         if raw in seen:
             if raw not in reported:
-                errors.append(f"The {kind} {_show(raw)} is listed more than once.")
+                if origins:
+                    duplicate = gettext_noop("The origin %(value)s is listed more than once.")
+                else:
+                    duplicate = gettext_noop("The redirect URI %(value)s is listed more than once.")
+                errors.append(translate(duplicate) % {"value": _show(raw)})
                 reported.add(raw)
             continue
         seen.add(raw)
         try:
-            _parse_pattern(raw, origin=origins)
+            _parse_pattern(raw, origin=origins, translate=translate)
         except InvalidPattern as exc:
             errors.append(str(exc))
     return errors
