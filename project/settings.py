@@ -42,6 +42,8 @@ MIDDLEWARE = [
     # Serves collectstatic's output (STATIC_ROOT) under any WSGI server, gunicorn included.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The pages speak the browser's language (Accept-Language) among LANGUAGES (docs/i18n.md).
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -73,6 +75,17 @@ DATABASES = {
         os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"), conn_max_age=60
     )
 }
+# SQLite under a multi-process server (docs/security.md, "Exactly once"): a token request is one
+# transaction that writes, so it takes the write lock when it begins (IMMEDIATE) instead of
+# failing with "database is locked" when it first writes after reading; a writer waits up to
+# 20 s for the lock; WAL lets readers go on while one process writes.
+SQLITE_OPTIONS = {
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+    "init_command": "PRAGMA journal_mode=WAL;",
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {**SQLITE_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -80,6 +93,8 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
+# The languages cells-oidc ships translations for (docs/i18n.md); a site lists the ones it offers.
+LANGUAGES = [("en", "English"), ("fr", "Français"), ("de", "Deutsch"), ("es", "Español"), ("it", "Italiano")]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
