@@ -22,6 +22,7 @@ from oauthlib.oauth2.rfc8628.grant_types import DeviceCodeGrant
 
 from cells_oidc.adapter import get_adapter
 from cells_oidc.conf import app_settings
+from cells_oidc.internal.context import sign_in_context
 from cells_oidc.internal.endpoints import absolute_url
 from cells_oidc.models import TokenFamily, checksum, policy_for
 
@@ -208,8 +209,7 @@ def redeem_device_code(client_id: str, device_code: Any, request: Any) -> str | 
     # even nothing (oauthlib takes an empty request.scopes as unset and would read the request's
     # own scope parameter instead; None leaves it the defaults, as at the device endpoint).
     request.scope = grant.scope or None
-    request.cells_family = family
-    request.cells_auth_time = int(now.timestamp())
+    sign_in_context(request).bind(family)  # auth_time: now; no browser session (sid "")
     return DeviceCodeGrant.DEVICE_CODE_AUTHORIZED
 
 

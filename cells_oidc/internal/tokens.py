@@ -20,6 +20,7 @@ from oauthlib.common import generate_token
 from cells_oidc.adapter import get_adapter
 from cells_oidc.conf import app_settings
 from cells_oidc.internal import keys
+from cells_oidc.internal.context import sign_in_context
 from cells_oidc.internal.endpoints import issuer
 
 ACCESS_TOKEN_TYP = "at+jwt"  # RFC 9068 §2.1
@@ -59,12 +60,11 @@ def access_token_claims(request: Any, *, now: int | None = None) -> dict[str, An
         # stored expiry) just before calling the generator: the three must agree.
         "exp": now + _lifetime(request),
     }
-    auth_time = getattr(request, "cells_auth_time", None)
-    if auth_time is not None:
-        claims["auth_time"] = int(auth_time)
-    sid = getattr(request, "cells_sid", None)
-    if sid:
-        claims["sid"] = sid
+    context = sign_in_context(request)
+    if context.auth_time is not None:
+        claims["auth_time"] = int(context.auth_time)
+    if context.sid:
+        claims["sid"] = context.sid
     return claims
 
 
@@ -100,9 +100,7 @@ def _audience(values: list[str]) -> str | list[str]:
 
 def generate_access_token(request: Any, refresh_token: bool = False) -> str:
     """DOT's ``ACCESS_TOKEN_GENERATOR``: a signed RFC 9068 JWT."""
-    claims = access_token_claims(request)
-    request.cells_access_jti = claims["jti"]
-    return sign(claims, typ=ACCESS_TOKEN_TYP)
+    return sign(access_token_claims(request), typ=ACCESS_TOKEN_TYP)
 
 
 def generate_refresh_token(request: Any) -> str:

@@ -24,6 +24,7 @@ from oauth2_provider.settings import oauth2_settings
 from cells_oidc.adapter import get_adapter
 from cells_oidc.conf import app_settings
 from cells_oidc.internal import client_auth, pkce, redirects
+from cells_oidc.internal.context import sign_in_context
 from cells_oidc.internal.device import DEVICE_GRANT, redeem_device_code
 from cells_oidc.internal.endpoints import issuer
 from cells_oidc.internal.tokens import ID_TOKEN_TYP, sign
@@ -56,14 +57,6 @@ def _refuse_unallowed_resources(request: Any, resources: Any) -> None:
     allowed = policy_for(client).allowed_resource_set() if client is not None else frozenset()
     if any(value not in allowed for value in resources):
         raise _invalid_target(request, "The client may not request tokens for this resource.")
-
-
-def _epoch(value: datetime | None) -> int | None:
-    if value is None:
-        return None
-    if timezone.is_naive(value):
-        value = value.replace(tzinfo=dt_timezone.utc)
-    return int(value.timestamp())
 
 
 class CellsOAuth2Validator(OAuth2Validator):
@@ -191,7 +184,7 @@ class CellsOAuth2Validator(OAuth2Validator):
         _refuse_unallowed_resources(request, effective)
         request.resource = effective
         # The refresh token keeps the grant's resources, as it keeps its scope (RFC 6749 §6).
-        request.cells_granted_resources = granted
+        sign_in_context(request).granted_resources = granted
 
     def _check_and_set_request_resource(self, request: Any) -> None:
         # DOT's check while saving the tokens, for every grant (client credentials included),
@@ -204,7 +197,7 @@ class CellsOAuth2Validator(OAuth2Validator):
     ) -> Any:
         # RFC 8707 §2.2: an access token narrowed to some resources does not narrow the refresh
         # token; later refreshes may ask again for any resource of the grant.
-        granted = getattr(request, "cells_granted_resources", None)
+        granted = sign_in_context(request).granted_resources
         if granted is None:
             return super()._create_refresh_token(
                 request, refresh_token_code, access_token, previous_refresh_token
@@ -261,12 +254,13 @@ class CellsOAuth2Validator(OAuth2Validator):
             )
         with transaction.atomic():
             self._create_authorization_code(request, code)
-            auth_time = getattr(request, "cells_auth_time", None)
+            context = sign_in_context(request)
+            auth_time = context.auth_time
             TokenFamily.objects.create(
                 application=request.client,
                 user=request.user,
                 code_checksum=checksum(code["code"]),
-                sid=getattr(request, "cells_sid", "") or "",
+                sid=context.sid,
                 auth_time=datetime.fromtimestamp(auth_time, tz=dt_timezone.utc)
                 if auth_time is not None
                 else timezone.now(),
@@ -279,11 +273,11 @@ class CellsOAuth2Validator(OAuth2Validator):
     def _named_redirect_uri(request: Any) -> str:
         """The ``redirect_uri`` the authorization request named, "" when it named none.
 
-        The authorization view passes it explicitly (``cells_named_redirect_uri``): the
-        credentials it hands oauthlib always carry the redirect URI, defaulted or not. Without
-        it, oauthlib's ``using_default_redirect_uri`` says; unknown counts as named (stricter).
+        The authorization view passes it explicitly (in the sign-in context): the credentials it
+        hands oauthlib always carry the redirect URI, defaulted or not. Without it, oauthlib's
+        ``using_default_redirect_uri`` says; unknown counts as named (stricter).
         """
-        named = getattr(request, "cells_named_redirect_uri", None)
+        named = sign_in_context(request).named_redirect_uri
         if isinstance(named, str):
             return named
         if getattr(request, "using_default_redirect_uri", False):
@@ -325,10 +319,9 @@ class CellsOAuth2Validator(OAuth2Validator):
             return False  # RFC 7636 §4.6, RFC 9700 §4.8.2 (a verifier without a challenge)
         if not get_adapter().can_sign_in(user=grant.user, client=client):
             return False
-        request.cells_grant = grant
-        request.cells_family = family
-        request.cells_auth_time = _epoch(family.auth_time)
-        request.cells_sid = family.sid
+        context = sign_in_context(request)
+        context.grant = grant
+        context.bind(family)
         request.scopes = grant.scope.split()
         request.user = grant.user
         if grant.nonce:
@@ -345,7 +338,7 @@ class CellsOAuth2Validator(OAuth2Validator):
         return True
 
     def _stashed_grant(self, code: str, request: Any) -> Any:
-        grant = getattr(request, "cells_grant", None)
+        grant = sign_in_context(request).grant
         return grant if grant is not None and grant.code == code else None
 
     def invalidate_authorization_code(
@@ -367,7 +360,7 @@ class CellsOAuth2Validator(OAuth2Validator):
     ) -> bool:
         request = kwargs.get("request") or (args[0] if args else None)
         grant = self._stashed_grant(code, request) if request is not None else None
-        family = getattr(request, "cells_family", None)
+        family = sign_in_context(request).family if request is not None else None
         if (
             grant is not None
             and family is not None
@@ -396,7 +389,7 @@ class CellsOAuth2Validator(OAuth2Validator):
         refresh without ``scope`` gets all of it. A family from before the scope was recorded
         on it (``scope == ""``) keeps DOT's rule (the previous access token's scope).
         """
-        family = getattr(request, "cells_family", None)
+        family = sign_in_context(request).family
         if family is not None and family.scope:
             return family.scope
         return super().get_original_scopes(refresh_token, request, *args, **kwargs)
@@ -419,13 +412,11 @@ class CellsOAuth2Validator(OAuth2Validator):
         if not get_adapter().can_sign_in(user=rt.user, client=client):
             return False
         if family is not None:
-            request.cells_family = family
-            request.cells_auth_time = _epoch(family.auth_time)
-            request.cells_sid = family.sid
+            sign_in_context(request).bind(family)
         return True
 
     def _save_bearer_token(self, token: dict[str, Any], request: Any, *args: Any, **kwargs: Any) -> None:
-        family = getattr(request, "cells_family", None)
+        family = sign_in_context(request).family
         # A sign-in's first tokens (code exchange, or a device code): not a refresh.
         first_issue = request.grant_type != "refresh_token"
         # OpenID Connect Core §11: a refresh token only for offline access (Cells says
@@ -503,11 +494,11 @@ class CellsOAuth2Validator(OAuth2Validator):
         self, token: Any, token_handler: Any, request: Any
     ) -> tuple[dict[str, Any], Any]:
         claims, expiration_time = super().get_id_token_dictionary(token, token_handler, request)
-        auth_time = getattr(request, "cells_auth_time", None)
-        if auth_time is not None:
+        context = sign_in_context(request)
+        if context.auth_time is not None:
             # OpenID Connect Core §12.2: a refreshed ID token keeps the original auth_time.
-            claims["auth_time"] = auth_time
-        sid = getattr(request, "cells_sid", None)
+            claims["auth_time"] = context.auth_time
+        sid = context.sid
         if sid:
             claims["sid"] = sid  # OpenID Connect Front-Channel Logout §3
         if getattr(request, "grant_type", None) == "refresh_token":

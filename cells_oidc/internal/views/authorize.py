@@ -40,6 +40,7 @@ from oauthlib.openid.connect.core import exceptions as oidc_errors
 from cells_oidc.adapter import get_adapter
 from cells_oidc.conf import app_settings
 from cells_oidc.internal import consent, pages, pkce, redirects, sessions, tokens
+from cells_oidc.internal.context import authorization_credentials
 from cells_oidc.internal.endpoints import issuer
 from cells_oidc.internal.validators import valid_resource_indicator
 from cells_oidc.internal.views.common import omit_empty_parameters, without_empty_values
@@ -346,10 +347,12 @@ class AuthorizationView(dot_views.AuthorizationView):
         credentials = {
             **credentials,
             "user": request.user,
-            "cells_sid": sessions.session_id(request),
-            "cells_auth_time": sessions.auth_time(request),
-            # RFC 6749 §4.1.3: whether the code exchange must repeat redirect_uri ("" = not named).
-            "cells_named_redirect_uri": params.get("redirect_uri") or "",
+            **authorization_credentials(
+                sid=sessions.session_id(request),
+                auth_time=sessions.auth_time(request),
+                # RFC 6749 §4.1.3: whether the code exchange must repeat redirect_uri ("" = not named).
+                named_redirect_uri=params.get("redirect_uri") or "",
+            ),
         }
         for key in ("code_challenge", "code_challenge_method", "nonce", "claims"):
             credentials.setdefault(key, None)
