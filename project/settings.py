@@ -75,6 +75,17 @@ DATABASES = {
         os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"), conn_max_age=60
     )
 }
+# SQLite under a multi-process server (docs/security.md, "Exactly once"): a token request is one
+# transaction that writes, so it takes the write lock when it begins (IMMEDIATE) instead of
+# failing with "database is locked" when it first writes after reading; a writer waits up to
+# 20 s for the lock; WAL lets readers go on while one process writes.
+SQLITE_OPTIONS = {
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+    "init_command": "PRAGMA journal_mode=WAL;",
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {**SQLITE_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
