@@ -7,7 +7,13 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
-from oauth2_provider.models import get_application_model
+from oauth2_provider.models import (
+    get_access_token_model,
+    get_application_model,
+    get_grant_model,
+    get_id_token_model,
+    get_refresh_token_model,
+)
 
 from cells_oidc.models import Client, ClientPolicy, PersonalAccessToken, TokenFamily
 
@@ -73,6 +79,8 @@ class ClientPolicyInline(admin.StackedInline):
     can_delete = False
     max_num = 1
     min_num = 1
+    # The inline's heading reads "Policy: <client name>" (ClientPolicy.__str__).
+    verbose_name = _("policy")
     verbose_name_plural = _("policy")
     fields = (
         "require_pkce",
@@ -85,6 +93,11 @@ class ClientPolicyInline(admin.StackedInline):
     )
 
 
+#: Fields that only mean something for a confidential client (RFC 6749 §2.1: a public client has
+#: no credentials), hidden on the page of a public one.
+SECRET_FIELDS = ("client_secret", "hash_client_secret")
+
+
 @admin.register(Client)
 class ClientAdmin(admin.ModelAdmin):
     form = ClientForm
@@ -93,6 +106,16 @@ class ClientAdmin(admin.ModelAdmin):
     list_filter = ("client_type", "authorization_grant_type", "skip_authorization")
     search_fields = ("client_id", "name")
     ordering = ("client_id",)
+    # DOT's Application.get_absolute_url names DOT's own management views (namespace
+    # "oauth2_provider"), which cells-oidc does not mount: the client has no page on the site.
+    view_on_site = False
+
+    def get_fields(self, request: Any, obj: Any = None) -> Any:
+        fields = list(super().get_fields(request, obj))
+        if obj is not None and obj.client_type == Client.CLIENT_PUBLIC:
+            # Left out of the form, the stored values are kept as they are.
+            fields = [name for name in fields if name not in SECRET_FIELDS]
+        return fields
 
 
 @admin.register(TokenFamily)
@@ -112,10 +135,20 @@ class TokenFamilyAdmin(admin.ModelAdmin):
             family.revoke()
 
 
-# DOT's own application admin would validate redirect URIs with DOT's rules; this one replaces it.
-_application = get_application_model()
-if admin.site.is_registered(_application):
-    admin.site.unregister(_application)
+# DOT's own admins (docs/admin.md). Its application admin would validate redirect URIs with DOT's
+# rules: the client admin above replaces it. Its token admins would let a staff member edit or delete
+# a stored token as a row: deleting an access token's row does not revoke the JWT, which APIs verify
+# locally (RFC 7009 §2 needs the deny-list), and editing one rewrites a credential. Sign-ins are
+# revoked as a whole under "Token families" instead (TokenFamily.revoke()).
+for _model in (
+    get_application_model(),
+    get_access_token_model(),
+    get_refresh_token_model(),
+    get_grant_model(),
+    get_id_token_model(),
+):
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)
 
 
 # ---- personal access tokens ------------------------------------------------------------------

@@ -163,7 +163,10 @@ class ClientPolicy(models.Model):
         verbose_name_plural = _("client policies")
 
     def __str__(self) -> str:
-        return f"policy of {self.application_id}"
+        # The heading of the policy on the client's admin page: the client's name, else its id.
+        if self.application_id is None:
+            return str(_("new client"))
+        return self.application.name or self.application.client_id
 
     def allowed_scope_set(self) -> frozenset[str] | None:
         """The scopes this client may request, or ``None`` when it is not restricted."""

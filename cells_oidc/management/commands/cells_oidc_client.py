@@ -37,23 +37,89 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
         sub.add_parser("list", help="List the clients.")
-        for name in ("show", "rotate-secret", "remove"):
-            sub.add_parser(name).add_argument("client_id")
-        put = sub.add_parser("set", help="Create a client, or update the given fields of one.")
-        put.add_argument("client_id")
-        put.add_argument("--name")
-        kind = put.add_mutually_exclusive_group()
-        kind.add_argument("--public", dest="client_type", action="store_const", const=Client.CLIENT_PUBLIC)
-        kind.add_argument(
-            "--confidential", dest="client_type", action="store_const", const=Client.CLIENT_CONFIDENTIAL
+        for name, what in (
+            ("show", "Print a client's registration and policy."),
+            ("rotate-secret", "Give a confidential client a new secret, printed once."),
+            ("remove", "Delete a client and every token issued to it."),
+        ):
+            sub.add_parser(name, help=what, description=what).add_argument(
+                "client_id", help="The client's client_id."
+            )
+        put = sub.add_parser(
+            "set",
+            help="Create a client, or update the given fields of one.",
+            description="Create the client CLIENT_ID, or update only the options given (running it "
+            "twice changes nothing). Values are validated as in the admin; a new confidential "
+            "client's secret is printed once.",
         )
-        put.add_argument("--redirect-uri", action="append", dest="redirect_uris", metavar="URI")
-        put.add_argument("--post-logout-uri", action="append", dest="post_logout_uris", metavar="URI")
-        put.add_argument("--origin", action="append", dest="origins", metavar="ORIGIN")
-        put.add_argument("--pkce", action=argparse.BooleanOptionalAction, default=None)
-        put.add_argument("--confirm", action=argparse.BooleanOptionalAction, default=None)
-        put.add_argument("--first-party", action=argparse.BooleanOptionalAction, default=None)
-        put.add_argument("--scopes")
+        put.add_argument("client_id", help="The client_id the application sends.")
+        put.add_argument("--name", help="The name shown to users on the consent and account pages.")
+        kind = put.add_mutually_exclusive_group()
+        kind.add_argument(
+            "--public",
+            dest="client_type",
+            action="store_const",
+            const=Client.CLIENT_PUBLIC,
+            help="A native or browser application that cannot keep a secret (the default for a new "
+            "client; RFC 6749 §2.1). Fixed once the client exists.",
+        )
+        kind.add_argument(
+            "--confidential",
+            dest="client_type",
+            action="store_const",
+            const=Client.CLIENT_CONFIDENTIAL,
+            help="A server-side application that authenticates with a secret (printed once).",
+        )
+        put.add_argument(
+            "--redirect-uri",
+            action="append",
+            dest="redirect_uris",
+            metavar="URI",
+            help="A redirect URI (repeat for several; replaces the list). Matched exactly, plus "
+            "loopback port ranges http://127.0.0.1:[3636-3666]/cb, serverName and custom schemes "
+            "(docs/redirect-uris.md).",
+        )
+        put.add_argument(
+            "--post-logout-uri",
+            action="append",
+            dest="post_logout_uris",
+            metavar="URI",
+            help="Where RP-initiated logout may send the user back (repeat; replaces the list).",
+        )
+        put.add_argument(
+            "--origin",
+            action="append",
+            dest="origins",
+            metavar="ORIGIN",
+            help="An origin (scheme://host[:port]) whose JavaScript may call the token, userinfo and "
+            "revocation endpoints: CORS (repeat; replaces the list).",
+        )
+        put.add_argument(
+            "--pkce",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="Require an S256 PKCE challenge (RFC 7636; default for a new client: yes). "
+            "--no-pkce only for legacy public clients that send none.",
+        )
+        put.add_argument(
+            "--confirm",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="Ask a signed-in user 'Continue as …' before a code goes to a public native client "
+            "(RFC 8252 §8.6; default: yes).",
+        )
+        put.add_argument(
+            "--first-party",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="A client of this site itself: no consent page (default: no, users are asked).",
+        )
+        put.add_argument(
+            "--scopes",
+            metavar='"SCOPE ..."',
+            help='The scopes the client may ask for, space-separated (e.g. "openid profile"); '
+            '"" allows every configured scope.',
+        )
         put.add_argument(
             "--allow-admin-scope",
             action=argparse.BooleanOptionalAction,
