@@ -252,7 +252,7 @@ class MintTokenForm(forms.Form):
 
     label = forms.CharField(
         max_length=100,
-        error_messages={"required": _("Say what the token is for, for example \u201cnightly backup\u201d.")},
+        error_messages={"required": _("Say what the token is for, for example “nightly backup”.")},
     )
     scope = forms.MultipleChoiceField(error_messages={"required": _("Choose at least one permission.")})
     mode = forms.ChoiceField(choices=[(FIXED, FIXED), (AUTO_REFRESH, AUTO_REFRESH)])
