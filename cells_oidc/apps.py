@@ -49,11 +49,11 @@ def _connect_resource_receivers() -> None:
 
 
 def _connect_account_receivers() -> None:
-    # The account page lists the user's browser sessions. Connected after the receiver of
-    # cells_oidc.internal.sessions, which gives the session the sid recorded with it.
+    # The account page lists the user's browser sessions. Connected after on_user_logged_in,
+    # which gives the session the sid recorded with it.
     from django.contrib.auth.signals import user_logged_in, user_logged_out
 
-    from cells_oidc.internal.views.account import forget_session, record_session
+    from cells_oidc.internal.sessions import forget_session, record_session
 
     user_logged_in.connect(record_session, dispatch_uid="cells_oidc.account.record_session")
     user_logged_out.connect(forget_session, dispatch_uid="cells_oidc.account.forget_session")

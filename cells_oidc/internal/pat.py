@@ -30,6 +30,7 @@ from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
 from cells_oidc.conf import ADMIN_SCOPE, app_settings
+from cells_oidc.internal.sessions import TOUCH_INTERVAL
 from cells_oidc.models import PersonalAccessToken, TokenFamily, checksum
 
 if TYPE_CHECKING:
@@ -46,9 +47,9 @@ _TOKEN_RE = re.compile(TOKEN_PATTERN)
 #: Characters shown to identify a token in lists (the prefix and the first four of the secret).
 HINT_LENGTH = len(PAT_PREFIX) + 4
 
-#: "Last used" is written at most this often per token, and an auto-refreshing expiry is pushed
-#: forward in steps of at most this size: a token used on every request costs one UPDATE a minute.
-TOUCH_INTERVAL = timedelta(seconds=60)
+# "Last used" is written at most once per TOUCH_INTERVAL per token, and an auto-refreshing expiry
+# is pushed forward in steps of at most that size: a token used on every request costs one UPDATE
+# a minute.
 #: The shortest auto-refresh window (a shorter one would expire between two pushes).
 MIN_AUTO_REFRESH = timedelta(seconds=60)
 #: Scopes that make no sense for a PAT (it is not refreshed by a client; it *is* the long-lived grant).

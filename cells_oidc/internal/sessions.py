@@ -1,24 +1,48 @@
-"""What the provider remembers in the browser session: when and how the user signed in.
+"""Browser sessions at the provider: when and how the user signed in, and where they are signed in.
 
-Filled by a ``user_logged_in`` receiver, so it works with any login page built on Django's
-authentication (ours, the admin's, a site's own).
+- In the Django session: ``auth_time`` and the session id ``sid`` of the sign-in
+  (:func:`on_user_logged_in`), and whether the login was made for the authorization request
+  at hand (:func:`consume_fresh_login`).
+- In :class:`~cells_oidc.models.UserSession`: the user's browser sessions, listed and ended on
+  the account page (:func:`record_session`, :func:`forget_session`, :func:`touch`,
+  :func:`active_sessions`), and the tokens issued from them (:func:`revoke_session_tokens`).
+
+Filled by ``user_logged_in``/``user_logged_out`` receivers (connected in ``apps.py``), so it
+works with any login page built on Django's authentication (ours, the admin's, a site's own).
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
+from datetime import timedelta
+from importlib import import_module
 from typing import Any
 
+from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext_lazy as _
+
+from cells_oidc.models import TokenFamily, UserSession
+
+logger = logging.getLogger("cells_oidc.account")
 
 AUTH_TIME_KEY = "cells_oidc.auth_time"
 SID_KEY = "cells_oidc.sid"
 FRESH_KEY = "cells_oidc.fresh_login"
 #: How long after a login its authorization request counts as confirmed by it (seconds).
 FRESH_MAX_AGE = 5 * 60
+#: Longest ``next`` URL remembered as the authorization request a login was made for: an
+#: authorization request's URL (its query holds at most a few long parameters, such as an ID
+#: token hint); a longer one is simply not remembered.
 MAX_NEXT_LENGTH = 16384
+#: How often, at most, a "last seen" or "last used" time is written (browser sessions here,
+#: personal access tokens in :mod:`cells_oidc.internal.pat`): one UPDATE a minute, not one a request.
+TOUCH_INTERVAL = timedelta(minutes=1)
 
 
 def on_user_logged_in(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
@@ -70,3 +94,117 @@ def session_id(request: HttpRequest) -> str:
         sid = secrets.token_urlsafe(24)
         request.session[SID_KEY] = sid
     return sid
+
+
+# ---- the user's browser sessions (the account page) ---------------------------------------------
+def session_store(session_key: str | None = None) -> Any:
+    """The Django session ``session_key`` of the configured engine."""
+    return import_module(settings.SESSION_ENGINE).SessionStore(session_key=session_key)
+
+
+def record_session(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
+    """``user_logged_in`` receiver: remember this browser session of ``user``.
+
+    Connected after :func:`on_user_logged_in`, which gives the session its ``sid``. Never breaks
+    a login: a failure is logged.
+    """
+    session = getattr(request, "session", None)
+    key = getattr(session, "session_key", None)
+    if request is None or session is None or not key:
+        return
+    try:
+        UserSession.objects.update_or_create(
+            session_key=key,
+            defaults={
+                "user": user,
+                "sid": session_id(request),
+                "user_agent": request.headers.get("User-Agent", "")[:300],
+                "last_seen": timezone.now(),
+            },
+        )
+    except DatabaseError:
+        logger.exception("could not record the session of user %s", getattr(user, "pk", None))
+
+
+def forget_session(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
+    """``user_logged_out`` receiver: the session is over, forget it."""
+    key = getattr(getattr(request, "session", None), "session_key", None)
+    if key:
+        try:
+            UserSession.objects.filter(session_key=key).delete()
+        except DatabaseError:
+            logger.exception("could not forget a session")
+
+
+def touch(request: HttpRequest) -> None:
+    """Note that the current session was just used (at most once per :data:`TOUCH_INTERVAL`)."""
+    key = request.session.session_key
+    if key:
+        now = timezone.now()
+        UserSession.objects.filter(session_key=key, user=request.user).exclude(
+            last_seen__gt=now - TOUCH_INTERVAL
+        ).update(last_seen=now)
+
+
+#: (marker in the User-Agent, name), first match wins: Edge and Opera also say "Chrome", Chrome
+#: also says "Safari", Android also says "Linux", iOS also says "Mac OS X".
+_BROWSERS = [
+    ("Edg/", "Edge"),
+    ("OPR/", "Opera"),
+    ("Firefox/", "Firefox"),
+    ("HeadlessChrome/", "Headless Chrome"),
+    ("Chromium/", "Chromium"),
+    ("Chrome/", "Chrome"),
+    ("CriOS/", "Chrome"),
+    ("Safari/", "Safari"),
+    ("curl/", "curl"),
+]
+_SYSTEMS = [
+    ("Android", "Android"),
+    ("iPhone", "iPhone"),
+    ("iPad", "iPad"),
+    ("CrOS", "ChromeOS"),
+    ("Windows", "Windows"),
+    ("Macintosh", "macOS"),
+    ("Linux", "Linux"),
+]
+
+
+def describe_user_agent(user_agent: str) -> str:
+    """``Mozilla/5.0 (X11; Linux x86_64) … Firefox/128.0`` → ``Firefox on Linux``."""
+    browser = next((name for marker, name in _BROWSERS if marker in user_agent), None)
+    system = next((name for marker, name in _SYSTEMS if marker in user_agent), None)
+    if browser and system:
+        return str(_("%(browser)s on %(system)s") % {"browser": browser, "system": system})
+    return browser or system or str(_("Unknown browser"))
+
+
+def active_sessions(request: HttpRequest) -> list[UserSession]:
+    """The user's sessions that still exist (rows of ended or expired sessions are removed)."""
+    current = request.session.session_key
+    alive, dead = [], []
+    for row in UserSession.objects.filter(user=request.user).order_by("-last_seen", "-created"):
+        row.device = describe_user_agent(row.user_agent)  # type: ignore[attr-defined]
+        if row.session_key == current:
+            row.is_current = True  # type: ignore[attr-defined]
+            alive.append(row)
+            continue
+        data = session_store(row.session_key).load()
+        if str(data.get("_auth_user_id", "")) == str(request.user.pk):
+            row.is_current = False  # type: ignore[attr-defined]
+            alive.append(row)
+        else:
+            dead.append(row.pk)
+    if dead:
+        UserSession.objects.filter(pk__in=dead).delete()
+    alive.sort(key=lambda r: not r.is_current)  # type: ignore[attr-defined]
+    return alive
+
+
+def revoke_session_tokens(user: Any, sids: set[str]) -> None:
+    """Revoke the token families of ``user`` issued from the browser sessions ``sids``
+    (RFC 7009 §2.1: every token of each sign-in), as the account page and logout end a session."""
+    sids = {sid for sid in sids if sid}
+    if sids:
+        for family in TokenFamily.objects.filter(user=user, sid__in=sids, revoked__isnull=True):
+            family.revoke()

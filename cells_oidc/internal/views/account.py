@@ -4,9 +4,10 @@
   the last time they renewed their access, and a button that revokes every token of that sign-in
   (RFC 7009 §2.1: revoking a grant revokes its refresh and access tokens);
 - remembered consents (see :mod:`cells_oidc.internal.consent`), each with a button to withdraw it;
-- active browser sessions at the provider (filled by :func:`record_session`, a ``user_logged_in``
-  receiver), each with a button that ends it: the Django session is deleted and the tokens issued
-  from it are revoked (as RP-initiated logout does for the current one);
+- active browser sessions at the provider (:func:`cells_oidc.internal.sessions.active_sessions`,
+  filled by a ``user_logged_in`` receiver there), each with a button that ends it: the Django
+  session is deleted and the tokens issued from it are revoked (as RP-initiated logout does for
+  the current one);
 - personal access tokens (:mod:`cells_oidc.internal.pat`): listed without their secret, each with a button
   that revokes it, and, when ``CELLS_OIDC_PAT_SELF_SERVICE`` is on, a form that mints one and
   shows its secret once, in the answer to that POST only (never in a URL, the session or a log).
@@ -17,15 +18,12 @@ from __future__ import annotations
 import logging
 import secrets
 from datetime import datetime, timedelta
-from importlib import import_module
 from typing import Any
 from uuid import UUID
 
 from django import forms
-from django.conf import settings
 from django.contrib.auth import logout
 from django.core.cache import cache
-from django.db import DatabaseError
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
@@ -38,7 +36,7 @@ from oauth2_provider.scopes import get_scopes_backend
 
 from cells_oidc.conf import app_settings
 from cells_oidc.internal import consent, grants, pages, pat, sessions
-from cells_oidc.models import PersonalAccessToken, TokenFamily, UserSession
+from cells_oidc.models import PersonalAccessToken, UserSession
 
 logger = logging.getLogger("cells_oidc.account")
 
@@ -52,119 +50,6 @@ NOTICES = {
         "Personal access token revoked. Every request that presents it is refused from now on."
     ),
 }
-TOUCH_INTERVAL = timedelta(minutes=1)
-
-
-# ---- sessions ----------------------------------------------------------------------------------
-def _session_store(session_key: str | None = None) -> Any:
-    return import_module(settings.SESSION_ENGINE).SessionStore(session_key=session_key)
-
-
-def record_session(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
-    """``user_logged_in`` receiver: remember this browser session of ``user``.
-
-    Connected after :func:`cells_oidc.internal.sessions.on_user_logged_in`, which gives the session
-    its ``sid``. Never breaks a login: a failure is logged.
-    """
-    session = getattr(request, "session", None)
-    key = getattr(session, "session_key", None)
-    if request is None or session is None or not key:
-        return
-    try:
-        UserSession.objects.update_or_create(
-            session_key=key,
-            defaults={
-                "user": user,
-                "sid": sessions.session_id(request),
-                "user_agent": request.headers.get("User-Agent", "")[:300],
-                "last_seen": timezone.now(),
-            },
-        )
-    except DatabaseError:
-        logger.exception("could not record the session of user %s", getattr(user, "pk", None))
-
-
-def forget_session(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
-    """``user_logged_out`` receiver: the session is over, forget it."""
-    key = getattr(getattr(request, "session", None), "session_key", None)
-    if key:
-        try:
-            UserSession.objects.filter(session_key=key).delete()
-        except DatabaseError:
-            logger.exception("could not forget a session")
-
-
-def touch(request: HttpRequest) -> None:
-    """Note that the current session was just used (at most once a minute)."""
-    key = request.session.session_key
-    if key:
-        now = timezone.now()
-        UserSession.objects.filter(session_key=key, user=request.user).exclude(
-            last_seen__gt=now - TOUCH_INTERVAL
-        ).update(last_seen=now)
-
-
-#: (marker in the User-Agent, name), first match wins: Edge and Opera also say "Chrome", Chrome
-#: also says "Safari", Android also says "Linux", iOS also says "Mac OS X".
-_BROWSERS = [
-    ("Edg/", "Edge"),
-    ("OPR/", "Opera"),
-    ("Firefox/", "Firefox"),
-    ("HeadlessChrome/", "Headless Chrome"),
-    ("Chromium/", "Chromium"),
-    ("Chrome/", "Chrome"),
-    ("CriOS/", "Chrome"),
-    ("Safari/", "Safari"),
-    ("curl/", "curl"),
-]
-_SYSTEMS = [
-    ("Android", "Android"),
-    ("iPhone", "iPhone"),
-    ("iPad", "iPad"),
-    ("CrOS", "ChromeOS"),
-    ("Windows", "Windows"),
-    ("Macintosh", "macOS"),
-    ("Linux", "Linux"),
-]
-
-
-def describe_user_agent(user_agent: str) -> str:
-    """``Mozilla/5.0 (X11; Linux x86_64) … Firefox/128.0`` → ``Firefox on Linux``."""
-    browser = next((name for marker, name in _BROWSERS if marker in user_agent), None)
-    system = next((name for marker, name in _SYSTEMS if marker in user_agent), None)
-    if browser and system:
-        return str(_("%(browser)s on %(system)s") % {"browser": browser, "system": system})
-    return browser or system or str(_("Unknown browser"))
-
-
-def active_sessions(request: HttpRequest) -> list[UserSession]:
-    """The user's sessions that still exist (rows of ended or expired sessions are removed)."""
-    current = request.session.session_key
-    alive, dead = [], []
-    for row in UserSession.objects.filter(user=request.user).order_by("-last_seen", "-created"):
-        row.device = describe_user_agent(row.user_agent)  # type: ignore[attr-defined]
-        if row.session_key == current:
-            row.is_current = True  # type: ignore[attr-defined]
-            alive.append(row)
-            continue
-        data = _session_store(row.session_key).load()
-        if str(data.get("_auth_user_id", "")) == str(request.user.pk):
-            row.is_current = False  # type: ignore[attr-defined]
-            alive.append(row)
-        else:
-            dead.append(row.pk)
-    if dead:
-        UserSession.objects.filter(pk__in=dead).delete()
-    alive.sort(key=lambda r: not r.is_current)  # type: ignore[attr-defined]
-    return alive
-
-
-def revoke_session_tokens(user: Any, sids: set[str]) -> None:
-    """Revoke the token families issued from the browser sessions ``sids``."""
-    sids = {sid for sid in sids if sid}
-    if sids:
-        for family in TokenFamily.objects.filter(user=user, sid__in=sids, revoked__isnull=True):
-            family.revoke()
 
 
 # ---- token families ----------------------------------------------------------------------------
@@ -375,7 +260,7 @@ def render_account(
     mint_refused: bool = False,
 ) -> HttpResponse:
     """The account page (also with a mint form that failed: ``status`` 400, or 403 when refused)."""
-    touch(request)
+    sessions.touch(request)
     consents = [
         {"consent": c, "application": c.application, "scope_descriptions": describe(c.scope)}
         for c in consent.of_user(request.user)
@@ -386,7 +271,7 @@ def render_account(
         {
             "applications": held_applications(request.user),
             "consents": consents,
-            "sessions": active_sessions(request),
+            "sessions": sessions.active_sessions(request),
             "notice": notice,
             "personal_tokens": personal_tokens(request.user),
             "mint_form": form if form is not None else MintTokenForm(),
@@ -430,16 +315,16 @@ class EndSessionView(AccountActionView):
             return self.done("missing")
         if row.session_key == request.session.session_key:
             # Ending this very session is signing out here.
-            revoke_session_tokens(request.user, {row.sid, request.session.get(sessions.SID_KEY, "")})
+            sessions.revoke_session_tokens(request.user, {row.sid, request.session.get(sessions.SID_KEY, "")})
             logout(request)
             return HttpResponseRedirect(reverse("cells_oidc:logged-out"), status=303)
-        store = _session_store(row.session_key)
+        store = sessions.session_store(row.session_key)
         data = store.load()
         sids = {row.sid}
         if str(data.get("_auth_user_id", "")) == str(request.user.pk):
             sids.add(str(data.get(sessions.SID_KEY, "")))
             store.delete(row.session_key)
-        revoke_session_tokens(request.user, sids)
+        sessions.revoke_session_tokens(request.user, sids)
         row.delete()
         return self.done("ended")
 

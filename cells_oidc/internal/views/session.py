@@ -27,7 +27,6 @@ from oauth2_provider.models import get_application_model, get_id_token_model
 from cells_oidc.conf import app_settings
 from cells_oidc.internal import pages, redirects, sessions, tokens
 from cells_oidc.internal.views.common import omit_empty_parameters
-from cells_oidc.models import TokenFamily
 
 
 def application_for_next(next_url: str | None) -> Any:
@@ -200,12 +199,10 @@ class LogoutView(dot_views.RPInitiatedLogoutView):
         token_user: Any = None,
     ) -> HttpResponse:
         if self.request.user.is_authenticated:
+            # The tokens issued from this browser session end with it; those of the hint's
+            # session, when the user confirmed a hint of another one, do not.
             sid = self.request.session.get(sessions.SID_KEY)
-            if sid:
-                # The tokens issued from this browser session end with it; those of the hint's
-                # session, when the user confirmed a hint of another one, do not.
-                for family in TokenFamily.objects.filter(sid=sid, revoked__isnull=True):
-                    family.revoke()
+            sessions.revoke_session_tokens(self.request.user, {sid} if isinstance(sid, str) else set())
         logout(self.request)
         if post_logout_redirect_uri:
             target = post_logout_redirect_uri
