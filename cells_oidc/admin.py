@@ -315,3 +315,25 @@ class PersonalAccessTokenAdmin(admin.ModelAdmin):
 
         count = sum(1 for token in queryset if pat.revoke(token))
         self.message_user(request, _("%(count)d token(s) revoked.") % {"count": count})
+
+
+# ---- sign-in locks (cells_oidc.internal.throttle): an action on the site's user admin -------------
+@admin.action(description=_("Unlock sign-in (clear too many failed passwords)"), permissions=["change"])
+def unlock_sign_in(modeladmin: Any, request: Any, queryset: Any) -> None:
+    from cells_oidc.internal import throttle
+    from cells_oidc.management.commands.cells_oidc_unlock import logins_of
+
+    users = list(queryset)
+    throttle.unlock(logins=[login for user in users for login in logins_of(user)])
+    modeladmin.message_user(request, _("Sign-in unlocked for %(count)d user(s).") % {"count": len(users)})
+
+
+def _add_unlock_action() -> None:
+    from django.contrib.auth import get_user_model
+
+    user_admin = admin.site._registry.get(get_user_model())
+    if user_admin is not None and unlock_sign_in not in (user_admin.actions or []):
+        user_admin.actions = [*(user_admin.actions or []), unlock_sign_in]
+
+
+_add_unlock_action()

@@ -18,7 +18,7 @@ from __future__ import annotations
 from django.urls import URLPattern, URLResolver, include, path, re_path
 
 from cells_oidc.internal import pages
-from cells_oidc.internal.views import account, authorize, device, discovery, oob, session, token
+from cells_oidc.internal.views import account, authorize, device, discovery, health, oob, session, token
 
 __all__ = ["app_name", "mount", "provider_urlpatterns", "site_urlpatterns", "urlpatterns"]
 
@@ -53,6 +53,9 @@ provider_urlpatterns: list[URLPattern | URLResolver] = [
     path("account/tokens/new", account.MintTokenView.as_view(), name="account-token-create"),
     path("account/tokens/<int:pk>/revoke", account.RevokeTokenView.as_view(), name="account-token-revoke"),
     path("brand.css", pages.brand_css, name="brand-css"),
+    # Probes (docs/deploy.md): liveness without I/O; readiness checks database, caches and key.
+    path("healthz", health.LivenessView.as_view(), name="healthz"),
+    path("readyz", health.ReadinessView.as_view(), name="readyz"),
 ]
 
 #: Pages Cells' clients expect at the site root.

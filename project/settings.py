@@ -38,6 +38,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: throttles (429) and outages (503, never an HTML 500), docs/deploy.md.
+    "cells_oidc.middleware.ProviderMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves collectstatic's output (STATIC_ROOT) under any WSGI server, gunicorn included.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -111,6 +113,33 @@ CSRF_COOKIE_SECURE = not DEBUG
 X_FRAME_OPTIONS = "DENY"
 # A CSRF failure (an expired login form, say) gets the provider's styled error page.
 CSRF_FAILURE_VIEW = "cells_oidc.views.csrf_failure"
+
+# ---- state every process shares (docs/deploy.md) ------------------------------------------------
+# A broken persistent connection (the database restarted) is replaced at the next request.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql"):
+    # Fail fast when PostgreSQL is unreachable: the request is answered 503 in seconds, not hung.
+    DATABASES["default"]["OPTIONS"] = {"connect_timeout": 3, **DATABASES["default"].get("OPTIONS", {})}
+# The revocation deny-list and the throttles (and the key caches) must be seen by every process:
+# Redis when REDIS_URL is set, else the database cache (`manage.py createcachetable`, done by
+# `make run`), which every process and machine of the database shares. Never LocMemCache
+# (check cells_oidc.E013). No culling of the deny-list: MAX_ENTRIES is far above its size.
+if os.environ.get("REDIS_URL"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["REDIS_URL"],
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "cells_oidc_cache",
+            "OPTIONS": {"MAX_ENTRIES": 1_000_000},
+        }
+    }
 
 # ---- cells-oidc --------------------------------------------------------------------------------
 CELLS_OIDC_SITE_URL = os.environ.get("CELLS_OIDC_SITE_URL", "http://127.0.0.1:8000")

@@ -41,3 +41,14 @@ ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; never in production
 SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
+# The suite runs in one process: its LocMemCache is allowed (check cells_oidc.E013); never in a site.
+CELLS_OIDC_ALLOW_PROCESS_LOCAL_CACHE = True
+# Request-rate limits far above what any test sends from 127.0.0.1 (the race tests send hundreds of
+# token requests a minute); tests/test_throttle.py sets the real ones. The failure limits (sign-in,
+# device codes) keep their defaults.
+CELLS_OIDC_THROTTLES = {
+    "token_client_ip": (100_000, 60),
+    "token_ip": (100_000, 60),
+    "introspect_client_ip": (100_000, 60),
+    "pat_failure_ip": (100_000, 600),
+}

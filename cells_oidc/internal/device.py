@@ -8,7 +8,6 @@ redemption of an approved device code. The endpoint and the pages live in
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import timedelta
 from typing import Any
@@ -21,7 +20,7 @@ from oauth2_provider.models import get_application_model, get_device_grant_model
 from oauthlib.oauth2.rfc8628.grant_types import DeviceCodeGrant
 
 from cells_oidc.adapter import get_adapter
-from cells_oidc.conf import app_settings
+from cells_oidc.internal import throttle
 from cells_oidc.internal.context import sign_in_context
 from cells_oidc.internal.endpoints import absolute_url
 from cells_oidc.models import TokenFamily, checksum, policy_for
@@ -98,30 +97,34 @@ def record_issued(client_id: str, data: dict[str, Any]) -> None:
 
 
 # ---- failure limit of the user code (RFC 8628 §5.1) ----------------------------------------------
-def _failure_keys(request: Any) -> list[str]:
-    keys = [f"cells_oidc:device-failures:user:{request.user.pk}"]
+def _failure_identities(request: Any) -> list[str]:
+    identities = [f"user:{request.user.pk}"]
     session_key = request.session.session_key
     if session_key:
-        digest = hashlib.sha256(session_key.encode()).hexdigest()[:32]
-        keys.append(f"cells_oidc:device-failures:session:{digest}")
-    return keys
+        identities.append(f"session:{session_key}")  # hashed by the throttle
+    return identities
 
 
-def too_many_failures(request: Any) -> bool:
-    """Whether this user or browser session typed too many wrong codes lately."""
-    limit = app_settings.DEVICE_MAX_FAILURES
-    return any((cache.get(key) or 0) >= limit for key in _failure_keys(request))
+def too_many_failures(request: Any) -> int:
+    """Seconds until this user and browser session may type a code again (0: they may now).
+
+    The shared throttle (:mod:`cells_oidc.internal.throttle`, rule ``device_code``): the limit
+    holds across every process of the site.
+    """
+    current = throttle.rule("device_code")
+    for identity in _failure_identities(request):
+        try:
+            throttle.check(current, identity)
+        except throttle.Throttled as exc:
+            return exc.retry_after
+    return 0
 
 
 def record_failure(request: Any) -> None:
     """Count a wrong code against the user and the browser session."""
-    window = app_settings.DEVICE_FAILURE_WINDOW
-    for key in _failure_keys(request):
-        if not cache.add(key, 1, timeout=window):
-            try:
-                cache.incr(key)
-            except ValueError:  # expired between add and incr
-                cache.set(key, 1, timeout=window)
+    current = throttle.rule("device_code")
+    for identity in _failure_identities(request):
+        throttle.hit(current, identity)
 
 
 # ---- the verification pages: lookup and decision -------------------------------------------------

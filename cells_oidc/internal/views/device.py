@@ -117,10 +117,13 @@ class DeviceView(pages.SignedInPageMixin, View):
 
     def post(self, request: HttpRequest) -> HttpResponse:
         typed = request.POST.get("user_code", "")[:64]
-        if device.too_many_failures(request):
-            return self.render(
+        retry_after = device.too_many_failures(request)
+        if retry_after:
+            response = self.render(
                 typed, _("Too many wrong codes. Wait a few minutes, then try again."), status=429
             )
+            response["Retry-After"] = str(retry_after)  # RFC 6585 §4
+            return response
         grant = device.find_pending(typed)
         if grant is None:
             device.record_failure(request)

@@ -1,0 +1,224 @@
+"""The one throttle of cells-oidc: fixed-window counters in a cache every process shares.
+
+Every limit of the app goes through here (docs/security.md, "Throttling"): failed sign-ins per
+typed login and per client IP, token and introspection requests per client and IP, refused
+personal access tokens per IP, wrong device user codes per user and browser session. The rules
+and their limits are ``CELLS_OIDC_THROTTLES`` (:attr:`cells_oidc.conf.AppSettings.THROTTLES`).
+
+A counter is one cache key per rule, identity and window (``window = now // seconds``): created
+with ``cache.add`` (atomic: Redis ``SET NX``, an ``INSERT`` of the database cache) and raised with
+``cache.incr`` (atomic on Redis and Memcached; a read and a write on the database and file
+caches, where concurrent failures may be under-counted by the few that race). A fixed window lets
+a client spend up to twice a limit across a window boundary; the windows are short and the limits
+low enough that this does not matter for password guessing.
+
+Cache down: :class:`ThrottleUnavailable` (answered 503 ``temporarily_unavailable`` by
+:class:`cells_oidc.middleware.ProviderMiddleware`) unless ``CELLS_OIDC_THROTTLE_FAIL_OPEN`` lets
+the request through; the failure is logged either way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.http import HttpRequest
+
+from cells_oidc.conf import app_settings
+
+__all__ = [
+    "Rule",
+    "ThrottleUnavailable",
+    "Throttled",
+    "check",
+    "client_ip",
+    "hit",
+    "login_failed",
+    "login_locked",
+    "login_succeeded",
+    "reset",
+    "rule",
+    "unlock",
+]
+
+logger = logging.getLogger("cells_oidc.throttle")
+
+KEY_PREFIX = "cells_oidc:throttle:"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A limit: at most ``limit`` events per identity in each ``window`` seconds."""
+
+    name: str
+    limit: int
+    window: int
+
+
+class Throttled(Exception):
+    """An identity is over the limit of ``rule``: answer 429 with ``Retry-After``."""
+
+    def __init__(self, rule: Rule, retry_after: int) -> None:
+        super().__init__(f"{rule.name}: over {rule.limit} per {rule.window} s")
+        self.rule = rule
+        self.retry_after = max(1, retry_after)
+
+
+class ThrottleUnavailable(Exception):
+    """The throttle cache cannot be reached and the throttles fail closed: answer 503."""
+
+
+def rule(name: str) -> Rule:
+    limit, window = app_settings.THROTTLES[name]
+    return Rule(name, limit, window)
+
+
+def _cache() -> Any:
+    from django.core.cache import caches
+
+    return caches[app_settings.THROTTLE_CACHE]
+
+
+def _key(rule: Rule, identity: str, now: float) -> tuple[str, int]:
+    """The counter's key in the current window, and the seconds left in that window."""
+    index = int(now // rule.window)
+    digest = hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+    return f"{KEY_PREFIX}{rule.name}:{digest}:{index}", int((index + 1) * rule.window - now) + 1
+
+
+def _unavailable(exc: Exception) -> None:
+    logger.error("The throttle cache is unavailable (%s: %s).", type(exc).__name__, exc)
+    if not app_settings.THROTTLE_FAIL_OPEN:
+        raise ThrottleUnavailable(str(exc)) from exc
+
+
+def count(rule: Rule, identity: str) -> tuple[int, int]:
+    """``(events so far, seconds until the window ends)`` of ``identity``."""
+    key, left = _key(rule, identity, time.time())
+    try:
+        return int(_cache().get(key) or 0), left
+    except Exception as exc:  # noqa: BLE001 - any backend error (Redis down, missing table …)
+        _unavailable(exc)
+        return 0, left
+
+
+def check(rule: Rule, identity: str) -> None:
+    """Raise :class:`Throttled` when ``identity`` already reached the limit of ``rule``."""
+    events, left = count(rule, identity)
+    if events >= rule.limit:
+        raise Throttled(rule, left)
+
+
+def hit(rule: Rule, identity: str) -> int:
+    """Count one event of ``identity``; return the count in this window (0 when failing open)."""
+    key, left = _key(rule, identity, time.time())
+    timeout = left + 5
+    try:
+        cache = _cache()
+        if cache.add(key, 1, timeout):
+            return 1
+        try:
+            return int(cache.incr(key))
+        except ValueError:  # expired between add and incr
+            cache.set(key, 1, timeout)
+            return 1
+    except Exception as exc:  # noqa: BLE001
+        _unavailable(exc)
+        return 0
+
+
+def consume(rule: Rule, identity: str) -> None:
+    """Count a request of ``identity`` and raise :class:`Throttled` past the limit (rate limits)."""
+    if hit(rule, identity) > rule.limit:
+        raise Throttled(rule, _key(rule, identity, time.time())[1])
+
+
+def reset(rule: Rule, identity: str) -> None:
+    """Forget the events of ``identity`` in the current window."""
+    key, _left = _key(rule, identity, time.time())
+    try:
+        _cache().delete(key)
+    except Exception as exc:  # noqa: BLE001
+        _unavailable(exc)
+
+
+# ---- the client ----------------------------------------------------------------------------------
+def client_ip(request: HttpRequest) -> str:
+    """The client's address: ``REMOTE_ADDR``, or the trusted proxy's header
+    (``CELLS_OIDC_CLIENT_IP_HEADER``, ``CELLS_OIDC_TRUSTED_PROXY_COUNT`` entries from the right).
+
+    IPv6 addresses count per /64 (one host usually holds a whole /64, and could otherwise take a
+    new address for every guess). Anything unparsable is one shared identity, ``"unknown"``.
+    """
+    value = request.META.get("REMOTE_ADDR", "")
+    header = app_settings.CLIENT_IP_HEADER
+    if header:
+        forwarded = request.headers.get(header, "")
+        parts = [part.strip() for part in forwarded.split(",") if part.strip()]
+        if parts:
+            value = parts[-min(app_settings.TRUSTED_PROXY_COUNT, len(parts))]
+    return ip_identity(value)
+
+
+def ip_identity(value: str) -> str:
+    """The throttle identity of an address (IPv6 per /64), ``"unknown"`` when unparsable."""
+    try:
+        address = ipaddress.ip_address(value.strip("[]"))
+    except ValueError:
+        return "unknown"
+    if address.version == 6 and address.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address.ipv4_mapped or address) if address.version == 6 else str(address)
+
+
+def normalize_login(login: object) -> str:
+    """The identity of a typed login: stripped and case-folded, at most 150 characters."""
+    return str(login or "").strip().casefold()[:150]
+
+
+# ---- sign-in (the provider's login page, the Django admin's, any authenticate(request=…)) ---------
+def login_locked(request: HttpRequest, login: object) -> None:
+    """Raise :class:`Throttled` when ``login`` or the client's IP is locked.
+
+    Checked before the password is looked at, whatever the account: a locked login gets the
+    same answer whether the account exists or not, and the right password does not help.
+    """
+    check(rule("login_account"), normalize_login(login))
+    check(rule("login_ip"), client_ip(request))
+
+
+def login_failed(request: HttpRequest, login: object) -> None:
+    """Count a failed sign-in of ``login`` from the client's IP; log a lockout when one begins."""
+    ip = client_ip(request)
+    typed = normalize_login(login)
+    for current, identity in ((rule("login_account"), typed), (rule("login_ip"), ip)):
+        if hit(current, identity) == current.limit:
+            # The audit trail of lockouts: one record when a lock begins.
+            logger.warning(
+                "Sign-in locked: %s limit reached (%d failures in %d s) for login %r from %s.",
+                current.name,
+                current.limit,
+                current.window,
+                typed[:64],
+                ip,
+            )
+
+
+def login_succeeded(request: HttpRequest, login: object) -> None:
+    """A successful sign-in clears the failures of its login (not those of the IP)."""
+    reset(rule("login_account"), normalize_login(login))
+
+
+def unlock(*, logins: Iterable[str] = (), ips: Iterable[str] = ()) -> None:
+    """Lift the sign-in locks of ``logins`` and ``ips`` (the admin action and the command)."""
+    for login in logins:
+        reset(rule("login_account"), normalize_login(login))
+        logger.warning("Sign-in unlocked for login %r.", normalize_login(login)[:64])
+    for ip in ips:
+        reset(rule("login_ip"), ip_identity(ip))
+        logger.warning("Sign-in unlocked for IP %s.", ip_identity(ip))
