@@ -11,7 +11,8 @@
 Answers as RFC 6750 §3 says: ``401`` with ``WWW-Authenticate: Bearer realm="…"`` when no token is
 presented, ``401`` ``error="invalid_token"`` for a bad one, ``400`` ``error="invalid_request"`` for a
 malformed header, ``403`` ``error="insufficient_scope", scope="…"`` when a scope is missing; the
-body is a JSON ``{"error": …, "error_description": …}``.
+body is a JSON ``{"error": …, "error_description": …}``. The answers are built by
+:mod:`cells_oidc.internal.bearer`, as those of the DRF classes and of userinfo.
 """
 
 from __future__ import annotations
@@ -21,60 +22,46 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 
-from cells_oidc.internal.resource import (
+from cells_oidc.internal.bearer import (
+    INSUFFICIENT_SCOPE,
+    NO_TOKEN,
     BearerRequestError,
-    InvalidToken,
-    authenticate_token,
     bearer_token,
+    invalid_token_description,
+    refusal,
     validate_scopes,
-    www_authenticate,
 )
+from cells_oidc.internal.jws import InvalidToken
+from cells_oidc.internal.resource import authenticate_token
 
 __all__ = ["bearer_token_required"]
 
 View = Callable[..., Any]
 
 
-def _challenge(
-    status: int, error: str | None, description: str, *, scope: Iterable[str] | None = None
-) -> HttpResponse:
-    body: dict[str, str] = {"error_description": description}
-    if error:
-        body = {"error": error, **body}
-    response = JsonResponse(body, status=status)
-    response["WWW-Authenticate"] = www_authenticate(error, description if error else None, scope=scope)
-    response["Cache-Control"] = "no-store"
-    return response
-
-
 def authenticate_request(request: HttpRequest, scopes: frozenset[str]) -> HttpResponse | None:
     """Authenticate ``request`` by its bearer token; ``None`` when it may go on, else the answer.
 
     On success ``request.user`` is the token's user and ``request.auth`` its
-    :class:`cells_oidc.internal.resource.TokenInfo`.
+    :class:`cells_oidc.internal.token_info.TokenInfo`.
     """
     try:
         token = bearer_token(request)
     except BearerRequestError as exc:
-        return _challenge(400, exc.error, str(exc))
+        return refusal(exc.status, exc.error, str(exc))
     if token is None:
         # RFC 6750 §3.1: no error code when the request carries no credentials.
-        return _challenge(401, None, "A bearer token is required.")
+        return refusal(401, None, NO_TOKEN)
     try:
         user, info = authenticate_token(token)
     except InvalidToken as exc:
-        return _challenge(401, exc.error, f"Invalid bearer token: {exc}.")
+        return refusal(401, exc.error, invalid_token_description(exc.reason))
     request.user = user
     request.auth = info  # type: ignore[attr-defined]
     if not info.has_scopes(scopes):
-        return _challenge(
-            403,
-            "insufficient_scope",
-            "The access token does not grant the scope this request needs.",
-            scope=scopes,
-        )
+        return refusal(403, "insufficient_scope", INSUFFICIENT_SCOPE, scope=scopes)
     return None
 
 

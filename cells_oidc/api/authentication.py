@@ -8,14 +8,10 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
-from cells_oidc.internal.resource import (
-    BearerRequestError,
-    InvalidToken,
-    TokenInfo,
-    authenticate_token,
-    bearer_token,
-    www_authenticate,
-)
+from cells_oidc.internal.bearer import BearerRequestError, bearer_token, challenge, invalid_token_description
+from cells_oidc.internal.jws import InvalidToken
+from cells_oidc.internal.resource import authenticate_token
+from cells_oidc.internal.token_info import TokenInfo
 
 __all__ = ["BearerTokenAuthentication", "InvalidRequest"]
 
@@ -34,7 +30,7 @@ class BearerTokenAuthentication(BaseAuthentication):
 
     - no ``Authorization`` header, or another scheme: not ours, ``None`` (the next class tries);
     - a good token: ``request.user`` is the user of the token, ``request.auth`` a
-      :class:`cells_oidc.internal.resource.TokenInfo` (kind, subject, client id, scopes, claims);
+      :class:`cells_oidc.internal.token_info.TokenInfo` (kind, subject, client id, scopes, claims);
     - a bad token: ``AuthenticationFailed``, answered ``401`` with
       ``WWW-Authenticate: Bearer realm="…", error="invalid_token"``; a malformed header or a
       token in the query string: ``400`` ``invalid_request`` (RFC 6750 §3.1).
@@ -54,9 +50,10 @@ class BearerTokenAuthentication(BaseAuthentication):
         try:
             return authenticate_token(token)
         except InvalidToken as exc:
-            setattr(request, _ERROR_ATTRIBUTE, (exc.error, f"Invalid bearer token: {exc}."))
-            raise exceptions.AuthenticationFailed(f"Invalid bearer token: {exc}.", code=exc.error) from None
+            description = invalid_token_description(exc.reason)
+            setattr(request, _ERROR_ATTRIBUTE, (exc.error, description))
+            raise exceptions.AuthenticationFailed(description, code=exc.error) from None
 
     def authenticate_header(self, request: Request) -> str:
         error, description = getattr(request, _ERROR_ATTRIBUTE, (None, None))
-        return www_authenticate(error, description)
+        return challenge(error, description)

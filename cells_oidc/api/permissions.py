@@ -8,7 +8,8 @@ from typing import Any
 from rest_framework import exceptions
 from rest_framework.permissions import BasePermission
 
-from cells_oidc.internal.resource import TokenInfo, validate_scopes, www_authenticate
+from cells_oidc.internal.bearer import INSUFFICIENT_SCOPE, challenge, validate_scopes
+from cells_oidc.internal.token_info import TokenInfo
 
 __all__ = ["HasScope", "InsufficientScope", "TokenHasScopes"]
 
@@ -23,11 +24,7 @@ class InsufficientScope(exceptions.PermissionDenied):
         names = " ".join(sorted(self.scopes))
         super().__init__(f"This request needs the scope {names}.", code=self.default_code)
         # DRF's exception handler copies ``auth_header`` into ``WWW-Authenticate``.
-        self.auth_header = www_authenticate(
-            "insufficient_scope",
-            "The access token does not grant the scope this request needs.",
-            scope=self.scopes,
-        )
+        self.auth_header = challenge("insufficient_scope", INSUFFICIENT_SCOPE, scope=self.scopes)
 
 
 class TokenHasScopes(BasePermission):

@@ -24,17 +24,18 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
+from cells_oidc.adapter import get_adapter
 from cells_oidc.conf import ADMIN_SCOPE, app_settings
+from cells_oidc.internal.endpoints import issuer
+from cells_oidc.internal.jws import InvalidToken
 from cells_oidc.internal.sessions import TOUCH_INTERVAL
+from cells_oidc.internal.token_info import TokenInfo
 from cells_oidc.models import PersonalAccessToken, TokenFamily, checksum
-
-if TYPE_CHECKING:
-    from cells_oidc.internal.resource import TokenInfo
 
 PAT_PREFIX = "cpat_"
 _SECRET_LENGTH = 43  # len(secrets.token_urlsafe(32))
@@ -305,16 +306,14 @@ def live(queryset: Any = None) -> Any:
 
 # ---- use ------------------------------------------------------------------------------------
 def authenticate_pat(token: str) -> tuple[Any, TokenInfo]:
-    """Verify a presented PAT and return its user and :class:`~cells_oidc.internal.resource.TokenInfo`.
+    """Verify a presented PAT and return its user and :class:`~cells_oidc.internal.token_info.TokenInfo`.
 
     One SELECT per call (the token, its user and the sign-in that minted it); an UPDATE only
     when "last used" is older than :data:`TOUCH_INTERVAL` or an auto-refreshing expiry is due to
     move forward by at least one step. Raises
-    :class:`cells_oidc.internal.resource.InvalidToken` for a malformed, unknown, revoked or expired token,
+    :class:`cells_oidc.internal.jws.InvalidToken` for a malformed, unknown, revoked or expired token,
     one minted by a sign-in since revoked, or an inactive user.
     """
-    from cells_oidc.internal.resource import InvalidToken
-
     if not is_well_formed(token):
         raise InvalidToken("malformed personal access token")
     pat = (
@@ -369,10 +368,6 @@ def _touch(pat: PersonalAccessToken, now: datetime) -> None:
 
 
 def _token_info(pat: PersonalAccessToken) -> TokenInfo:
-    from cells_oidc.adapter import get_adapter
-    from cells_oidc.internal.endpoints import issuer
-    from cells_oidc.internal.resource import TokenInfo
-
     subject = get_adapter().subject(pat.user)
     expires_at = int(pat.expires.timestamp())
     # Never the administrative scope, even in a row written by other means than mint().
@@ -402,8 +397,6 @@ def introspect(token: str) -> dict[str, Any] | None:
     An introspection by a resource server is a use of the token: it refreshes "last used" and an
     auto-refresh window like any other request.
     """
-    from cells_oidc.internal.resource import InvalidToken
-
     if not isinstance(token, str) or not token.startswith(PAT_PREFIX):
         return None
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from django.db import router, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import View
 from oauth2_provider import views as dot_views
@@ -18,7 +19,7 @@ from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib.common import Request as OauthlibRequest
 
 from cells_oidc.adapter import get_adapter
-from cells_oidc.internal import pat, tokens
+from cells_oidc.internal import bearer, pat, tokens
 from cells_oidc.internal.device import DEVICE_GRANT
 from cells_oidc.internal.endpoints import absolute_url, issuer
 from cells_oidc.internal.views.common import ApiEndpointMixin, json_error
@@ -38,7 +39,12 @@ class TokenView(ApiEndpointMixin, dot_views.TokenView):
             return json_error("invalid_request", "grant_type is required.")
         if grant_type == DEVICE_GRANT and not request.POST.get("device_code"):
             return json_error("invalid_request", "device_code is required.")  # RFC 8628 §3.4
-        return super().post(request, *args, **kwargs)
+        # Exactly once (docs/security.md): the whole request is one transaction. The locks the
+        # validator takes (the sign-in's TokenFamily row) are held until its tokens, or the
+        # revocation a replay causes, are committed. oauthlib answers errors rather than raising
+        # them, so an invalid_grant commits the revocation it caused; only a crash rolls back.
+        with transaction.atomic(using=router.db_for_write(get_access_token_model())):
+            return super().post(request, *args, **kwargs)
 
     def device_flow_token_response(
         self, request: HttpRequest, device_code: str, *args: Any, **kwargs: Any
@@ -78,61 +84,37 @@ class UserInfoView(ApiEndpointMixin, dot_views.UserInfoView):
         return self.userinfo(request)
 
     def userinfo(self, request: HttpRequest) -> HttpResponse:
-        token, refusal = presented_bearer_token(request)
-        if refusal is not None:
-            return refusal
+        # Every refusal is the resource server's (cells_oidc.internal.bearer): the same challenge,
+        # realm and reasons as the site's APIs and @bearer_token_required.
+        try:
+            token = bearer.bearer_token(request, body_allowed=True, query_allowed=False)
+        except bearer.BearerRequestError as exc:
+            return bearer.refusal(exc.status, exc.error, str(exc))
+        if token is None:
+            return bearer.refusal(401, None, bearer.NO_TOKEN)  # RFC 6750 §3.1: no error code
+        try:
+            # Our access tokens only: an ID token (typ JWT) or a forgery is refused here.
+            tokens.verify(token, typ=tokens.ACCESS_TOKEN_TYP)
+        except tokens.InvalidToken as exc:
+            return bearer.refusal(401, exc.error, bearer.invalid_token_description(exc.reason))
         access = (
             get_access_token_model()
             .objects.select_related("user", "application")
             .filter(token_checksum=checksum(token))
             .first()
         )
-        if (
-            access is not None
-            and access.user is not None
-            and not get_adapter().can_sign_in(user=access.user, client=access.application)
+        if access is None or not access.is_valid():
+            return bearer.refusal(401, "invalid_token", bearer.invalid_token_description("revoked"))
+        if access.user is not None and not get_adapter().can_sign_in(
+            user=access.user, client=access.application
         ):
             # A deactivated account's tokens stop working at once (DOT only checks expiry).
-            return bearer_challenge("invalid_token", "The access token is not valid.")
-        if access is not None and access.is_valid() and "openid" not in access.scope.split():
+            return bearer.refusal(401, "invalid_token", bearer.invalid_token_description("inactive user"))
+        if "openid" not in access.scope.split():
             # OpenID Connect Core §5.3.3, RFC 6750 §3.1: a live token without the openid scope
             # is short of scope (403), not invalid (oauthlib says 401); Keycloak does the same.
-            return bearer_challenge("insufficient_scope", "The access token lacks the openid scope.", 403)
+            return bearer.refusal(403, "insufficient_scope", bearer.INSUFFICIENT_SCOPE, scope={"openid"})
         return self._create_userinfo_response(request)
-
-
-def bearer_challenge(error: str | None, description: str, status: int = 401) -> HttpResponse:
-    """An RFC 6750 §3 refusal: JSON body and a ``WWW-Authenticate: Bearer`` challenge."""
-    response = json_error(error or "invalid_token", description, status=status)
-    params = [f'realm="{issuer()}"']
-    if error:
-        # RFC 6750 §3.1: no error code when the request carried no credentials at all.
-        params += [f'error="{error}"', f'error_description="{description}"']
-    response["WWW-Authenticate"] = "Bearer " + ", ".join(params)
-    return response
-
-
-def presented_bearer_token(request: HttpRequest) -> tuple[str, HttpResponse | None]:
-    """The bearer token of ``request``, or a refusal saying how it was presented wrongly."""
-    if "access_token" in request.GET:
-        return "", bearer_challenge(
-            "invalid_request", "Send the access token in the Authorization header, not in the URL.", 400
-        )
-    in_body = request.method == "POST" and "access_token" in request.POST
-    header = request.headers.get("Authorization")
-    if header is None:
-        if in_body and request.POST["access_token"]:
-            return request.POST["access_token"], None
-        return "", bearer_challenge(None, "An access token is required.")
-    scheme, _, credentials = header.strip().partition(" ")
-    credentials = credentials.strip()
-    if in_body:
-        return "", bearer_challenge("invalid_request", "Send the access token by one method only.", 400)
-    if scheme.lower() != "bearer":
-        return "", bearer_challenge(None, "An access token is required.")
-    if not credentials or " " in credentials:
-        return "", bearer_challenge("invalid_request", "The Authorization header is malformed.", 400)
-    return credentials, None
 
 
 class IntrospectView(ApiEndpointMixin, OAuthLibMixin, View):

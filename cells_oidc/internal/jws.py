@@ -1,0 +1,272 @@
+"""Verification of signed JWTs (RFC 7515, RFC 7519, RFC 8725, RFC 9068): the one verifier.
+
+Pure functions without Django: the key is looked up through a ``key_for(kid)`` callable and the
+issuer, audiences and clock are arguments. The provider checks its own tokens with it
+(:func:`cells_oidc.internal.tokens.verify`: ID token hints, introspection) and the resource
+server checks bearer tokens with it (:mod:`cells_oidc.internal.resource`, same site or remote).
+
+Every refusal is an :class:`InvalidToken` whose ``reason`` says which rule failed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Collection, Iterable
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from jwcrypto import jwk
+from jwcrypto.common import JWException
+
+__all__ = [
+    "ACCESS_TOKEN_CLAIMS",
+    "ACCESS_TOKEN_TYP",
+    "ALLOWED_ALGORITHMS",
+    "ID_TOKEN_TYP",
+    "MAX_KID_LENGTH",
+    "MAX_TOKEN_LENGTH",
+    "InvalidToken",
+    "KeyLookup",
+    "check_claims",
+    "numeric_date",
+    "public_key_from_jwk",
+    "verify",
+    "verify_signature",
+]
+
+#: RFC 9068 §2.1: the ``typ`` of an access token.
+ACCESS_TOKEN_TYP = "at+jwt"
+#: OpenID Connect Core §2 leaves ``typ`` open; the provider marks its ID tokens ``JWT``.
+ID_TOKEN_TYP = "JWT"
+#: RFC 8725 §3.1: the one algorithm accepted. Never ``none``, never an HMAC (whose "secret" an
+#: attacker would pick as our public key), never whatever the token header asks for.
+ALLOWED_ALGORITHMS = frozenset({"RS256"})
+#: Header parameters that would make us fetch or trust a key named by the token itself
+#: (RFC 8725 §3.10, RFC 7515 §4.1.2–4.1.6), or change what the signature covers (RFC 7797).
+FORBIDDEN_HEADER_PARAMETERS = frozenset({"jku", "jwk", "x5u", "x5c", "b64"})
+#: RFC 9068 §2.2: claims every access token carries (``exp`` is required by every check of time).
+ACCESS_TOKEN_CLAIMS = ("iat", "sub", "client_id", "jti")
+#: Far longer than any token we issue; bounds the work spent on garbage.
+MAX_TOKEN_LENGTH = 16 * 1024
+MAX_KID_LENGTH = 256
+MIN_RSA_BITS = 2048
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
+#: ``key_for(kid)``: the RSA public key the issuer publishes under ``kid``, or ``None``.
+KeyLookup = Callable[[str], "rsa.RSAPublicKey | None"]
+
+
+class InvalidToken(Exception):
+    """A token that must be refused.
+
+    ``reason`` (also ``str()``) is a short phrase for logs and developers, e.g. ``"expired"``;
+    ``error`` is the RFC 6750 §3.1 error code an API answers with.
+    """
+
+    error = "invalid_token"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def verify(
+    token: object,
+    *,
+    key_for: KeyLookup,
+    typ: str,
+    issuer: str,
+    audiences: Iterable[str] | None = None,
+    required: Collection[str] = (),
+    check_time: bool = True,
+    leeway: int = 0,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """Verify a compact JWS of type ``typ`` and return its claims, or raise :class:`InvalidToken`.
+
+    :func:`verify_signature` (form, header, signature), then :func:`check_claims`.
+    """
+    claims = verify_signature(token, key_for=key_for, typ=typ)
+    check_claims(
+        claims,
+        issuer=issuer,
+        audiences=audiences,
+        required=required,
+        check_time=check_time,
+        leeway=leeway,
+        now=now,
+    )
+    return claims
+
+
+def verify_signature(token: object, *, key_for: KeyLookup, typ: str) -> dict[str, Any]:
+    """Check the form, the protected header and the signature of a JWT; return its (unchecked) claims.
+
+    ``typ`` is the expected type: the header's ``typ`` must be it or ``application/<typ>``,
+    compared case-insensitively (RFC 7515 §4.1.9). ``key_for`` is called only for a well-formed
+    ``kid`` of a token whose header passed every check.
+    """
+    # RFC 7515 §7.1: the compact serialisation, three base64url parts; nothing else (no JWE,
+    # no JSON serialisation, no unsigned token).
+    if isinstance(token, str) and len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidToken("token too long")
+    if not isinstance(token, str) or not _COMPACT_JWS.fullmatch(token):
+        raise InvalidToken("not a compact JWS")
+    encoded_header, encoded_payload, encoded_signature = token.split(".")
+    if not encoded_signature:
+        raise InvalidToken("unsigned token")
+    header = _json_object(encoded_header)
+    # RFC 8725 §3.1, §2.1: the algorithm comes from our allow-list, not from the token.
+    if header.get("alg") not in ALLOWED_ALGORITHMS:
+        raise InvalidToken("algorithm not allowed")
+    # RFC 9068 §4 / RFC 8725 §3.11: explicit typing keeps ID tokens (typ JWT) out of APIs and
+    # access tokens out of ID token hints.
+    expected = typ.lower()
+    header_typ = header.get("typ")
+    if not isinstance(header_typ, str) or header_typ.lower() not in (expected, f"application/{expected}"):
+        raise InvalidToken("not an access token" if expected == ACCESS_TOKEN_TYP else "unexpected token type")
+    # RFC 7515 §4.1.11: we understand no extension, so any "crit" must be refused.
+    if "crit" in header:
+        raise InvalidToken("unsupported critical header")
+    if FORBIDDEN_HEADER_PARAMETERS & header.keys():
+        raise InvalidToken("unsupported header parameter")
+    kid = header.get("kid")
+    # RFC 7515 §4.1.4: kid is only a hint to pick among the issuer's published keys; it is looked
+    # up in a dict, never used as a path, URL or query.
+    if not isinstance(kid, str) or not kid or len(kid) > MAX_KID_LENGTH:
+        raise InvalidToken("missing key id")
+    public_key = key_for(kid)
+    if public_key is None:
+        raise InvalidToken("unknown key")
+    signature = _b64decode(encoded_signature)
+    signing_input = f"{encoded_header}.{encoded_payload}".encode("ascii")
+    try:
+        public_key.verify(signature, signing_input, padding.PKCS1v15(), hashes.SHA256())
+    except InvalidSignature as exc:
+        raise InvalidToken("bad signature") from exc
+    return _json_object(encoded_payload)
+
+
+def check_claims(
+    claims: dict[str, Any],
+    *,
+    issuer: str,
+    audiences: Iterable[str] | None = None,
+    required: Collection[str] = (),
+    check_time: bool = True,
+    leeway: int = 0,
+    now: float | None = None,
+) -> None:
+    """The claim rules of RFC 7519 §4.1 and RFC 9068 §4; raise :class:`InvalidToken`.
+
+    - ``iss`` is exactly ``issuer``;
+    - with ``audiences`` (``None``: not checked), ``aud`` names one of them;
+    - with ``check_time``: ``exp`` is required and in the future, ``iat`` and ``nbf`` (when
+      present) are not in the future, each with ``leeway`` seconds;
+    - every claim of ``required`` is present: ``iat`` a NumericDate, the others non-empty strings.
+    """
+    # RFC 9068 §4: iss must be exactly the issuer (OpenID Connect Discovery §4.3: byte for byte).
+    if claims.get("iss") != issuer:
+        raise InvalidToken("wrong issuer")
+    if audiences is not None:
+        expected = {value for value in audiences if value}
+        if not expected:
+            raise InvalidToken("no audience configured")
+        aud = claims.get("aud")
+        token_audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+        # RFC 9068 §4, RFC 7519 §4.1.3: aud must contain an identifier of this resource server.
+        if not expected.intersection(value for value in token_audiences if isinstance(value, str)):
+            raise InvalidToken("wrong audience")
+    if "iat" in required and numeric_date(claims.get("iat")) is None:
+        raise InvalidToken("missing issue time")
+    if check_time:
+        _check_time(claims, leeway=leeway, now=time.time() if now is None else now)
+    # RFC 9068 §2.2: sub and client_id are required strings; jti too (it names the token).
+    for name in required:
+        value = claims.get(name)
+        if name != "iat" and (not isinstance(value, str) or not value):
+            raise InvalidToken(f"missing {name}")
+    if "scope" in claims and not isinstance(claims["scope"], str):
+        raise InvalidToken("malformed scope")
+
+
+def _check_time(claims: dict[str, Any], *, leeway: int, now: float) -> None:
+    # RFC 7519 §4.1.4–4.1.6, with a small leeway for clock skew.
+    exp = numeric_date(claims.get("exp"))
+    if exp is None:
+        raise InvalidToken("missing expiry")
+    if now >= exp + leeway:
+        raise InvalidToken("expired")
+    if "iat" in claims:
+        iat = numeric_date(claims["iat"])
+        if iat is None or iat - leeway > now:
+            raise InvalidToken("issued in the future")
+    if "nbf" in claims:
+        nbf = numeric_date(claims["nbf"])
+        if nbf is None or nbf - leeway > now:
+            raise InvalidToken("not yet valid")
+
+
+def numeric_date(value: object) -> float | None:
+    """``value`` as an RFC 7519 §2 NumericDate (a finite JSON number, never a boolean), or ``None``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def public_key_from_jwk(data: object) -> rsa.RSAPublicKey | None:
+    """The RSA public key of a JWK usable for RS256 signatures, or ``None`` (RFC 7517 §4, §6.3)."""
+    if not isinstance(data, dict) or data.get("kty") != "RSA":
+        return None
+    if data.get("use", "sig") != "sig" or data.get("alg", "RS256") not in ALLOWED_ALGORITHMS:
+        return None
+    public = {name: data[name] for name in ("kty", "n", "e") if name in data}
+    try:
+        key = jwk.JWK(**public).get_op_key("verify")
+    except (JWException, ValueError, TypeError, KeyError):
+        return None
+    if not isinstance(key, rsa.RSAPublicKey) or key.key_size < MIN_RSA_BITS:
+        return None
+    return key
+
+
+def _b64decode(segment: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidToken("malformed token") from exc
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            # RFC 7515 §4, RFC 7519 §4: names are unique; a duplicate invites parser differentials.
+            raise InvalidToken("duplicate member")
+        result[key] = value
+    return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise InvalidToken("malformed token")
+
+
+def _json_object(segment: str) -> dict[str, Any]:
+    raw = _b64decode(segment)
+    try:
+        value = json.loads(
+            raw.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_reject_constant
+        )
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InvalidToken("malformed token") from exc
+    if not isinstance(value, dict):
+        raise InvalidToken("malformed token")
+    return value
