@@ -87,7 +87,7 @@ def main() -> None:
     call_command("loaddata", "default_clients", verbosity=0)
     from django.contrib.auth import get_user_model
 
-    from cells_oidc.internal import pat, resource
+    from cells_oidc.internal import jws, pat, resource, tokens
     from cells_oidc.internal.validators import CellsOAuth2Validator
 
     jwt = access_token()
@@ -111,8 +111,13 @@ def main() -> None:
     from cells_oidc.internal.endpoints import issuer
 
     def verify_only() -> object:
-        return resource.verify_jwt(
-            jwt, key_for=resource.local_key_for, issuer=issuer(), audiences=app_settings.RESOURCE_AUDIENCE
+        return jws.verify(
+            jwt,
+            key_for=tokens.local_key_for,
+            typ=jws.ACCESS_TOKEN_TYP,
+            issuer=issuer(),
+            audiences=app_settings.RESOURCE_AUDIENCE,
+            required=jws.ACCESS_TOKEN_CLAIMS,
         )
 
     def authenticate_jwt() -> object:

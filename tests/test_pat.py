@@ -18,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from cells_oidc.internal import pat
-from cells_oidc.internal.resource import InvalidToken
+from cells_oidc.internal.jws import InvalidToken
 from cells_oidc.models import PersonalAccessToken
 from tests.conftest import PASSWORD, basic, form_post
 
