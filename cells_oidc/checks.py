@@ -8,8 +8,9 @@ from urllib.parse import urlsplit
 from django.apps import apps
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 
-__all__ = ["check_clients", "check_resource_server", "check_settings", "check_shared_state"]
+__all__ = ["check_clients", "check_pages", "check_resource_server", "check_settings"]
 
 REQUIRED_APPS = (
     "django.contrib.auth",
@@ -79,27 +80,32 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="cells_oidc.E004",
             )
         )
-    pem = oauth2_settings.OIDC_RSA_PRIVATE_KEY
-    if not pem:
-        messages.append(
-            Error(
-                "No signing key: OAUTH2_PROVIDER['OIDC_RSA_PRIVATE_KEY'] is empty.",
-                hint="Create one with 'manage.py cells_oidc_keygen PATH' and pass its PEM to "
-                "oauth2_provider_settings(signing_key=...).",
-                id="cells_oidc.E005",
-            )
-        )
+    try:
+        # A KeyFile (oauth2_provider_settings(signing_key_file=...)) reads its file here.
+        has_key = bool(oauth2_settings.OIDC_RSA_PRIVATE_KEY)
+    except ImproperlyConfigured as exc:
+        messages.append(Error(str(exc), id="cells_oidc.E005"))
     else:
-        try:
-            keys.all_keys()
-        except (ValueError, TypeError) as exc:
+        if not has_key:
             messages.append(
                 Error(
-                    f"The signing key cannot be used: {exc}.",
-                    hint="Use an RSA private key in PEM format (2048 bits or more).",
-                    id="cells_oidc.E006",
+                    "No signing key: OAUTH2_PROVIDER['OIDC_RSA_PRIVATE_KEY'] is empty.",
+                    hint="Create one with 'manage.py cells_oidc_keygen PATH' and pass its PEM to "
+                    "oauth2_provider_settings(signing_key=...).",
+                    id="cells_oidc.E005",
                 )
             )
+        else:
+            try:
+                keys.all_keys()
+            except (ValueError, TypeError) as exc:
+                messages.append(
+                    Error(
+                        f"The signing key cannot be used: {exc}.",
+                        hint="Use an RSA private key in PEM format (2048 bits or more).",
+                        id="cells_oidc.E006",
+                    )
+                )
     validator = oauth2_settings.OAUTH2_VALIDATOR_CLASS
     from cells_oidc.internal.validators import CellsOAuth2Validator
 
@@ -181,6 +187,15 @@ def check_resource_server(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     id="cells_oidc.E010",
                 )
             )
+        elif backend.endswith("LocMemCache") and not settings.DEBUG:
+            messages.append(
+                Warning(
+                    f"The revocation cache {alias!r} is per process (LocMemCache): a revocation is seen only "
+                    "by the process that made it.",
+                    hint="Share it between processes: Redis, Memcached or the database cache.",
+                    id="cells_oidc.W003",
+                )
+            )
     issuer = conf.app_settings.RESOURCE_ISSUER
     if issuer is not None:
         parts = urlsplit(issuer)
@@ -252,81 +267,25 @@ def _audience_messages() -> list[Any]:
     ]
 
 
-#: Cache backends whose state lives in one process: every process counts and denies on its own.
-PROCESS_LOCAL_BACKENDS = ("LocMemCache", "DummyCache")
-
-
-@register(Tags.security, Tags.caches)
-def check_shared_state(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    """The deny-list and the throttles live in caches every process shares (docs/deploy.md)."""
+@register(Tags.security)
+def check_pages(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """The origins the pages' Content-Security-Policy loads static files from (docs/pages.md)."""
     from cells_oidc import conf
+    from cells_oidc.internal.pages import static_origin
 
-    messages: list[Any] = []
-    caches = getattr(settings, "CACHES", {}) or {"default": {}}
-    uses = {
-        conf.app_settings.RESOURCE_REVOCATION_CACHE: "the revocation deny-list",
-        conf.app_settings.THROTTLE_CACHE: "the throttles",
-    }
-    if conf.app_settings.THROTTLE_CACHE == conf.app_settings.RESOURCE_REVOCATION_CACHE:
-        uses[conf.app_settings.THROTTLE_CACHE] = "the revocation deny-list and the throttles"
-    for alias, use in uses.items():
-        if alias not in caches:
-            if use != "the revocation deny-list":  # E009 reports the deny-list's
-                messages.append(
-                    Error(
-                        f"CELLS_OIDC_THROTTLE_CACHE names the cache {alias!r}, which is not in CACHES.",
-                        hint="Name a configured cache shared by every process (Redis, the database cache).",
-                        id="cells_oidc.E015",
-                    )
-                )
-            continue
-        backend = str(caches[alias].get("BACKEND", "django.core.cache.backends.locmem.LocMemCache"))
-        if (
-            backend.rsplit(".", 1)[-1] in PROCESS_LOCAL_BACKENDS
-            and not conf.app_settings.ALLOW_PROCESS_LOCAL_CACHE
-        ):
-            messages.append(
-                Error(
-                    f"The cache {alias!r} ({backend.rsplit('.', 1)[-1]}) backs {use}, but it lives in one "
-                    "process: under gunicorn or any multi-process server a revoked token keeps working "
-                    "in the other processes and every limit is multiplied by the number of processes.",
-                    hint="Use a cache all processes share: django.core.cache.backends.redis.RedisCache "
-                    "(several machines), or on one machine django.core.cache.backends.db.DatabaseCache "
-                    "(run 'manage.py createcachetable') or FileBasedCache. A test suite running in one "
-                    "process may set CELLS_OIDC_ALLOW_PROCESS_LOCAL_CACHE = True.",
-                    id="cells_oidc.E013",
-                )
-            )
-    configured = getattr(settings, "CELLS_OIDC_THROTTLES", None)
-    if configured is not None:
-        bad = not isinstance(configured, dict)
-        if not bad:
-            for value in configured.values():
-                try:
-                    count, window = (int(part) for part in value)
-                except (TypeError, ValueError):
-                    bad = True
-                    break
-                if count < 1 or window < 1:
-                    bad = True
-        if bad:
-            messages.append(
-                Error(
-                    f"CELLS_OIDC_THROTTLES must map rule names to (count, seconds), not {configured!r:.80}; "
-                    "a malformed entry keeps its default.",
-                    hint='For example {"login_account": (10, 900)}; docs/security.md lists the rules.',
-                    id="cells_oidc.E014",
-                )
-            )
-    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
-    if "cells_oidc.middleware.ProviderMiddleware" not in middleware:
-        messages.append(
-            Warning(
-                "cells_oidc.middleware.ProviderMiddleware is not in MIDDLEWARE: sign-ins, the token "
-                "endpoint, introspection and personal access tokens are not throttled, and a database "
-                "outage is answered with an HTML 500.",
-                hint="Add 'cells_oidc.middleware.ProviderMiddleware' first in MIDDLEWARE.",
-                id="cells_oidc.W007",
-            )
+    value = getattr(settings, "CELLS_OIDC_CSP_STATIC_ORIGINS", None)
+    if value is not None and not isinstance(value, (str, list, tuple)):
+        bad = [repr(value)]
+    else:
+        bad = [repr(origin) for origin in conf.app_settings.CSP_STATIC_ORIGINS if not static_origin(origin)]
+    if not bad:
+        return []
+    return [
+        Error(
+            f"CELLS_OIDC_CSP_STATIC_ORIGINS holds what is not an http(s) origin: {', '.join(bad)}; the "
+            "pages' Content-Security-Policy leaves it out, so scripts and stylesheets from it are blocked.",
+            hint="List origins only, scheme://host[:port] without path, e.g. 'https://cdn.example'. The "
+            "origin of an absolute STATIC_URL is allowed without it.",
+            id="cells_oidc.E016",
         )
-    return messages
+    ]

@@ -7,16 +7,24 @@ pytest-django ``settings`` fixture just work).
 django-oauth-toolkit (DOT) keeps its own settings in the ``OAUTH2_PROVIDER`` dict. Build it with
 :func:`oauth2_provider_settings`, which fills in what cells-oidc needs and Cells' defaults::
 
-    OAUTH2_PROVIDER = oauth2_provider_settings(signing_key=PEM)
+    OAUTH2_PROVIDER = oauth2_provider_settings(signing_key_file="/etc/cells-oidc/signing-key.pem")
+
+The key file is read when a key is first needed, not when settings load, so ``manage.py
+cells_oidc_keygen`` can create it after the settings are written (a missing file is reported by the
+system check ``cells_oidc.E005``). ``signing_key=PEM`` takes the PEM itself (from an environment
+variable, say: ``signing_key=os.environ["CELLS_OIDC_SIGNING_KEY"]``).
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.utils.functional import Promise
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.functional import LazyObject, Promise
 from django.utils.translation import gettext_lazy as _
 
 __all__ = [
@@ -24,6 +32,7 @@ __all__ = [
     "CELLS_LIFETIMES",
     "DEFAULT_SCOPES",
     "AppSettings",
+    "KeyFile",
     "app_settings",
     "oauth2_provider_settings",
 ]
@@ -62,19 +71,70 @@ ACCESS_TOKEN_GENERATOR = "cells_oidc.internal.tokens.generate_access_token"
 REFRESH_TOKEN_GENERATOR = "cells_oidc.internal.tokens.generate_refresh_token"
 
 
+class KeyFile(LazyObject):
+    """The PEM text of a key file, read when it is first used rather than when settings load.
+
+    It stands in for the PEM string in DOT's ``OIDC_RSA_PRIVATE_KEY`` (DOT and cells-oidc call
+    ``str`` methods on it, ``bool()`` and ``hash()`` it): the file is read once, on first use, so
+    the settings module imports before ``manage.py cells_oidc_keygen`` has written the file. A missing
+    or unreadable file raises :class:`~django.core.exceptions.ImproperlyConfigured` at that first use
+    (the system check ``cells_oidc.E005`` reports it before). Its ``repr`` never shows the key.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.__dict__["_path"] = Path(path)
+        super().__init__()
+
+    def _setup(self) -> None:
+        path: Path = self.__dict__["_path"]
+        try:
+            self._wrapped = path.read_text(encoding="ascii")
+        except OSError as exc:
+            raise ImproperlyConfigured(
+                f"The signing key file {str(path)!r} cannot be read ({exc.strerror or exc}); create it "
+                f"with 'manage.py cells_oidc_keygen {path}'."
+            ) from None
+
+    def __repr__(self) -> str:
+        return f"<KeyFile {str(self.__dict__['_path'])!r}>"
+
+    # Copies and pickles keep the path, never the key.
+    def __reduce__(self) -> Any:
+        return (KeyFile, (self.__dict__["_path"],))
+
+    def __copy__(self) -> KeyFile:
+        return KeyFile(self.__dict__["_path"])
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> KeyFile:
+        return KeyFile(self.__dict__["_path"])
+
+
 def oauth2_provider_settings(
-    *, signing_key: str, inactive_keys: list[str] | tuple[str, ...] = (), **overrides: Any
+    *,
+    signing_key: str | None = None,
+    signing_key_file: str | os.PathLike[str] | None = None,
+    inactive_keys: list[str] | tuple[str, ...] = (),
+    **overrides: Any,
 ) -> dict[str, Any]:
     """Return the ``OAUTH2_PROVIDER`` dict cells-oidc needs, with Cells' defaults.
 
-    ``signing_key`` is the PEM of the RSA private key that signs ID and access tokens (RS256);
-    ``inactive_keys`` are older keys still published in the JWKS so that tokens they signed keep
-    verifying during a rotation. Any DOT setting may be overridden by keyword, e.g.
-    ``ACCESS_TOKEN_EXPIRE_SECONDS=300`` or ``SCOPES={**DEFAULT_SCOPES, "files:read": "..."}``.
+    The RSA private key that signs ID and access tokens (RS256) is given either as its PEM text,
+    ``signing_key`` (e.g. from an environment variable), or as the path of its PEM file,
+    ``signing_key_file``, read on first use (:class:`KeyFile`; a settings module may name a file
+    ``manage.py cells_oidc_keygen`` has yet to create). ``inactive_keys`` are older keys (PEM text
+    or :class:`KeyFile`) still published in the JWKS so that tokens they signed keep verifying during
+    a rotation. Any DOT setting may be overridden by keyword, e.g. ``ACCESS_TOKEN_EXPIRE_SECONDS=300``
+    or ``SCOPES={**DEFAULT_SCOPES, "files:read": "..."}``.
     """
+    if signing_key_file is not None and signing_key is None:
+        key: str | KeyFile = KeyFile(signing_key_file)
+    elif signing_key is not None and signing_key_file is None:
+        key = signing_key
+    else:
+        raise TypeError("oauth2_provider_settings() takes one of signing_key= and signing_key_file=")
     config: dict[str, Any] = {
         "OIDC_ENABLED": True,
-        "OIDC_RSA_PRIVATE_KEY": signing_key,
+        "OIDC_RSA_PRIVATE_KEY": key,
         "OIDC_RSA_PRIVATE_KEYS_INACTIVE": list(inactive_keys),
         "OAUTH2_VALIDATOR_CLASS": VALIDATOR_CLASS,
         "ACCESS_TOKEN_GENERATOR": ACCESS_TOKEN_GENERATOR,
@@ -347,99 +407,25 @@ class AppSettings:
         seconds (default 600)."""
         return max(1, int(getattr(settings, "CELLS_OIDC_DEVICE_FAILURE_WINDOW", 10 * 60)))
 
-    # ---- throttles and faults (see docs/security.md "Throttling" and docs/deploy.md) ------------
-    @property
-    def THROTTLES(self) -> dict[str, tuple[int, int]]:
-        """``CELLS_OIDC_THROTTLES``: the limits of :mod:`cells_oidc.internal.throttle`, as
-        ``{rule: (count, window_seconds)}``; a site sets only the rules it changes.
-
-        - ``login_account`` (10, 900): failed sign-ins per typed login (username or email, known
-          or not: the same answer for an unknown account, so the throttle tells nothing about
-          which accounts exist), on the provider's login page and the Django admin's. Past it the
-          login is locked until the window ends (429), even with the right password.
-        - ``login_ip`` (50, 900): failed sign-ins per client IP (IPv6: per /64), any login.
-        - ``token_client_ip`` (120, 60): token requests per client id and client IP (RFC 6749
-          §3.2; a device polling every 5 s makes 12 a minute).
-        - ``token_ip`` (600, 60): token requests per client IP, whatever the client id.
-        - ``introspect_client_ip`` (600, 60): introspection requests per client and IP (RFC 7662
-          §4: bound token scanning).
-        - ``pat_failure_ip`` (20, 600): refused personal access tokens (``cpat_…`` bearer tokens
-          answered 401) per client IP; past it every ``cpat_`` token from that IP gets 429.
-        - ``device_code``: wrong user codes per signed-in user and per browser session; its limit
-          and window are :attr:`DEVICE_MAX_FAILURES` and :attr:`DEVICE_FAILURE_WINDOW` (RFC 8628
-          §5.1).
-        """
-        limits = {
-            "login_account": (10, 15 * 60),
-            "login_ip": (50, 15 * 60),
-            "token_client_ip": (120, 60),
-            "token_ip": (600, 60),
-            "introspect_client_ip": (600, 60),
-            "pat_failure_ip": (20, 10 * 60),
-            "device_code": (self.DEVICE_MAX_FAILURES, self.DEVICE_FAILURE_WINDOW),
-        }
-        configured = getattr(settings, "CELLS_OIDC_THROTTLES", None)
-        if isinstance(configured, dict):
-            for name, value in configured.items():
-                try:
-                    count, window = (int(part) for part in value)
-                except (TypeError, ValueError):
-                    continue  # malformed: the default stays (check cells_oidc.E014)
-                limits[str(name)] = (max(1, count), max(1, window))
-        return limits
-
-    @property
-    def THROTTLE_CACHE(self) -> str:
-        """``CELLS_OIDC_THROTTLE_CACHE``: alias of the Django cache holding the throttle counters
-        (default ``"default"``). It must be shared by every process of the site (Redis, the
-        database or a file cache on one machine): a per-process cache multiplies every limit by
-        the number of processes (check ``cells_oidc.E013``)."""
-        return str(getattr(settings, "CELLS_OIDC_THROTTLE_CACHE", "default"))
-
-    @property
-    def THROTTLE_FAIL_OPEN(self) -> bool:
-        """``CELLS_OIDC_THROTTLE_FAIL_OPEN``: when the throttle cache cannot be reached, let requests
-        through unthrottled (``True``) instead of answering 503 ``temporarily_unavailable``
-        (``False``, the default: fail closed, so that an attacker who can take Redis down does not
-        also lift the password throttle). The revocation deny-list always fails closed."""
-        return bool(getattr(settings, "CELLS_OIDC_THROTTLE_FAIL_OPEN", False))
-
-    @property
-    def CLIENT_IP_HEADER(self) -> str | None:
-        """``CELLS_OIDC_CLIENT_IP_HEADER``: the header a trusted reverse proxy puts the client's
-        address in, e.g. ``"X-Forwarded-For"`` (default: none, ``REMOTE_ADDR`` is the client).
-        Behind a proxy, without it every client shares the proxy's address and one attacker
-        exhausts the per-IP limits of everyone. Set it only behind a proxy that overwrites the
-        header: a client could otherwise pick its own address."""
-        value = getattr(settings, "CELLS_OIDC_CLIENT_IP_HEADER", None)
-        return str(value) if value else None
-
-    @property
-    def TRUSTED_PROXY_COUNT(self) -> int:
-        """``CELLS_OIDC_TRUSTED_PROXY_COUNT``: how many proxies append to
-        :attr:`CLIENT_IP_HEADER` (default 1): the client is that many entries from the right of a
-        comma-separated ``X-Forwarded-For``; entries further left are the client's to invent."""
-        return max(1, int(getattr(settings, "CELLS_OIDC_TRUSTED_PROXY_COUNT", 1)))
-
-    @property
-    def ALLOW_PROCESS_LOCAL_CACHE(self) -> bool:
-        """``CELLS_OIDC_ALLOW_PROCESS_LOCAL_CACHE``: silence the check ``cells_oidc.E013`` about a
-        per-process cache (``LocMemCache``, ``DummyCache``) behind the deny-list or a throttle.
-        For test suites only, which run in one process; never in a deployment."""
-        return bool(getattr(settings, "CELLS_OIDC_ALLOW_PROCESS_LOCAL_CACHE", False))
-
-    @property
-    def RETRY_AFTER(self) -> int:
-        """``CELLS_OIDC_RETRY_AFTER``: the ``Retry-After`` (seconds) of a 503 answered while the
-        database or the throttle cache is unreachable (default 5; RFC 9110 §10.2.3)."""
-        return max(1, int(getattr(settings, "CELLS_OIDC_RETRY_AFTER", 5)))
-
     @property
     def LOGO_URL(self) -> str:
         """``CELLS_OIDC_LOGO_URL``: the logo shown at the top of every page (default: none, the
         site name only). A path on this site (e.g. a static file) or an ``https`` URL, which the
         pages' Content-Security-Policy then allows as an image source."""
         return str(getattr(settings, "CELLS_OIDC_LOGO_URL", "") or "")
+
+    @property
+    def CSP_STATIC_ORIGINS(self) -> list[str]:
+        """``CELLS_OIDC_CSP_STATIC_ORIGINS``: origins (``https://cdn.example``) from which the pages'
+        Content-Security-Policy loads scripts, stylesheets and images, besides the site itself.
+
+        Default: none besides the origin of ``STATIC_URL`` when that is an absolute URL (a CDN,
+        ``https://cdn.example/static/``), which is always allowed. A string (several separated by
+        spaces or commas) or a list; each an ``http(s)`` origin without path, query or fragment
+        (anything else is ignored and reported by the system check ``cells_oidc.E016``).
+        """
+        value = getattr(settings, "CELLS_OIDC_CSP_STATIC_ORIGINS", None)
+        return _as_list(value) if isinstance(value, (str, list, tuple)) else []
 
     @property
     def BRAND_COLORS(self) -> dict[str, str]:

@@ -92,18 +92,61 @@ def csp_source(uri: str | None) -> str | None:
     return f"{scheme}:"
 
 
+def static_origin(value: object) -> str | None:
+    """The CSP source of an ``http(s)`` origin (``https://cdn.example[:port]``), else ``None``.
+
+    A path other than ``/``, a query, a fragment or user info makes it no origin (RFC 6454 §4).
+    """
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or parts.path not in ("", "/"):
+        return None
+    if parts.query or parts.fragment or "@" in parts.netloc or value.endswith(("?", "#")):
+        return None
+    return csp_source(value)
+
+
+def static_sources() -> list[str]:
+    """Where the pages' scripts, stylesheets and images may come from besides ``'self'``.
+
+    The origin of ``STATIC_URL`` when it is absolute (a CDN: ``https://cdn.example/static/``;
+    protocol-relative ``//cdn.example/static/`` counts as https), then the valid entries of
+    ``CELLS_OIDC_CSP_STATIC_ORIGINS`` (invalid ones are left out: cells_oidc.E016).
+    """
+    from django.conf import settings
+
+    sources: list[str] = []
+    static_url = str(getattr(settings, "STATIC_URL", "") or "")
+    if static_url.startswith("//"):
+        static_url = "https:" + static_url
+    if "://" in static_url:
+        parts = urlsplit(static_url)
+        origin = static_origin(f"{parts.scheme}://{parts.netloc}") if "@" not in parts.netloc else None
+        if origin:
+            sources.append(origin)
+    sources.extend(origin for value in app_settings.CSP_STATIC_ORIGINS if (origin := static_origin(value)))
+    return list(dict.fromkeys(sources))
+
+
 def content_security_policy(*, form_action: Iterable[str] = ()) -> str:
-    """The pages' CSP: nothing inline, nothing from elsewhere, never framed."""
-    img = ["'self'"]
+    """The pages' CSP: nothing inline, nothing from elsewhere but the static files' origins
+    (:func:`static_sources`), never framed."""
+    static = static_sources()
+    img = ["'self'", *static]
     logo = csp_source(app_settings.LOGO_URL) if "://" in app_settings.LOGO_URL else None
-    if logo and logo.startswith("https://"):
+    if logo and logo.startswith("https://") and logo not in img:
         img.append(logo)
     actions = ["'self'", *dict.fromkeys(s for s in form_action if s)]
+    assets = " ".join(["'self'", *static])
     return "; ".join(
         [
             "default-src 'none'",
-            "script-src 'self'",
-            "style-src 'self'",
+            f"script-src {assets}",
+            f"style-src {assets}",
             f"img-src {' '.join(img)}",
             f"form-action {' '.join(actions)}",
             "base-uri 'none'",
