@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
-__all__ = ["check_clients", "check_pages", "check_resource_server", "check_settings"]
+__all__ = ["check_clients", "check_pages", "check_resource_server", "check_settings", "check_shared_state"]
 
 REQUIRED_APPS = (
     "django.contrib.auth",
@@ -187,15 +187,6 @@ def check_resource_server(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     id="cells_oidc.E010",
                 )
             )
-        elif backend.endswith("LocMemCache") and not settings.DEBUG:
-            messages.append(
-                Warning(
-                    f"The revocation cache {alias!r} is per process (LocMemCache): a revocation is seen only "
-                    "by the process that made it.",
-                    hint="Share it between processes: Redis, Memcached or the database cache.",
-                    id="cells_oidc.W003",
-                )
-            )
     issuer = conf.app_settings.RESOURCE_ISSUER
     if issuer is not None:
         parts = urlsplit(issuer)
@@ -265,6 +256,86 @@ def _audience_messages() -> list[Any]:
             id="cells_oidc.W006",
         )
     ]
+
+
+#: Cache backends whose state lives in one process: every process counts and denies on its own.
+PROCESS_LOCAL_BACKENDS = ("LocMemCache", "DummyCache")
+
+
+@register(Tags.security, Tags.caches)
+def check_shared_state(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """The deny-list and the throttles live in caches every process shares (docs/deploy.md)."""
+    from cells_oidc import conf
+
+    messages: list[Any] = []
+    caches = getattr(settings, "CACHES", {}) or {"default": {}}
+    uses = {
+        conf.app_settings.RESOURCE_REVOCATION_CACHE: "the revocation deny-list",
+        conf.app_settings.THROTTLE_CACHE: "the throttles",
+    }
+    if conf.app_settings.THROTTLE_CACHE == conf.app_settings.RESOURCE_REVOCATION_CACHE:
+        uses[conf.app_settings.THROTTLE_CACHE] = "the revocation deny-list and the throttles"
+    for alias, use in uses.items():
+        if alias not in caches:
+            if use != "the revocation deny-list":  # E009 reports the deny-list's
+                messages.append(
+                    Error(
+                        f"CELLS_OIDC_THROTTLE_CACHE names the cache {alias!r}, which is not in CACHES.",
+                        hint="Name a configured cache shared by every process (Redis, the database cache).",
+                        id="cells_oidc.E015",
+                    )
+                )
+            continue
+        backend = str(caches[alias].get("BACKEND", "django.core.cache.backends.locmem.LocMemCache"))
+        if (
+            backend.rsplit(".", 1)[-1] in PROCESS_LOCAL_BACKENDS
+            and not conf.app_settings.ALLOW_PROCESS_LOCAL_CACHE
+        ):
+            messages.append(
+                Error(
+                    f"The cache {alias!r} ({backend.rsplit('.', 1)[-1]}) backs {use}, but it lives in one "
+                    "process: under gunicorn or any multi-process server a revoked token keeps working "
+                    "in the other processes and every limit is multiplied by the number of processes.",
+                    hint="Use a cache all processes share: django.core.cache.backends.redis.RedisCache "
+                    "(several machines), or on one machine django.core.cache.backends.db.DatabaseCache "
+                    "(run 'manage.py createcachetable') or FileBasedCache. A test suite running in one "
+                    "process may set CELLS_OIDC_ALLOW_PROCESS_LOCAL_CACHE = True.",
+                    id="cells_oidc.E013",
+                )
+            )
+    configured = getattr(settings, "CELLS_OIDC_THROTTLES", None)
+    if configured is not None:
+        bad = not isinstance(configured, dict)
+        if not bad:
+            for value in configured.values():
+                try:
+                    count, window = (int(part) for part in value)
+                except (TypeError, ValueError):
+                    bad = True
+                    break
+                if count < 1 or window < 1:
+                    bad = True
+        if bad:
+            messages.append(
+                Error(
+                    f"CELLS_OIDC_THROTTLES must map rule names to (count, seconds), not {configured!r:.80}; "
+                    "a malformed entry keeps its default.",
+                    hint='For example {"login_account": (10, 900)}; docs/security.md lists the rules.',
+                    id="cells_oidc.E014",
+                )
+            )
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    if "cells_oidc.middleware.ProviderMiddleware" not in middleware:
+        messages.append(
+            Warning(
+                "cells_oidc.middleware.ProviderMiddleware is not in MIDDLEWARE: sign-ins, the token "
+                "endpoint, introspection and personal access tokens are not throttled, and a database "
+                "outage is answered with an HTML 500.",
+                hint="Add 'cells_oidc.middleware.ProviderMiddleware' first in MIDDLEWARE.",
+                id="cells_oidc.W007",
+            )
+        )
+    return messages
 
 
 @register(Tags.security)

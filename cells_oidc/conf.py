@@ -407,6 +407,93 @@ class AppSettings:
         seconds (default 600)."""
         return max(1, int(getattr(settings, "CELLS_OIDC_DEVICE_FAILURE_WINDOW", 10 * 60)))
 
+    # ---- throttles and faults (see docs/security.md "Throttling" and docs/deploy.md) ------------
+    @property
+    def THROTTLES(self) -> dict[str, tuple[int, int]]:
+        """``CELLS_OIDC_THROTTLES``: the limits of :mod:`cells_oidc.internal.throttle`, as
+        ``{rule: (count, window_seconds)}``; a site sets only the rules it changes.
+
+        - ``login_account`` (10, 900): failed sign-ins per typed login (username or email, known
+          or not: the same answer for an unknown account, so the throttle tells nothing about
+          which accounts exist), on the provider's login page and the Django admin's. Past it the
+          login is locked until the window ends (429), even with the right password.
+        - ``login_ip`` (50, 900): failed sign-ins per client IP (IPv6: per /64), any login.
+        - ``token_client_ip`` (120, 60): token requests per client id and client IP (RFC 6749
+          §3.2; a device polling every 5 s makes 12 a minute).
+        - ``token_ip`` (600, 60): token requests per client IP, whatever the client id.
+        - ``introspect_client_ip`` (600, 60): introspection requests per client and IP (RFC 7662
+          §4: bound token scanning).
+        - ``pat_failure_ip`` (20, 600): refused personal access tokens (``cpat_…`` bearer tokens
+          answered 401) per client IP; past it every ``cpat_`` token from that IP gets 429.
+        - ``device_code``: wrong user codes per signed-in user and per browser session; its limit
+          and window are :attr:`DEVICE_MAX_FAILURES` and :attr:`DEVICE_FAILURE_WINDOW` (RFC 8628
+          §5.1).
+        """
+        limits = {
+            "login_account": (10, 15 * 60),
+            "login_ip": (50, 15 * 60),
+            "token_client_ip": (120, 60),
+            "token_ip": (600, 60),
+            "introspect_client_ip": (600, 60),
+            "pat_failure_ip": (20, 10 * 60),
+            "device_code": (self.DEVICE_MAX_FAILURES, self.DEVICE_FAILURE_WINDOW),
+        }
+        configured = getattr(settings, "CELLS_OIDC_THROTTLES", None)
+        if isinstance(configured, dict):
+            for name, value in configured.items():
+                try:
+                    count, window = (int(part) for part in value)
+                except (TypeError, ValueError):
+                    continue  # malformed: the default stays (check cells_oidc.E014)
+                limits[str(name)] = (max(1, count), max(1, window))
+        return limits
+
+    @property
+    def THROTTLE_CACHE(self) -> str:
+        """``CELLS_OIDC_THROTTLE_CACHE``: alias of the Django cache holding the throttle counters
+        (default ``"default"``). It must be shared by every process of the site (Redis, the
+        database or a file cache on one machine): a per-process cache multiplies every limit by
+        the number of processes (check ``cells_oidc.E013``)."""
+        return str(getattr(settings, "CELLS_OIDC_THROTTLE_CACHE", "default"))
+
+    @property
+    def THROTTLE_FAIL_OPEN(self) -> bool:
+        """``CELLS_OIDC_THROTTLE_FAIL_OPEN``: when the throttle cache cannot be reached, let requests
+        through unthrottled (``True``) instead of answering 503 ``temporarily_unavailable``
+        (``False``, the default: fail closed, so that an attacker who can take Redis down does not
+        also lift the password throttle). The revocation deny-list always fails closed."""
+        return bool(getattr(settings, "CELLS_OIDC_THROTTLE_FAIL_OPEN", False))
+
+    @property
+    def CLIENT_IP_HEADER(self) -> str | None:
+        """``CELLS_OIDC_CLIENT_IP_HEADER``: the header a trusted reverse proxy puts the client's
+        address in, e.g. ``"X-Forwarded-For"`` (default: none, ``REMOTE_ADDR`` is the client).
+        Behind a proxy, without it every client shares the proxy's address and one attacker
+        exhausts the per-IP limits of everyone. Set it only behind a proxy that overwrites the
+        header: a client could otherwise pick its own address."""
+        value = getattr(settings, "CELLS_OIDC_CLIENT_IP_HEADER", None)
+        return str(value) if value else None
+
+    @property
+    def TRUSTED_PROXY_COUNT(self) -> int:
+        """``CELLS_OIDC_TRUSTED_PROXY_COUNT``: how many proxies append to
+        :attr:`CLIENT_IP_HEADER` (default 1): the client is that many entries from the right of a
+        comma-separated ``X-Forwarded-For``; entries further left are the client's to invent."""
+        return max(1, int(getattr(settings, "CELLS_OIDC_TRUSTED_PROXY_COUNT", 1)))
+
+    @property
+    def ALLOW_PROCESS_LOCAL_CACHE(self) -> bool:
+        """``CELLS_OIDC_ALLOW_PROCESS_LOCAL_CACHE``: silence the check ``cells_oidc.E013`` about a
+        per-process cache (``LocMemCache``, ``DummyCache``) behind the deny-list or a throttle.
+        For test suites only, which run in one process; never in a deployment."""
+        return bool(getattr(settings, "CELLS_OIDC_ALLOW_PROCESS_LOCAL_CACHE", False))
+
+    @property
+    def RETRY_AFTER(self) -> int:
+        """``CELLS_OIDC_RETRY_AFTER``: the ``Retry-After`` (seconds) of a 503 answered while the
+        database or the throttle cache is unreachable (default 5; RFC 9110 §10.2.3)."""
+        return max(1, int(getattr(settings, "CELLS_OIDC_RETRY_AFTER", 5)))
+
     @property
     def LOGO_URL(self) -> str:
         """``CELLS_OIDC_LOGO_URL``: the logo shown at the top of every page (default: none, the
