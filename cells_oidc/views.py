@@ -12,6 +12,6 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
 
     Opt in with ``CSRF_FAILURE_VIEW = "cells_oidc.views.csrf_failure"``.
     """
-    from cells_oidc.internal.pages import render_error
+    from cells_oidc.internal import errors
 
-    return render_error(request, error="csrf_failure", description="", status=403)
+    return errors.page_response(request, errors.OAuthError(error="csrf_failure", status=403))

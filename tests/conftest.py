@@ -11,10 +11,33 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from django.core.management import call_command
+from django.core.signals import setting_changed
 from django.test import Client
 
 PASSWORD = "correct horse battery staple"
 SCOPE = "openid email profile pydio offline"
+
+
+def _forget_oauthlib_cores(*, setting: str, **kwargs: Any) -> None:
+    """Test support: rebuild the API endpoints' oauthlib cores when a test changes ``OAUTH2_PROVIDER``.
+
+    Each endpoint view builds its oauthlib server once, freezing e.g. the access token lifetime
+    (``expires_in``); DOT reloads its settings on ``setting_changed`` but not that server, so a
+    test's lifetime would leave ``expires_in``, the stored expiry and the JWT's ``exp`` disagreeing.
+    """
+    if setting != "OAUTH2_PROVIDER":
+        return
+    from cells_oidc.internal.views.common import OAUTHLIB_CORE_ATTRIBUTE, ApiEndpointMixin
+
+    pending = [ApiEndpointMixin]
+    while pending:
+        view = pending.pop()
+        pending.extend(view.__subclasses__())
+        if OAUTHLIB_CORE_ATTRIBUTE in view.__dict__:
+            delattr(view, OAUTHLIB_CORE_ATTRIBUTE)
+
+
+setting_changed.connect(_forget_oauthlib_cores, dispatch_uid="tests.conftest.forget_oauthlib_cores")
 
 
 @pytest.fixture(autouse=True)

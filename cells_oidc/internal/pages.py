@@ -12,19 +12,18 @@ Every page sets:
   ``Origin: null`` with the POST, which Django's CSRF protection rightly refuses;
 - ``Cache-Control: no-store`` (pages show codes, CSRF tokens and the user's own data).
 
-Use :func:`secure_page` on a view (``method_decorator(secure_page, name="dispatch")`` on a class),
-or :func:`apply_headers` on a response built elsewhere. A view whose form may end in a redirect to
+Pages are rendered with :func:`render_page` (views of the signed-in user use
+:class:`SignedInPageMixin`), or get :func:`apply_headers` on a response built elsewhere; the error
+page is :func:`cells_oidc.internal.errors.page_response`. A view whose form may end in a redirect to
 another origin (a client's ``redirect_uri``) lists it in ``response.cells_oidc_form_action``:
 Chromium applies ``form-action`` to every redirect that follows a form submission.
 """
 
 from __future__ import annotations
 
-import functools
-import logging
 import re
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,13 +32,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render, resolve_url
 from django.urls import NoReverseMatch, reverse
 from django.utils.decorators import method_decorator
-from django.utils.translation import gettext_lazy as _
-from django.views.decorators.cache import never_cache
 from oauth2_provider.compat import login_not_required
 
 from cells_oidc.conf import app_settings
-
-logger = logging.getLogger("cells_oidc.internal.pages")
 
 #: Attribute of a response naming extra ``form-action`` sources (see the module docstring).
 FORM_ACTION_ATTR = "cells_oidc_form_action"
@@ -175,16 +170,6 @@ def apply_headers(
     return response
 
 
-def secure_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Decorate a view so that every response it returns carries the pages' security headers."""
-
-    @functools.wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return apply_headers(view(request, *args, **kwargs))
-
-    return never_cache(wrapped)
-
-
 class SignedInPageMixin:
     """A page for the signed-in user: anonymous visitors go to the login page and come back.
 
@@ -230,51 +215,6 @@ def render_page(
     context = {"site_name": app_settings.SITE_NAME, "referrer_policy": referrer_policy, **(context or {})}
     response = render(request, template, context, status=status)
     return apply_headers(response, form_action=form_action, referrer_policy=referrer_policy)
-
-
-#: Plain-language explanations of the OAuth errors a person can meet (RFC 6749 §4.1.2.1, §5.2;
-#: OpenID Connect Core §3.1.2.6; RFC 8628 §3.5).
-ERROR_EXPLANATIONS: dict[str, Any] = {
-    "invalid_client": _("The application that sent you here is not registered with this site."),
-    "unauthorized_client": _("This application is not allowed to sign in this way."),
-    "invalid_request": _("The application sent an incomplete or malformed sign-in request."),
-    "invalid_scope": _("The application asked for permissions this site does not grant to it."),
-    "unsupported_response_type": _("The application asked for a kind of answer this site does not give."),
-    "access_denied": _("Access was denied."),
-    "login_required": _("You need to sign in first."),
-    "consent_required": _("You need to approve this application first."),
-    "interaction_required": _("The sign-in needs your confirmation."),
-    "request_not_supported": _("The application sent a kind of request this site does not accept."),
-    "request_uri_not_supported": _("The application sent a kind of request this site does not accept."),
-    "server_error": _("Something went wrong on this site. Please try again in a moment."),
-    "temporarily_unavailable": _("This site is busy. Please try again in a moment."),
-    "csrf_failure": _("The form expired or was sent from another page. Go back, reload and try again."),
-}
-
-
-def render_error(
-    request: HttpRequest, *, error: str, description: str = "", status: int = 400
-) -> HttpResponse:
-    """The browser-facing error page: a human explanation, the error code and a request id.
-
-    Never a stack trace and never a redirect; the details go to the log under the request id.
-    """
-    rid = request_id(request)
-    code = error if re.fullmatch(r"[a-z_]{1,64}", error or "") else "invalid_request"
-    logger.warning("cells-oidc error page: %s (%s) request_id=%s", code, description, rid)
-    response = render_page(
-        request,
-        "cells_oidc/error.html",
-        {
-            "error": code,
-            "description": description,
-            "explanation": ERROR_EXPLANATIONS.get(code, ERROR_EXPLANATIONS["invalid_request"]),
-            "request_id": rid,
-        },
-        status=status,
-    )
-    response[REQUEST_ID_HEADER] = rid
-    return response
 
 
 # ---- branding --------------------------------------------------------------------------------

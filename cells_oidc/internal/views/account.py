@@ -35,7 +35,7 @@ from django.views.decorators.debug import sensitive_variables
 from oauth2_provider.scopes import get_scopes_backend
 
 from cells_oidc.conf import app_settings
-from cells_oidc.internal import consent, grants, pages, pat, sessions
+from cells_oidc.internal import consent, errors, grants, pages, pat, sessions
 from cells_oidc.models import PersonalAccessToken, UserSession
 
 logger = logging.getLogger("cells_oidc.account")
@@ -401,19 +401,10 @@ class RevokeTokenView(pages.SignedInPageMixin, View):
         token = PersonalAccessToken.objects.filter(pk=pk, user=request.user).first()
         if token is None:
             # Someone else's token or none at all: the same answer, and nothing changes.
-            rid = pages.request_id(request)
-            response = pages.render_page(
+            return errors.page_response(
                 request,
-                "cells_oidc/error.html",
-                {
-                    "error": "not_found",
-                    "explanation": _("This personal access token does not exist or is not yours."),
-                    "description": _("Nothing was changed."),
-                    "request_id": rid,
-                },
-                status=404,
+                errors.NotFound(_("Nothing was changed.")),
+                explanation=_("This personal access token does not exist or is not yours."),
             )
-            response[pages.REQUEST_ID_HEADER] = rid
-            return response
         pat.revoke(token)  # idempotent
         return HttpResponseRedirect(f"{reverse('cells_oidc:account')}?done=token-revoked#tokens", status=303)

@@ -39,7 +39,7 @@ from oauthlib.openid.connect.core import exceptions as oidc_errors
 
 from cells_oidc.adapter import get_adapter
 from cells_oidc.conf import app_settings
-from cells_oidc.internal import consent, pages, pkce, redirects, sessions, tokens
+from cells_oidc.internal import consent, errors, pages, pkce, redirects, sessions, tokens
 from cells_oidc.internal.context import authorization_credentials
 from cells_oidc.internal.endpoints import issuer
 from cells_oidc.internal.validators import valid_resource_indicator
@@ -50,8 +50,11 @@ from cells_oidc.models import policy_for
 STEP_FIELD = "cells_oidc_step"
 #: Hidden field holding the signed authorization request on the confirmation/consent form.
 REQUEST_FIELD = "authorization"
-#: Longest value accepted for a parameter (an ID token hint or a claims request may be longer).
-MAX_PARAMETER_LENGTH = 2048
+#: Longest value of an authorization request parameter: these end up in the login page's
+#: ``next``, the signed consent form and the client's redirect, so the limit is far below the
+#: API endpoints' (``MAX_ENDPOINT_PARAMETER_LENGTH``, which must fit a JWT access token). An ID
+#: token hint or a claims request may be longer (``LONG_PARAMETERS``).
+MAX_AUTHORIZATION_PARAMETER_LENGTH = 2048
 LONG_PARAMETERS = {"id_token_hint": 16384, "claims": 8192}
 #: Parameters that may be repeated (RFC 8707 §2: one ``resource`` per target).
 REPEATABLE_PARAMETERS = frozenset({"resource"})
@@ -65,8 +68,10 @@ _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # OpenID Connect Core §3.1.2.1: max_age is a number of seconds (ASCII digits only; 9 digits
 # are 31 years and keep int() far from anything odd).
 _MAX_AGE_RE = re.compile(r"[0-9]{1,9}")
-# OpenID Connect Core §3.1.2.1 prompt values (``create``, Prompt Create 1.0, is not offered).
-SUPPORTED_PROMPTS = frozenset({"none", "login", "consent", "select_account"})
+#: OpenID Connect Core §3.1.2.1 prompt values (``create``, Prompt Create 1.0, is not offered);
+#: discovery's ``prompt_values_supported``. In the order of the spec.
+PROMPT_VALUES = ("none", "login", "consent", "select_account")
+SUPPORTED_PROMPTS = frozenset(PROMPT_VALUES)
 # DOT stores the nonce in a 255-character column.
 MAX_NONCE_LENGTH = 255
 
@@ -74,11 +79,6 @@ MAX_NONCE_LENGTH = 255
 def with_iss(uri: str) -> str:
     """Append the RFC 9207 ``iss`` parameter (the authorization code flow answers in the query)."""
     return f"{uri}{'&' if '?' in uri else '?'}{urlencode({'iss': issuer()})}"
-
-
-def error_page(request: HttpRequest, *, error: str, description: str = "", status: int = 400) -> HttpResponse:
-    """The browser-facing error page (never a redirect to an unverified URI)."""
-    return pages.render_error(request, error=error, description=description, status=status)
 
 
 def malformed(params: QueryDict) -> str | None:
@@ -91,7 +91,7 @@ def malformed(params: QueryDict) -> str | None:
     for key, values in params.lists():
         if len(values) > 1 and key not in REPEATABLE_PARAMETERS:
             return f"The parameter {key[:40]!r} is repeated."
-        limit = LONG_PARAMETERS.get(key, MAX_PARAMETER_LENGTH)
+        limit = LONG_PARAMETERS.get(key, MAX_AUTHORIZATION_PARAMETER_LENGTH)
         if len(key) > 64 or _CONTROL_RE.search(key):
             return "A parameter name is malformed."
         for value in values:
@@ -155,7 +155,7 @@ class AuthorizationView(dot_views.AuthorizationView):
             # is the same request as the GET, so continue there (RFC 9110 §15.4.4).
             problem = malformed(request.POST)
             if problem:
-                return error_page(request, error="invalid_request", description=problem)
+                return errors.page_response(request, errors.InvalidRequest(problem))
             omit_empty_parameters(request)  # RFC 6749 §3.1
             return HttpResponseRedirect(f"{request.path}?{request.POST.urlencode()}", status=303)
         if request.method == "POST":
@@ -166,7 +166,7 @@ class AuthorizationView(dot_views.AuthorizationView):
                 return refused
         problem = malformed(request.GET)
         if problem:
-            return error_page(request, error="invalid_request", description=problem)
+            return errors.page_response(request, errors.InvalidRequest(problem))
         # RFC 6749 §3.1: an empty parameter is an omitted one (``scope=`` asks for the default
         # scopes, ``max_age=`` for none), for every step below and for oauthlib alike.
         omit_empty_parameters(request)
@@ -307,7 +307,7 @@ class AuthorizationView(dot_views.AuthorizationView):
         if self.validated_redirect_uri is None or not _same_endpoint(
             redirect_to, self.validated_redirect_uri
         ):
-            return error_page(self.request, error="invalid_request", description="Unknown redirect_uri.")
+            return errors.page_response(self.request, errors.InvalidRequest("Unknown redirect_uri."))
         uri = with_iss(redirect_to)
         response = OAuth2ResponseRedirect(uri, [urlsplit(uri).scheme])
         response["Cache-Control"] = "no-store"
@@ -320,12 +320,7 @@ class AuthorizationView(dot_views.AuthorizationView):
             redirect, response = dot_views.mixins.OAuthLibMixin.error_response(self, error, **kwargs)
             if redirect:
                 return self.redirect(response["url"], application)
-        return error_page(
-            self.request,
-            error=getattr(oauthlib_error, "error", "invalid_request"),
-            description=getattr(oauthlib_error, "description", "") or "",
-            status=getattr(oauthlib_error, "status_code", 400),
-        )
+        return errors.page_for(self.request, oauthlib_error)
 
     def redirect_error(
         self, credentials: dict[str, Any], error_class: type[oauth2_errors.OAuth2Error], description: str = ""
@@ -374,7 +369,7 @@ class AuthorizationView(dot_views.AuthorizationView):
             )
         location = headers.get("Location")
         if not location:
-            return error_page(request, error="server_error", status=500)
+            return errors.page_response(request, errors.ServerError())
         return self.redirect(location, credentials["request"].client)
 
     # ---- the flow --------------------------------------------------------------------------
@@ -512,14 +507,11 @@ class AuthorizationView(dot_views.AuthorizationView):
         # Only the confirmation/consent form gets here (see dispatch), signed in and CSRF-checked.
         form = self.get_form(self.get_form_class())
         if not form.is_valid():
-            return error_page(request, error="invalid_request", description="The form was incomplete.")
+            return errors.page_response(request, errors.InvalidRequest("The form was incomplete."))
         signed = self._unsign(request, form.cleaned_data[REQUEST_FIELD])
         if signed is None:
-            return error_page(
-                request,
-                error="invalid_request",
-                description="This page has expired or was altered. Start again from the application.",
-            )
+            expired = "This page has expired or was altered. Start again from the application."
+            return errors.page_response(request, errors.InvalidRequest(expired))
         params, page = signed
         try:
             scopes, credentials = self.validate_params(request, params)

@@ -6,8 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import BadRequest, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
-from django.core.signals import setting_changed
-from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.utils.cache import patch_vary_headers
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
@@ -16,35 +15,17 @@ from oauth2_provider.settings import oauth2_settings
 
 from cells_oidc.conf import app_settings
 from cells_oidc.internal import client_auth, redirects
+from cells_oidc.internal.errors import json_error
 
-
-class _OAuth2SettingsGeneration:
-    """Counts changes of DOT's ``OAUTH2_PROVIDER`` setting (``override_settings`` in tests)."""
-
-    value = 0
-
-    @classmethod
-    def bump(cls, *, setting: str, **kwargs: Any) -> None:
-        if setting == "OAUTH2_PROVIDER":
-            cls.value += 1
-
-
-setting_changed.connect(_OAuth2SettingsGeneration.bump)
-
-
-#: Longest accepted parameter: a JWT access token with room to spare; codes, refresh tokens and
-#: client ids are far shorter.
-MAX_PARAMETER_LENGTH = 16384
+#: Longest parameter (name or value) in the body of an API endpoint (token, revocation,
+#: introspection, device authorization, userinfo): a JWT access token with room to spare; codes,
+#: refresh tokens and client ids are far shorter. (The authorization endpoint, whose parameters
+#: end up in pages and URLs, has its own, shorter limit: ``MAX_AUTHORIZATION_PARAMETER_LENGTH``.)
+MAX_ENDPOINT_PARAMETER_LENGTH = 16384
 FORM_CONTENT_TYPES = ("application/x-www-form-urlencoded", "")
+#: Class attribute holding the oauthlib core of an API endpoint view.
+OAUTHLIB_CORE_ATTRIBUTE = "_cells_oauthlib_core"
 CLIENT_CHALLENGE = 'Basic realm="oauth2", charset="UTF-8"'  # RFC 7617
-
-
-def json_error(error: str, description: str | None = None, *, status: int = 400) -> JsonResponse:
-    """An RFC 6749 §5.2 error body."""
-    body = {"error": error}
-    if description:
-        body["error_description"] = description
-    return JsonResponse(body, status=status)
 
 
 def without_empty_values(params: QueryDict) -> QueryDict:
@@ -165,20 +146,17 @@ class ApiEndpointMixin:
 
     @classmethod
     def get_oauthlib_core(cls) -> Any:
-        """DOT's cached oauthlib core, rebuilt when ``OAUTH2_PROVIDER`` changes.
+        """The oauthlib core of this view class, built once (per class, not inherited).
 
-        DOT builds the oauthlib server once per view class, freezing e.g. the access token
-        lifetime (``expires_in``) it was created with; DOT reloads its settings on
-        ``setting_changed`` but not that server, so a changed lifetime would leave
-        ``expires_in``, the stored expiry and the JWT's ``exp`` disagreeing.
+        It freezes e.g. the access token lifetime (``expires_in``) it was built with; a test
+        that changes ``OAUTH2_PROVIDER`` drops it (``tests/conftest.py``), as does DOT's
+        ``ALWAYS_RELOAD_OAUTHLIB_CORE``.
         """
-        cached = cls.__dict__.get("_cells_oauthlib_core")
-        generation = _OAuth2SettingsGeneration.value
-        if cached is None or cached[0] != generation or oauth2_settings.ALWAYS_RELOAD_OAUTHLIB_CORE:
+        core = cls.__dict__.get(OAUTHLIB_CORE_ATTRIBUTE)
+        if core is None or oauth2_settings.ALWAYS_RELOAD_OAUTHLIB_CORE:
             core = cls.get_oauthlib_backend_class()(cls.get_server())  # type: ignore[attr-defined]
-            cached = (generation, core)
-            cls._cells_oauthlib_core = cached  # type: ignore[attr-defined]
-        return cached[1]
+            setattr(cls, OAUTHLIB_CORE_ATTRIBUTE, core)
+        return core
 
     # OAuth clients carry no CSRF cookie: the API endpoints authenticate the client (or the bearer
     # token) in every request instead. Marked here, on the dispatch that ``as_view`` copies its
@@ -274,7 +252,9 @@ def malformed_request(request: HttpRequest, *, query_allowed: bool = True) -> tu
                 return 400, f"The parameter {key!r} is repeated."
             if any("\x00" in value for value in values):
                 return 400, f"The parameter {key!r} contains a NUL character."
-            if len(key) > MAX_PARAMETER_LENGTH or any(len(v) > MAX_PARAMETER_LENGTH for v in values):
+            if len(key) > MAX_ENDPOINT_PARAMETER_LENGTH or any(
+                len(v) > MAX_ENDPOINT_PARAMETER_LENGTH for v in values
+            ):
                 return 400, "A parameter is too long."
     except RequestDataTooBig:
         # Django's DATA_UPLOAD_MAX_MEMORY_SIZE (RFC 9110 §15.5.14).

@@ -31,9 +31,9 @@ from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc8628.endpoints.device_authorization import DeviceAuthorizationEndpoint
 
 from cells_oidc.conf import app_settings
-from cells_oidc.internal import client_auth, device, pages
+from cells_oidc.internal import client_auth, device, errors, pages
 from cells_oidc.internal.validators import valid_resource_indicator
-from cells_oidc.internal.views.common import ApiEndpointMixin, json_error
+from cells_oidc.internal.views.common import ApiEndpointMixin
 from cells_oidc.models import policy_for
 
 SESSION_KEY = "cells_oidc.device_grant"
@@ -68,16 +68,18 @@ class DeviceAuthorizationView(ApiEndpointMixin, dot_views.DeviceAuthorizationVie
         )
         if application is None:
             # RFC 6749 §5.2: an unknown client is invalid_client (oauthlib says invalid_request).
-            return json_error("invalid_client", "Unknown client.", status=401)
+            return errors.json_response(errors.InvalidClient("Unknown client."))
         if not policy_for(application).allow_device_flow:
             # RFC 6749 §5.2: the client is not authorized to use this grant type.
-            return json_error("unauthorized_client", "This client may not use the device flow.")
+            return errors.json_response(errors.UnauthorizedClient("This client may not use the device flow."))
         resources = request.POST.getlist("resource")
         allowed = policy_for(application).allowed_resource_set()
         if any(not valid_resource_indicator(value) or value not in allowed for value in resources):
             # RFC 8707 §2: the rule of the other endpoints. The approval does not carry resources:
             # the token request names them (and is checked the same way).
-            return json_error("invalid_target", "The client may not request tokens for this resource.")
+            return errors.json_response(
+                errors.InvalidTarget("The client may not request tokens for this resource.")
+            )
         headers, body, status = self.get_oauthlib_core().create_device_authorization_response(request)
         if status != 200:
             data = json.loads(body) if isinstance(body, str) else body

@@ -25,7 +25,7 @@ from oauth2_provider.http import OAuth2ResponseRedirect
 from oauth2_provider.models import get_application_model, get_id_token_model
 
 from cells_oidc.conf import app_settings
-from cells_oidc.internal import pages, redirects, sessions, tokens
+from cells_oidc.internal import errors, pages, redirects, sessions, tokens
 from cells_oidc.internal.views.common import omit_empty_parameters
 
 
@@ -215,14 +215,7 @@ class LogoutView(dot_views.RPInitiatedLogoutView):
         return response
 
     def error_response(self, error: Any) -> HttpResponse:
-        from cells_oidc.internal.views.authorize import error_page
-
-        return error_page(
-            self.request,
-            error=getattr(error, "error", "invalid_request"),
-            description=getattr(error, "description", "") or "",
-            status=getattr(error, "status_code", 400),
-        )
+        return errors.page_for(self.request, error)
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
