@@ -912,7 +912,7 @@ def test_redirect_patterns_are_not_origin_patterns() -> None:
     assert redirect_uri_allowed("https://app.example.com/", "https://app.example.com", SITES) is False
 
 
-# ---- expand / default_redirect_uri / is_concrete ------------------------------------------
+# ---- expand / default_redirect_uri ------------------------------------------------------
 
 EXPAND_CASES = [
     ("https://app.example.com/cb", SITES, ["https://app.example.com/cb"]),
@@ -999,26 +999,6 @@ def test_default_redirect_uri_never_raises() -> None:
     assert default_redirect_uri(None, SITES) is None  # type: ignore[arg-type]
     assert default_redirect_uri(["https://a.example/cb"], SITES) is None  # type: ignore[arg-type]
     assert default_redirect_uri("https://a.example/cb", None) == "https://a.example/cb"  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(
-    ("raw", "concrete"),
-    [
-        ("https://app.example.com/cb", True),
-        ("http://localhost:3636/cb", True),
-        ("http://localhost/cb", True),
-        ("https://127.0.0.1/cb", True),
-        ("com.example.app:/cb", True),
-        ("http://localhost:[3636-3636]/cb", True),
-        ("http://localhost:[3636-3666]/cb", False),
-        ("http://serverName/cb", False),
-        ("cellsauth://serverName", False),
-        ("http://127.0.0.1/cb", False),
-        ("http://[::1]/cb", False),
-    ],
-)
-def test_is_concrete(raw: str, concrete: bool) -> None:
-    assert parse_redirect_pattern(raw).is_concrete() is concrete
 
 
 @pytest.mark.parametrize(

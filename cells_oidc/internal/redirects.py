@@ -175,14 +175,6 @@ class Pattern:
             and self.port_low is None
         )
 
-    def is_concrete(self) -> bool:
-        """Whether this pattern stands for exactly one URI, independent of the site URLs.
-
-        False for a ``serverName`` pattern, a range of more than one port and the
-        RFC 8252 §7.3 any-port loopback case. (A one-port range ``[n-n]`` is concrete.)
-        """
-        return not self.server_name and not self.is_range and not self.any_loopback_port
-
 
 class _URI(NamedTuple):
     """A strictly parsed requested URI, origin or site URL."""
