@@ -5,8 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
+CHAOS_SECONDS ?= 30
 
-.PHONY: install run test test-django6 test-postgres services-stop print-python312 lint bench clean
+.PHONY: install run test test-django6 test-postgres services-stop print-python312 lint bench chaos clean
 
 install: $(STAMP)
 
@@ -21,6 +22,7 @@ run: install
 	mkdir -p var
 	$(PY) manage.py cells_oidc_keygen var/signing-key.pem --if-missing
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py createcachetable
 	$(PY) manage.py loaddata default_clients
 	$(PY) manage.py cells_oidc_demo_user
 	CELLS_OIDC_SITE_URL=$${CELLS_OIDC_SITE_URL:-http://$(HOST):$(PORT)} $(PY) manage.py runserver $(HOST):$(PORT)
@@ -63,6 +65,11 @@ lint: install
 
 bench: install
 	$(PY) bench/run.py
+
+# Two gunicorn workers under mixed traffic for CHAOS_SECONDS (default 30): counts 5xx and lost tokens
+# (docs/deploy.md). On DATABASE_URL/REDIS_URL when set, else a file SQLite and the database cache.
+chaos: install
+	$(PY) bench/chaos.py --seconds $(CHAOS_SECONDS)
 
 clean:
 	rm -rf $(VENV) .venv-django6 .pytest_cache var

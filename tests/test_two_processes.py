@@ -1,0 +1,79 @@
+"""Two server processes, one database, one cache: what one process does, the other knows.
+
+Two gunicorn servers on two ports of 127.0.0.1 (tests/live_server.py), sharing a file SQLite
+database (or the PostgreSQL of ``DATABASE_URL``) and the database cache (or the Redis of
+``REDIS_URL``), as two machines behind a load balancer: sign in on one, redeem the code on the
+other, refresh alternately, revoke on one and be refused on the other, and a login throttle that
+counts the failures of both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.live_server import LiveSite, Person, gunicorn_available, pkce_pair
+
+pytestmark = pytest.mark.skipif(
+    not gunicorn_available(), reason="gunicorn is not installed (pip install -e '.[test]')"
+)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
+    live = LiveSite(directory=tmp_path_factory.mktemp("two"), processes=2)
+    try:
+        live.setup()
+        live.start()
+        yield live
+    finally:
+        live.stop()
+        live.drop()
+
+
+def test_a_sign_in_moves_between_processes(site: LiveSite) -> None:
+    person = Person(site)
+    assert person.sign_in(0) == 303
+    verifier, challenge = pkce_pair()
+    code = person.code(0, challenge)
+    exchange = person.exchange(1, code, verifier)  # redeemed on the other process
+    assert exchange.status_code == 200, exchange.text + site.logs()
+    tokens = exchange.json()
+    assert person.me(0, tokens["access_token"]).status_code == 200
+
+    refresh_token = tokens["refresh_token"]
+    for turn in range(4):  # refresh alternately: each process accepts what the other issued
+        answer = person.refresh(turn % 2, refresh_token)
+        assert answer.status_code == 200, answer.text + site.logs()
+        refresh_token, access_token = answer.json()["refresh_token"], answer.json()["access_token"]
+        assert person.me((turn + 1) % 2, access_token).status_code == 200
+
+    # Revoked on one process (RFC 7009), refused on the other at once: the shared deny-list.
+    assert person.revoke(0, access_token).status_code == 200
+    refused = person.me(1, access_token)
+    assert refused.status_code == 401, refused.text
+    assert "invalid_token" in refused.headers["WWW-Authenticate"]
+    # The code is spent for both processes, and its replay revokes the sign-in (RFC 6749 §4.1.2).
+    assert person.exchange(0, code, verifier).json()["error"] == "invalid_grant"
+    assert person.refresh(1, refresh_token).json()["error"] == "invalid_grant"
+
+
+def test_the_login_throttle_counts_across_processes(site: LiveSite) -> None:
+    attacker = Person(site)
+    for attempt in range(10):  # the default login_account limit, spread over both processes
+        assert attacker.sign_in(attempt % 2, password=f"guess {attempt}", username="alice") == 200
+    # The right password is refused on either process: the count was shared.
+    assert Person(site).sign_in(0) == 429
+    assert Person(site).sign_in(1) == 429
+
+
+def test_the_probes_answer_on_both(site: LiveSite) -> None:
+    person = Person(site)
+    for index in (0, 1):
+        ready = person.browser.get(site.issuer(index) + "readyz", timeout=10)
+        assert ready.status_code == 200, ready.text
+        assert ready.json() == {
+            "status": "ready",
+            "checks": {"database": "ok", "cache": "ok", "signing_key": "ok", "deny_list": "ok"},
+        }
