@@ -117,7 +117,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="cells_oidc.E007",
             )
         )
-    from cells_oidc.internal.tokens import generate_access_token
+    from cells_oidc.internal.issuance import generate_access_token
 
     if oauth2_settings.ACCESS_TOKEN_GENERATOR is not generate_access_token:
         messages.append(

@@ -67,8 +67,8 @@ CELLS_LIFETIMES: dict[str, int] = {
 }
 
 VALIDATOR_CLASS = "cells_oidc.internal.validators.CellsOAuth2Validator"
-ACCESS_TOKEN_GENERATOR = "cells_oidc.internal.tokens.generate_access_token"
-REFRESH_TOKEN_GENERATOR = "cells_oidc.internal.tokens.generate_refresh_token"
+ACCESS_TOKEN_GENERATOR = "cells_oidc.internal.issuance.generate_access_token"
+REFRESH_TOKEN_GENERATOR = "cells_oidc.internal.issuance.generate_refresh_token"
 
 
 class KeyFile(LazyObject):

@@ -19,18 +19,14 @@ from oauth2_provider.models import (
     get_refresh_token_model,
 )
 from oauth2_provider.oauth2_validators import GRANT_TYPE_MAPPING, OAuth2Validator, is_valid_resource_uri
-from oauth2_provider.settings import oauth2_settings
 
 from cells_oidc.adapter import get_adapter
 from cells_oidc.conf import app_settings
-from cells_oidc.internal import client_auth, pkce, redirects
+from cells_oidc.internal import client_auth, issuance, pkce, redirects
 from cells_oidc.internal.context import sign_in_context
 from cells_oidc.internal.device import DEVICE_GRANT, redeem_device_code
 from cells_oidc.internal.endpoints import issuer
-from cells_oidc.internal.tokens import ID_TOKEN_TYP, sign
 from cells_oidc.models import TokenFamily, checksum, policy_for, revoke_families
-
-OFFLINE_SCOPES = frozenset({"offline", "offline_access"})
 
 
 def valid_resource_indicator(uri: Any) -> bool:
@@ -419,13 +415,8 @@ class CellsOAuth2Validator(OAuth2Validator):
         family = sign_in_context(request).family
         # A sign-in's first tokens (code exchange, or a device code): not a refresh.
         first_issue = request.grant_type != "refresh_token"
-        # OpenID Connect Core §11: a refresh token only for offline access (Cells says
-        # "offline"). Decided when the sign-in's first tokens are issued; a refresh token
-        # exists only when that was granted, and RFC 6749 §6 + RFC 9700 §4.14.2 rotation then
-        # always issues a successor, even when the refresh narrows the scope (as Hydra does:
-        # the offline check is on the original grant).
-        if first_issue and not OFFLINE_SCOPES & set(getattr(request, "scopes", None) or []):
-            token.pop("refresh_token", None)
+        if "refresh_token" in token and not issuance.issue_refresh_token(request):
+            token.pop("refresh_token")  # OpenID Connect Core §11: the adapter's decision
         super()._save_bearer_token(token, request, *args, **kwargs)
         if family is None:
             return
@@ -470,22 +461,13 @@ class CellsOAuth2Validator(OAuth2Validator):
 
     # ---- claims and ID tokens ----------------------------------------------------------------
     def get_claim_dict(self, request: Any) -> dict[str, Any]:
-        adapter = get_adapter()
-        claims = {"sub": adapter.subject(request.user)}
-        claims.update(adapter.claims(user=request.user))
-        return claims
+        return issuance.user_claims(request)
 
     def get_discovery_claims(self, request: Any) -> list[str]:
         return ["sub", *get_adapter().claim_scopes.keys()]
 
     def get_oidc_claims(self, token: Any, token_handler: Any, request: Any) -> dict[str, Any]:
-        scopes = set(request.scopes or [])
-        claim_scopes = get_adapter().claim_scopes
-        return {
-            name: value
-            for name, value in self.get_claim_dict(request).items()
-            if claim_scopes.get(name, "openid") in scopes
-        }
+        return issuance.released_claims(self.get_claim_dict(request), request.scopes)
 
     def get_oidc_issuer_endpoint(self, request: Any) -> str:
         return issuer()
@@ -493,36 +475,13 @@ class CellsOAuth2Validator(OAuth2Validator):
     def get_id_token_dictionary(
         self, token: Any, token_handler: Any, request: Any
     ) -> tuple[dict[str, Any], Any]:
-        claims, expiration_time = super().get_id_token_dictionary(token, token_handler, request)
-        context = sign_in_context(request)
-        if context.auth_time is not None:
-            # OpenID Connect Core §12.2: a refreshed ID token keeps the original auth_time.
-            claims["auth_time"] = context.auth_time
-        sid = context.sid
-        if sid:
-            claims["sid"] = sid  # OpenID Connect Front-Channel Logout §3
-        if getattr(request, "grant_type", None) == "refresh_token":
-            claims.pop("nonce", None)  # OpenID Connect Core §12.2
-        return claims, expiration_time
+        return issuance.id_token_claims(request, self.get_oidc_claims(token, token_handler, request))
 
     def finalize_id_token(
         self, id_token: dict[str, Any], token: Any, token_handler: Any, request: Any
     ) -> str:
-        claims, expiration_time = self.get_id_token_dictionary(token, token_handler, request)
-        id_token.update(**claims)
-        if isinstance(id_token.get("iat"), int):
-            # OpenID Connect Core §2: exp from the same instant as oauthlib's iat, so that
-            # exp - iat is exactly ID_TOKEN_EXPIRE_SECONDS (DOT reads the clock a second time).
-            id_token["exp"] = id_token["iat"] + int(oauth2_settings.ID_TOKEN_EXPIRE_SECONDS)
-        if "nonce" not in id_token and request.nonce and request.grant_type != "refresh_token":
-            id_token["nonce"] = request.nonce
-        if request.grant_type == "refresh_token":
-            id_token.pop("nonce", None)
-        serialized = sign(id_token, typ=ID_TOKEN_TYP)
-        saved = self._save_id_token(id_token["jti"], request, expiration_time)
-        request.access_token = saved
-        request.id_token = saved
-        return serialized
+        claims, expires = self.get_id_token_dictionary(token, token_handler, request)
+        return issuance.finalize_id_token(id_token, request, claims, expires, save=self._save_id_token)
 
     def validate_bearer_token(self, token: str, scopes: Any, request: Any) -> bool:
         # DOT's bearer check (used by userinfo and DOT's own resource views) plus the adapter's
