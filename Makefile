@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 CHAOS_SECONDS ?= 30
 
-.PHONY: install run test test-django6 test-postgres services-stop print-python312 lint bench chaos clean
+.PHONY: install run test test-django6 test-postgres services-stop print-python312 lint messages bench chaos clean
 
 install: $(STAMP)
 
@@ -62,6 +62,13 @@ test-django6:
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+
+# Regenerate the translation catalogues from the package's sources and templates (only cells_oidc/,
+# never the venv), then compile them; needs GNU gettext (apt-get install gettext). docs/i18n.md.
+LOCALES ?= fr de es it
+messages: install
+	cd cells_oidc && ../$(PY) ../manage.py makemessages --no-obsolete $(addprefix -l ,$(LOCALES))
+	cd cells_oidc && ../$(PY) ../manage.py compilemessages $(addprefix -l ,$(LOCALES))
 
 bench: install
 	$(PY) bench/run.py
