@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 CHAOS_SECONDS ?= 30
 
-.PHONY: install run test test-django6 test-postgres services-stop print-python312 lint messages bench chaos clean
+.PHONY: install run test test-recipe test-django6 test-postgres services-stop print-python312 lint messages bench chaos clean
 
 install: $(STAMP)
 
@@ -25,6 +25,7 @@ run: install
 	$(PY) manage.py createcachetable
 	$(PY) manage.py loaddata default_clients
 	$(PY) manage.py cells_oidc_demo_user
+	$(PY) manage.py collectstatic --noinput --verbosity 0
 	CELLS_OIDC_SITE_URL=$${CELLS_OIDC_SITE_URL:-http://$(HOST):$(PORT)} $(PY) manage.py runserver $(HOST):$(PORT)
 
 test: install
@@ -32,6 +33,11 @@ test: install
 	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest
 	$(PY) -m pytest -p no:cacheprovider --ds=tests.mounted.settings tests/mounted/mounted_site.py
+
+# README's "Mount it in your Django site" word for word: the wheel in a fresh virtualenv, a fresh
+# startproject site, the README's blocks, a sign-in with Authlib (tests/test_recipe.py; needs PyPI).
+test-recipe: install
+	CELLS_OIDC_TEST_RECIPE=1 $(PY) -m pytest -p no:cacheprovider tests/test_recipe.py
 
 # The whole suite on PostgreSQL + Redis: throw-away servers on loopback (scripts/services.sh; needs
 # Debian's postgresql and redis-server), or the ones DATABASE_URL and REDIS_URL name.

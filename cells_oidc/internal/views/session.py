@@ -74,6 +74,18 @@ class LoginView(auth_views.LoginView):
     form_class = LoginForm
     redirect_authenticated_user = False
 
+    def get_default_redirect_url(self) -> str:
+        """Where a sign-in without ``next`` goes: the site's ``LOGIN_REDIRECT_URL`` when it set one,
+        else the account page (Django's default, ``/accounts/profile/``, is a 404 on most sites)."""
+        from django.conf import global_settings, settings
+
+        if self.next_page or settings.LOGIN_REDIRECT_URL != global_settings.LOGIN_REDIRECT_URL:
+            return super().get_default_redirect_url()
+        try:
+            return reverse("cells_oidc:account")
+        except NoReverseMatch:
+            return super().get_default_redirect_url()
+
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         context["application"] = application_for_next(self.get_redirect_url())
