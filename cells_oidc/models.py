@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -208,6 +208,22 @@ def policy_for(application: Application) -> ClientPolicy:
         return ClientPolicy(application=application)
 
 
+class TokenFamilyQuerySet(models.QuerySet["TokenFamily"]):
+    """The queries callers repeat about sign-ins."""
+
+    def live(self) -> TokenFamilyQuerySet:
+        """Sign-ins not revoked (their tokens may still have expired)."""
+        return self.filter(revoked__isnull=True)
+
+    def of_user(self, user: Any) -> TokenFamilyQuerySet:
+        """The sign-ins of ``user``."""
+        return self.filter(user=user)
+
+    def for_code(self, code: str) -> TokenFamilyQuerySet:
+        """The sign-in an authorization code was issued for (its SHA-256 checksum is stored)."""
+        return self.filter(code_checksum=checksum(code))
+
+
 class TokenFamily(models.Model):
     """One sign-in of a user to a client: the authorization code and every token derived from it.
 
@@ -245,6 +261,8 @@ class TokenFamily(models.Model):
     # which the code exchange must then repeat.
     redirect_uri = models.TextField(_("redirect URI of the request"), blank=True, default="")
 
+    objects = TokenFamilyQuerySet.as_manager()
+
     class Meta:
         verbose_name = _("token family")
         verbose_name_plural = _("token families")
@@ -268,13 +286,17 @@ def revoke_families(family_ids: list[Any]) -> None:
     from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 
     refresh_model = get_refresh_token_model()
-    for family_id in family_ids:
-        refresh_model.revoke_family(family_id)
     families = TokenFamily.objects.filter(pk__in=family_ids)
-    get_access_token_model().objects.filter(
-        pk__in=families.exclude(access_token=None).values("access_token_id")
-    ).delete()
-    families.filter(revoked__isnull=True).update(revoked=timezone.now())
+    with transaction.atomic():
+        # The families' rows first, then their tokens: the lock order of the token endpoint
+        # (docs/security.md, "Exactly once"), so a concurrent refresh cannot deadlock with this.
+        list(families.select_for_update().order_by("pk").values_list("pk", flat=True))
+        for family_id in family_ids:
+            refresh_model.revoke_family(family_id)
+        get_access_token_model().objects.filter(
+            pk__in=families.exclude(access_token=None).values("access_token_id")
+        ).delete()
+        families.filter(revoked__isnull=True).update(revoked=timezone.now())
 
 
 def validate_registration_on_save(
@@ -288,6 +310,25 @@ def validate_registration_on_save(
     errors = registration_errors(instance)
     if errors:
         raise ValidationError(errors)
+
+
+class PersonalAccessTokenQuerySet(models.QuerySet["PersonalAccessToken"]):
+    """The queries callers repeat about personal access tokens."""
+
+    def live(self) -> PersonalAccessTokenQuerySet:
+        """Tokens neither revoked nor expired, nor minted by a sign-in since revoked; their
+        sign-in is loaded in the same query."""
+        now = timezone.now()
+        return (
+            self.filter(revoked__isnull=True, expires__gt=now)
+            .filter(models.Q(max_expires__isnull=True) | models.Q(max_expires__gt=now))
+            .filter(models.Q(token_family__isnull=True) | models.Q(token_family__revoked__isnull=True))
+            .select_related("token_family")
+        )
+
+    def of_user(self, user: Any) -> PersonalAccessTokenQuerySet:
+        """The tokens of ``user``."""
+        return self.filter(user=user)
 
 
 class PersonalAccessToken(models.Model):

@@ -12,6 +12,7 @@ from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.db import transaction
+from django.db.models import F, QuerySet
 from django.utils import timezone
 from oauth2_provider.models import (
     get_access_token_model,
@@ -53,6 +54,20 @@ def _refuse_unallowed_resources(request: Any, resources: Any) -> None:
     allowed = policy_for(client).allowed_resource_set() if client is not None else frozenset()
     if any(value not in allowed for value in resources):
         raise _invalid_target(request, "The client may not request tokens for this resource.")
+
+
+def locked_first(queryset: QuerySet[Any]) -> Any:
+    """The first row of ``queryset``, locked until the transaction ends (``SELECT … FOR UPDATE``).
+
+    Exactly once (docs/security.md): every token request that spends or revokes a sign-in's
+    grant locks the sign-in's :class:`TokenFamily` row first, so requests of one sign-in run
+    one after the other and each reads what the previous one committed. Outside a transaction
+    (a validator called on its own) there is nothing to hold a lock for: a plain read. SQLite
+    ignores ``FOR UPDATE``; its IMMEDIATE transactions serialise every writer instead.
+    """
+    if transaction.get_connection(queryset.db).in_atomic_block:
+        queryset = queryset.select_for_update()
+    return queryset.first()
 
 
 class CellsOAuth2Validator(OAuth2Validator):
@@ -285,15 +300,18 @@ class CellsOAuth2Validator(OAuth2Validator):
     ) -> bool:
         """Redeem ``code`` exactly once, with its PKCE proof, and remember what it carried.
 
-        The grant row is deleted here, before any token exists: of two concurrent redemptions
-        only the one whose DELETE removed the row goes on, so a code never yields two token
-        sets. Any failure after that point leaves the code burned (RFC 6749 §4.1.2 single use;
-        RFC 7636 §4.6 a failed verifier burns the code).
+        Exactly once (docs/security.md): the sign-in's :class:`TokenFamily` row is locked first,
+        for the rest of the token request's transaction (the token view runs it in one), so a
+        second redemption waits until the first has committed its tokens or its failure. The
+        grant row is then deleted, before any token exists: only the request whose DELETE
+        removed the row goes on. Any failure after that point leaves the code burned (RFC 6749
+        §4.1.2 single use; RFC 7636 §4.6 a failed verifier burns the code).
         """
         grant_model = get_grant_model()
         if not isinstance(code, str) or len(code) > 255:
             return False
         self._refuse_bad_resources(request)  # a malformed request does not spend the code
+        family = locked_first(TokenFamily.objects.filter(code_checksum=checksum(code)))
         # A live code presented by another client than its own is refused without being spent
         # (the spec is silent; fosite/Hydra do the same): only its client can burn it. A code
         # already redeemed has leaked whoever presents it, so that replay revokes its family.
@@ -301,10 +319,10 @@ class CellsOAuth2Validator(OAuth2Validator):
         if grant is not None:
             # RFC 8707 §2.2: within the grant's resources; refused before the code is spent.
             self._settle_resources(request, granted=list(grant.resource or []))
-        family = TokenFamily.objects.filter(code_checksum=checksum(code)).first()
         claimed = grant is not None and grant_model.objects.filter(pk=grant.pk).delete()[0] == 1
         if not claimed:
-            # RFC 6749 §4.1.2: a code used twice is an attack; revoke what it produced.
+            # RFC 6749 §4.1.2: a code used twice is an attack; revoke what it produced. Read
+            # under the lock, ``redeemed`` is the winner's committed word, whenever it finished.
             if family is not None and family.redeemed is not None:
                 family.revoke()
             return False
@@ -393,22 +411,84 @@ class CellsOAuth2Validator(OAuth2Validator):
     def validate_refresh_token(
         self, refresh_token: str, client: Any, request: Any, *a: Any, **k: Any
     ) -> bool:
+        """Spend ``refresh_token`` exactly once (RFC 6749 §6 rotation, RFC 9700 §4.14.2).
+
+        Exactly once (docs/security.md): the token's sign-in (:class:`TokenFamily`) is locked
+        first, so the refreshes and revocations of one sign-in run one after the other; the
+        token is then claimed by a conditional ``UPDATE … SET revoked = now WHERE revoked IS
+        NULL``, which only one request can win (it holds even for a path that took no lock).
+        A token presented after it was spent or revoked is reuse: the whole family is revoked,
+        successors included, and ``TokenFamily.revoked`` is set (DOT's own sweep leaves the
+        family row alone and its grace period answers an empty access token when tokens are
+        stored hashed, so neither is used).
+        """
         if not isinstance(refresh_token, str) or len(refresh_token) > 255:
             return False
         self._refuse_bad_resources(request)
-        if not super().validate_refresh_token(refresh_token, client, request, *a, **k):
+        refresh_model = get_refresh_token_model()
+        presented = refresh_model.objects.filter(token_checksum=checksum(refresh_token))
+        family_id = presented.exclude(token_family=None).values_list("token_family", flat=True).first()
+        family = locked_first(TokenFamily.objects.filter(pk=family_id)) if family_id else None
+        # Read after the lock: the row as the last request of this sign-in left it. Several rows
+        # may share a checksum (DOT: unique together with ``revoked``): the live one first.
+        rt = presented.order_by(F("revoked").desc(nulls_first=True)).first()
+        if rt is None:
             return False
+        if rt.revoked is not None or (family is not None and family.revoked is not None):
+            # RFC 9700 §4.14.2: a spent refresh token presented again means two parties hold
+            # it; RFC 6749 §10.4: revoke the grant, so no chain of this sign-in refreshes again.
+            if rt.token_family:
+                revoke_families([rt.token_family])
+            return False
+        if not super().validate_refresh_token(refresh_token, client, request, *a, **k):
+            return False  # expired, an orphan, or another client's token (not spent)
         rt = request.refresh_token_instance
         # RFC 8707 §2.2: no resource beyond the refresh token's, checked now rather than while
         # saving the tokens (after the new ID token was stored).
         self._settle_resources(request, granted=list(rt.resource or []))
-        family = TokenFamily.objects.filter(pk=rt.token_family).first() if rt.token_family else None
-        if family is not None and family.revoked is not None:
-            return False
         if not get_adapter().can_sign_in(user=rt.user, client=client):
             return False
         if family is not None:
             sign_in_context(request).bind(family)
+        # The last refusal before the claim: a refused request does not spend the token.
+        self._refuse_wider_scope(refresh_token, request)
+        if self.rotate_refresh_token(request) and not self._claim_refresh_token(rt):
+            # Spent by a concurrent request that took no lock of the family: reuse all the same.
+            if rt.token_family:
+                revoke_families([rt.token_family])
+            return False
+        return True
+
+    def _refuse_wider_scope(self, refresh_token: str, request: Any) -> None:
+        """RFC 6749 §6: ``invalid_scope`` for a scope beyond the original grant.
+
+        oauthlib asks the same right after :meth:`validate_refresh_token`, when the token would
+        be claimed already; asked here first, a refused refresh leaves the token unspent.
+        """
+        from oauthlib.oauth2.rfc6749 import errors, utils
+
+        if not request.scope:
+            return
+        requested = utils.scope_to_list(request.scope)
+        original = utils.scope_to_list(self.get_original_scopes(refresh_token, request))
+        if not all(scope in original for scope in requested) and not self.is_within_original_scope(
+            requested, refresh_token, request
+        ):
+            raise errors.InvalidScopeError(request=request)
+
+    def _claim_refresh_token(self, rt: Any) -> bool:
+        """Mark ``rt`` spent if nobody did: ``True`` for the one request whose UPDATE did it.
+
+        PostgreSQL (READ COMMITTED) makes a second UPDATE of the row wait for the first
+        transaction and evaluates ``revoked IS NULL`` again on the committed row; SQLite runs
+        one writing transaction at a time. DOT's rotation then finds the row revoked already
+        and leaves the previous access token alone: :meth:`_save_bearer_token` deletes it.
+        """
+        now = timezone.now()
+        claimed = get_refresh_token_model().objects.filter(pk=rt.pk, revoked__isnull=True)
+        if claimed.update(revoked=now, updated=now) != 1:
+            return False
+        rt.revoked = now
         return True
 
     def _save_bearer_token(self, token: dict[str, Any], request: Any, *args: Any, **kwargs: Any) -> None:
@@ -417,7 +497,12 @@ class CellsOAuth2Validator(OAuth2Validator):
         first_issue = request.grant_type != "refresh_token"
         if "refresh_token" in token and not issuance.issue_refresh_token(request):
             token.pop("refresh_token")  # OpenID Connect Core §11: the adapter's decision
+        spent = getattr(request, "refresh_token_instance", None) if not first_issue else None
         super()._save_bearer_token(token, request, *args, **kwargs)
+        if spent is not None and spent.revoked is not None and spent.access_token_id is not None:
+            # RFC 6749 §6 rotation: the spent refresh token's access token goes with it (DOT's
+            # revoke() does this, but finds the row claimed already by validate_refresh_token).
+            get_access_token_model().objects.filter(pk=spent.access_token_id).delete()
         if family is None:
             return
         refresh_model = get_refresh_token_model()
@@ -448,16 +533,20 @@ class CellsOAuth2Validator(OAuth2Validator):
         self, token: str, token_type_hint: str | None, request: Any, *args: Any, **kwargs: Any
     ) -> None:
         refresh_model = get_refresh_token_model()
-        families = list(
-            refresh_model.objects.filter(
-                token_checksum=checksum(token), application_id=getattr(request.client, "pk", None)
+        with transaction.atomic():
+            families = list(
+                refresh_model.objects.filter(
+                    token_checksum=checksum(token), application_id=getattr(request.client, "pk", None)
+                )
+                .exclude(token_family=None)
+                .values_list("token_family", flat=True)
             )
-            .exclude(token_family=None)
-            .values_list("token_family", flat=True)
-        )
-        super().revoke_token(token, token_type_hint, request, *args, **kwargs)
-        # RFC 7009 §2.1: revoking a refresh token SHOULD invalidate every token of its grant.
-        revoke_families(families)
+            # Exactly once (docs/security.md): the sign-in's row is locked before its tokens, in
+            # the order of the token endpoint, so a concurrent refresh cannot deadlock with this.
+            list(TokenFamily.objects.select_for_update().filter(pk__in=families).order_by("pk"))
+            super().revoke_token(token, token_type_hint, request, *args, **kwargs)
+            # RFC 7009 §2.1: revoking a refresh token SHOULD invalidate every token of its grant.
+            revoke_families(families)
 
     # ---- claims and ID tokens ----------------------------------------------------------------
     def get_claim_dict(self, request: Any) -> dict[str, Any]:

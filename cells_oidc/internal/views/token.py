@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from django.db import router, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import View
 from oauth2_provider import views as dot_views
@@ -38,7 +39,12 @@ class TokenView(ApiEndpointMixin, dot_views.TokenView):
             return json_error("invalid_request", "grant_type is required.")
         if grant_type == DEVICE_GRANT and not request.POST.get("device_code"):
             return json_error("invalid_request", "device_code is required.")  # RFC 8628 §3.4
-        return super().post(request, *args, **kwargs)
+        # Exactly once (docs/security.md): the whole request is one transaction. The locks the
+        # validator takes (the sign-in's TokenFamily row) are held until its tokens, or the
+        # revocation a replay causes, are committed. oauthlib answers errors rather than raising
+        # them, so an invalid_grant commits the revocation it caused; only a crash rolls back.
+        with transaction.atomic(using=router.db_for_write(get_access_token_model())):
+            return super().post(request, *args, **kwargs)
 
     def device_flow_token_response(
         self, request: HttpRequest, device_code: str, *args: Any, **kwargs: Any

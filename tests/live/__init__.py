@@ -1,0 +1,1 @@
+"""A multi-process provider (gunicorn) for the concurrency tests of tests/test_races.py."""

@@ -1,0 +1,59 @@
+"""Settings of the gunicorn workers of tests/test_races.py: the demo project as a site runs it.
+
+Every worker must share the test's state, so nothing here is per process: the database is a FILE
+SQLite database in the test's directory (with the embedded default's options, project/settings.py)
+or the PostgreSQL database the test created; the cache is the Redis of ``REDIS_URL`` or a file
+cache in the test's directory; the signing key is a PEM file there.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+from cells_oidc.conf import oauth2_provider_settings
+from tests.settings import *  # noqa: F403
+
+_DIR = Path(os.environ["CELLS_OIDC_LIVE_DIR"])
+
+ROOT_URLCONF = "project.urls"
+CELLS_OIDC_SITE_URL = os.environ["CELLS_OIDC_LIVE_SITE_URL"]
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+if os.environ.get("CELLS_OIDC_LIVE_DATABASE_URL"):
+    DATABASES = {
+        "default": dj_database_url.parse(os.environ["CELLS_OIDC_LIVE_DATABASE_URL"], conn_max_age=60)
+    }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(_DIR / "db.sqlite3"),
+            "OPTIONS": dict(SQLITE_OPTIONS),  # noqa: F405 - the embedded default's (project/settings.py)
+        }
+    }
+if os.environ.get("REDIS_URL"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["REDIS_URL"],
+            "KEY_PREFIX": "cells-oidc-live-" + _DIR.name,
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(_DIR / "cache"),
+        }
+    }
+OAUTH2_PROVIDER = oauth2_provider_settings(signing_key=(_DIR / "signing-key.pem").read_text())
+
+# A 500 must show in the test's failure message: errors go to the worker's log.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+    "loggers": {"django.request": {"handlers": ["stderr"], "level": "ERROR", "propagate": False}},
+}
