@@ -394,7 +394,7 @@ def test_the_issuer_must_match_discovery_byte_for_byte(
 
 
 class MovedClock:
-    """The ``time`` module as cells_oidc.internal.resource sees it, with a monotonic clock the test
+    """The ``time`` module as cells_oidc.internal.remote sees it, with a monotonic clock the test
     moves forward instead of sleeping (the key cache's intervals use ``time.monotonic()``)."""
 
     def __init__(self) -> None:
@@ -412,10 +412,10 @@ class MovedClock:
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> MovedClock:
-    from cells_oidc.internal import resource
+    from cells_oidc.internal import remote
 
     moved = MovedClock()
-    monkeypatch.setattr(resource, "time", moved)
+    monkeypatch.setattr(remote, "time", moved)
     return moved
 
 

@@ -77,32 +77,15 @@ class InvalidToken(Exception):
         self.reason = reason
 
 
-def verify(
-    token: object,
-    *,
-    key_for: KeyLookup,
-    typ: str,
-    issuer: str,
-    audiences: Iterable[str] | None = None,
-    required: Collection[str] = (),
-    check_time: bool = True,
-    leeway: int = 0,
-    now: float | None = None,
-) -> dict[str, Any]:
+def verify(token: object, *, key_for: KeyLookup, typ: str, issuer: str, **rules: Any) -> dict[str, Any]:
     """Verify a compact JWS of type ``typ`` and return its claims, or raise :class:`InvalidToken`.
 
-    :func:`verify_signature` (form, header, signature), then :func:`check_claims`.
+    :func:`verify_signature` (form, header, signature), then :func:`check_claims` with ``issuer``
+    and ``rules``, its other keyword arguments (``audiences``, ``required``, ``check_time``,
+    ``leeway``, ``now``).
     """
     claims = verify_signature(token, key_for=key_for, typ=typ)
-    check_claims(
-        claims,
-        issuer=issuer,
-        audiences=audiences,
-        required=required,
-        check_time=check_time,
-        leeway=leeway,
-        now=now,
-    )
+    check_claims(claims, issuer=issuer, **rules)
     return claims
 
 
