@@ -80,3 +80,22 @@ def test_a_bad_origin_is_an_error_and_never_reaches_the_policy(db: Any, settings
     assert set(csp["script-src"]) <= allowed
     assert set(csp["style-src"]) <= allowed
     assert "*" not in page["Content-Security-Policy"].split()
+
+
+def test_the_demo_serves_collected_static_files_without_runserver(
+    db: Any, settings: Any, tmp_path: Any
+) -> None:
+    # Under gunicorn (DEBUG off) nothing but the site serves /static/: the demo's whitenoise serves
+    # what collectstatic put in STATIC_ROOT, so the pages are styled.
+    from django.core.management import call_command
+
+    assert "whitenoise.middleware.WhiteNoiseMiddleware" in settings.MIDDLEWARE
+    settings.STATIC_ROOT = str(tmp_path)
+    call_command("collectstatic", "--noinput", verbosity=0)
+    http = Client()  # a new handler: the middleware reads STATIC_ROOT now
+    page = http.get(LOGIN)
+    for asset in ("/static/cells_oidc/cells_oidc.css", "/static/cells_oidc/copy.js"):
+        response = http.get(asset)
+        assert response.status_code == 200, asset
+        assert response.headers["Content-Type"].split(";")[0] in ("text/css", "text/javascript")
+    assert b"/static/cells_oidc/cells_oidc.css" in page.content
