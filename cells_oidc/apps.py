@@ -29,6 +29,7 @@ class CellsOidcConfig(AppConfig):
                 dispatch_uid=f"cells_oidc.validate.{model._meta.label}",
             )
         _connect_resource_receivers()
+        _connect_discovery_receivers()
 
 
 def _connect_resource_receivers() -> None:
@@ -46,6 +47,16 @@ def _connect_resource_receivers() -> None:
         dispatch_uid="cells_oidc.revocation",
     )
     setting_changed.connect(clear_remote_cache, dispatch_uid="cells_oidc.internal.resource.settings")
+
+
+def _connect_discovery_receivers() -> None:
+    # The discovery document and the JWKS are built once per configuration; a changed setting
+    # (override_settings in tests) builds them again.
+    from django.core.signals import setting_changed
+
+    from cells_oidc.internal.views.discovery import forget_documents
+
+    setting_changed.connect(forget_documents, dispatch_uid="cells_oidc.internal.views.discovery")
 
 
 def _connect_account_receivers() -> None:

@@ -72,6 +72,9 @@ _MAX_AGE_RE = re.compile(r"[0-9]{1,9}")
 #: discovery's ``prompt_values_supported``. In the order of the spec.
 PROMPT_VALUES = ("none", "login", "consent", "select_account")
 SUPPORTED_PROMPTS = frozenset(PROMPT_VALUES)
+#: OAuth 2.0 Multiple Response Type Encoding Practices §2.1: the code flow answers in the query;
+#: fragment and form_post are not offered (discovery's ``response_modes_supported``).
+RESPONSE_MODES = ("query",)
 # DOT stores the nonce in a 255-character column.
 MAX_NONCE_LENGTH = 255
 
@@ -236,7 +239,7 @@ class AuthorizationView(dot_views.AuthorizationView):
             raise fail(oidc_errors.RequestNotSupported, "Request objects are not supported.")
         if "request_uri" in params:
             raise fail(oidc_errors.RequestURINotSupported, "request_uri is not supported.")
-        if params.get("response_mode", "query") != "query":
+        if params.get("response_mode", RESPONSE_MODES[0]) not in RESPONSE_MODES:
             # OAuth 2.0 Multiple Response Type Encoding Practices §2.1: the code flow answers
             # in the query; fragment and form_post are not offered (discovery says so).
             raise fail(oauth2_errors.InvalidRequestError, "Only response_mode=query is supported.")

@@ -5,21 +5,61 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.urls import get_urlconf
 from django.utils.decorators import method_decorator
 from django.views import View
 from oauth2_provider.compat import login_not_required
 from oauth2_provider.scopes import get_scopes_backend
+from oauth2_provider.settings import oauth2_settings
 
 from cells_oidc.adapter import get_adapter
-from cells_oidc.internal import keys
+from cells_oidc.conf import app_settings
+from cells_oidc.internal import client_auth, keys, pkce
+from cells_oidc.internal.device import DEVICE_GRANT
 from cells_oidc.internal.endpoints import absolute_url, issuer
+from cells_oidc.internal.views.authorize import PROMPT_VALUES, RESPONSE_MODES
 from cells_oidc.internal.views.common import add_cors, preflight
 
 PUBLIC_DOCUMENT_MAX_AGE = 300
+#: RFC 9700 §2.1.2: the authorization code flow only (the validator's validate_response_type).
+RESPONSE_TYPES = ("code",)
+#: The grants of the token endpoint (RFC 8628 §4: the device grant for the clients whose policy
+#: allows it; the validator's validate_grant_type decides per client).
+GRANT_TYPES = ("authorization_code", "refresh_token", DEVICE_GRANT)
+
+# The documents built for a configuration: (name, site URL, URLconf, keys) → document. Emptied by
+# :func:`forget_documents` when a setting changes (connected in ``apps.py``).
+_documents: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+
+def forget_documents(**kwargs: Any) -> None:
+    """``setting_changed`` receiver: the next request builds the documents again."""
+    _documents.clear()
+
+
+def _once(key: tuple[Any, ...], build: Any) -> dict[str, Any]:
+    document = _documents.get(key)
+    if document is None:
+        document = _documents[key] = build()
+    return document
 
 
 def provider_metadata() -> dict[str, Any]:
-    """What the provider really supports, with absolute URLs built from the configured site URL."""
+    """The discovery document, built once per configuration (:func:`build_provider_metadata`)."""
+    return _once(("metadata", app_settings.SITE_URL, get_urlconf()), build_provider_metadata)
+
+
+def jwks() -> dict[str, Any]:
+    """The JWK Set, built once per set of keys (:func:`cells_oidc.internal.keys.jwks`)."""
+    pems = (oauth2_settings.OIDC_RSA_PRIVATE_KEY, *(oauth2_settings.OIDC_RSA_PRIVATE_KEYS_INACTIVE or ()))
+    return _once(("jwks", pems), keys.jwks)
+
+
+def build_provider_metadata() -> dict[str, Any]:
+    """What the provider really supports, with absolute URLs built from the configured site URL.
+
+    Every list is the constant the endpoint enforces it with, so the two cannot drift.
+    """
     return {
         "issuer": issuer(),
         "authorization_endpoint": absolute_url("authorize"),
@@ -30,25 +70,23 @@ def provider_metadata() -> dict[str, Any]:
         "introspection_endpoint": absolute_url("introspect"),
         "end_session_endpoint": absolute_url("logout"),
         "scopes_supported": list(get_scopes_backend().get_all_scopes()),
-        "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
+        "response_types_supported": list(RESPONSE_TYPES),
+        "response_modes_supported": list(RESPONSE_MODES),
         # RFC 8628 §4: for the clients whose policy allows the device flow.
         "device_authorization_endpoint": absolute_url("device-authorization"),
-        "grant_types_supported": [
-            "authorization_code",
-            "refresh_token",
-            "urn:ietf:params:oauth:grant-type:device_code",
-        ],
+        "grant_types_supported": list(GRANT_TYPES),
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": [keys.ALGORITHM],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "code_challenge_methods_supported": ["S256"],  # RFC 9700 §2.1.1: never "plain"
+        "token_endpoint_auth_methods_supported": list(client_auth.TOKEN_ENDPOINT_AUTH_METHODS),
+        "revocation_endpoint_auth_methods_supported": list(client_auth.TOKEN_ENDPOINT_AUTH_METHODS),
+        "introspection_endpoint_auth_methods_supported": list(
+            client_auth.INTROSPECTION_ENDPOINT_AUTH_METHODS
+        ),
+        "code_challenge_methods_supported": list(pkce.CODE_CHALLENGE_METHODS),  # RFC 9700 §2.1.1
         "claims_supported": sorted(
             {"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "sid", *get_adapter().claim_scopes}
         ),
-        "prompt_values_supported": ["none", "login", "consent"],
+        "prompt_values_supported": list(PROMPT_VALUES),
         "claims_parameter_supported": False,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
@@ -78,7 +116,7 @@ class DiscoveryView(View):
 @method_decorator(login_not_required, name="dispatch")
 class JwksView(DiscoveryView):
     def get(self, request: HttpRequest) -> HttpResponse:
-        return public_json(request, keys.jwks())
+        return public_json(request, jwks())
 
 
 @method_decorator(login_not_required, name="dispatch")
