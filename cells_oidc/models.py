@@ -208,6 +208,22 @@ def policy_for(application: Application) -> ClientPolicy:
         return ClientPolicy(application=application)
 
 
+class TokenFamilyQuerySet(models.QuerySet["TokenFamily"]):
+    """The queries callers repeat about sign-ins."""
+
+    def live(self) -> TokenFamilyQuerySet:
+        """Sign-ins not revoked (their tokens may still have expired)."""
+        return self.filter(revoked__isnull=True)
+
+    def of_user(self, user: Any) -> TokenFamilyQuerySet:
+        """The sign-ins of ``user``."""
+        return self.filter(user=user)
+
+    def for_code(self, code: str) -> TokenFamilyQuerySet:
+        """The sign-in an authorization code was issued for (its SHA-256 checksum is stored)."""
+        return self.filter(code_checksum=checksum(code))
+
+
 class TokenFamily(models.Model):
     """One sign-in of a user to a client: the authorization code and every token derived from it.
 
@@ -244,6 +260,8 @@ class TokenFamily(models.Model):
     # RFC 6749 §4.1.3: the redirect_uri the authorization request named ("" when it named none),
     # which the code exchange must then repeat.
     redirect_uri = models.TextField(_("redirect URI of the request"), blank=True, default="")
+
+    objects = TokenFamilyQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("token family")
@@ -294,6 +312,29 @@ def validate_registration_on_save(
         raise ValidationError(errors)
 
 
+#: Personal tokens whose minting sign-in is not revoked (or that no sign-in minted).
+SIGN_IN_LIVE = models.Q(token_family__isnull=True) | models.Q(token_family__revoked__isnull=True)
+
+
+class PersonalAccessTokenQuerySet(models.QuerySet["PersonalAccessToken"]):
+    """The queries callers repeat about personal access tokens."""
+
+    def live(self) -> PersonalAccessTokenQuerySet:
+        """Tokens neither revoked nor expired, nor minted by a sign-in since revoked; their
+        sign-in is loaded in the same query."""
+        now = timezone.now()
+        return (
+            self.filter(revoked__isnull=True, expires__gt=now)
+            .filter(models.Q(max_expires__isnull=True) | models.Q(max_expires__gt=now))
+            .filter(SIGN_IN_LIVE)
+            .select_related("token_family")
+        )
+
+    def of_user(self, user: Any) -> PersonalAccessTokenQuerySet:
+        """The tokens of ``user``."""
+        return self.filter(user=user)
+
+
 class PersonalAccessToken(models.Model):
     """A personal access token (Cells' ``admin user token``): a long random secret shown once.
 
@@ -334,6 +375,8 @@ class PersonalAccessToken(models.Model):
         related_name="personal_tokens",
         verbose_name=_("minted through sign-in"),
     )
+
+    objects = PersonalAccessTokenQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("personal access token")

@@ -73,7 +73,7 @@ def held_by(user: Any) -> list[Held]:
         first[token.token_family] = token.created
     now = timezone.now()
     families = (
-        TokenFamily.objects.filter(user=user)
+        TokenFamily.objects.of_user(user)
         .filter(Q(pk__in=list(latest)) | Q(revoked__isnull=True, access_token__expires__gt=now))
         .select_related("application", "access_token")
     )
@@ -161,7 +161,7 @@ def family_of_access_token(token: str) -> TokenFamily | None:
         .values("token_family")
     )
     return (
-        TokenFamily.objects.filter(revoked__isnull=True)
+        TokenFamily.objects.live()
         .filter(Q(access_token__token_checksum=digest) | Q(pk__in=through_refresh))
         .first()
     )

@@ -35,6 +35,7 @@ from cells_oidc.internal.endpoints import issuer
 from cells_oidc.internal.jws import InvalidToken
 from cells_oidc.internal.sessions import TOUCH_INTERVAL
 from cells_oidc.internal.token_info import TokenInfo
+from cells_oidc.models import SIGN_IN_LIVE as SIGN_IN_LIVE  # the account page reads pat.SIGN_IN_LIVE
 from cells_oidc.models import PersonalAccessToken, TokenFamily, checksum
 
 PAT_PREFIX = "cpat_"
@@ -287,21 +288,10 @@ def status(token: PersonalAccessToken, now: datetime | None = None) -> str:
     return "active"
 
 
-#: Tokens whose minting sign-in is not revoked (or that no sign-in minted).
-SIGN_IN_LIVE = Q(token_family__isnull=True) | Q(token_family__revoked__isnull=True)
-
-
 def live(queryset: Any = None) -> Any:
     """The tokens of ``queryset`` (default all) that are neither revoked nor expired, nor minted
-    by a sign-in since revoked; their sign-in is loaded in the same query."""
-    now = timezone.now()
-    queryset = PersonalAccessToken.objects.all() if queryset is None else queryset
-    return (
-        queryset.filter(revoked__isnull=True, expires__gt=now)
-        .filter(Q(max_expires__isnull=True) | Q(max_expires__gt=now))
-        .filter(SIGN_IN_LIVE)
-        .select_related("token_family")
-    )
+    by a sign-in since revoked (:meth:`PersonalAccessTokenQuerySet.live`)."""
+    return (PersonalAccessToken.objects.all() if queryset is None else queryset).live()
 
 
 # ---- use ------------------------------------------------------------------------------------

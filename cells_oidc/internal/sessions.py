@@ -206,5 +206,5 @@ def revoke_session_tokens(user: Any, sids: set[str]) -> None:
     (RFC 7009 §2.1: every token of each sign-in), as the account page and logout end a session."""
     sids = {sid for sid in sids if sid}
     if sids:
-        for family in TokenFamily.objects.filter(user=user, sid__in=sids, revoked__isnull=True):
+        for family in TokenFamily.objects.of_user(user).live().filter(sid__in=sids):
             family.revoke()
