@@ -75,6 +75,8 @@ class LiveSite:
     extra_settings: str = ""
     ports: list[int] = field(default_factory=list)
     servers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: The PostgreSQL server to create the site's database on (default: ``DATABASE_URL``, if any).
+    admin_database_url: str | None = None
     database_url: str = ""
     _admin_url: str = ""
     _db_name: str = ""
@@ -124,7 +126,11 @@ class LiveSite:
 
     def setup(self) -> None:
         self.ports = [free_port() for _ in range(self.processes)]
-        url = os.environ.get("DATABASE_URL", "")
+        url = (
+            self.admin_database_url
+            if self.admin_database_url is not None
+            else os.environ.get("DATABASE_URL", "")
+        )
         if url:
             import psycopg
 
@@ -151,6 +157,11 @@ class LiveSite:
         self.manage("loaddata", "default_clients", "-v", "0")
         self.manage("shell", "-c", "import runpy; runpy.run_path('tests/live/seed.py')")
         self.manage("check", "--fail-level", "ERROR")
+
+    def add_settings(self, text: str) -> None:
+        """Append ``text`` to the settings module (before :meth:`start`)."""
+        with (self.directory / f"{self._settings_module()}.py").open("a") as handle:
+            handle.write(text + "\n")
 
     def start(self) -> None:
         for index, port in enumerate(self.ports):
