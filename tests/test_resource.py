@@ -714,12 +714,12 @@ def test_the_admins_revoke_action_revokes_at_once(
 def test_deleting_the_token_row_revokes_it(default_clients: None, alice: Any, browser: Browser) -> None:
     from oauth2_provider.models import get_access_token_model
 
-    from cells_oidc.internal.revocation import token_checksum
+    from cells_oidc.models import checksum
 
     first = sign_in(browser)["access_token"]
     second = sign_in(Browser())["access_token"]
     model = get_access_token_model()
-    model.objects.get(token_checksum=token_checksum(first)).delete()  # the admin's delete
+    model.objects.get(token_checksum=checksum(first)).delete()  # the admin's delete
     assert_invalid_token(api_get("/api/me", first))
     assert api_get("/api/me", second).status_code == 200
     model.objects.filter(user=alice).delete()  # a queryset delete sends post_delete per row too
@@ -733,6 +733,7 @@ def test_the_deny_list_lives_in_the_configured_cache_until_the_token_expires(
     from django.core.cache import caches
 
     from cells_oidc.internal import revocation
+    from cells_oidc.models import checksum
 
     settings.CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "default"},
@@ -748,7 +749,7 @@ def test_the_deny_list_lives_in_the_configured_cache_until_the_token_expires(
         f"token={access}&client_id=cells-client",
         content_type="application/x-www-form-urlencoded",
     )
-    key = revocation.KEY_PREFIX + revocation.token_checksum(access)
+    key = revocation.KEY_PREFIX + checksum(access)
     assert caches["revocations"].get(key) is not None
     assert caches["default"].get(key) is None
     assert_invalid_token(api_get("/api/me", access))
@@ -756,15 +757,11 @@ def test_the_deny_list_lives_in_the_configured_cache_until_the_token_expires(
     expires_at = time.time() + 600
     revocation.deny("some-other-token", expires_at)
     stored_until = caches["revocations"]._expire_info[
-        caches["revocations"].make_and_validate_key(
-            revocation.KEY_PREFIX + revocation.token_checksum("some-other-token")
-        )
+        caches["revocations"].make_and_validate_key(revocation.KEY_PREFIX + checksum("some-other-token"))
     ]
     assert expires_at + 30 < stored_until <= expires_at + 30 + revocation.MARGIN_SECONDS + 2
     revocation.deny("expired-token", time.time() - 3600)
-    assert (
-        caches["revocations"].get(revocation.KEY_PREFIX + revocation.token_checksum("expired-token")) is None
-    )
+    assert caches["revocations"].get(revocation.KEY_PREFIX + checksum("expired-token")) is None
 
 
 # ---- personal access tokens go the same way --------------------------------------------------------

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cells_oidc.conf import app_settings
 from cells_oidc.internal import revocation
 from cells_oidc.internal.jws import MAX_KID_LENGTH, InvalidToken, numeric_date, public_key_from_jwk
+from cells_oidc.models import checksum
 
 __all__ = [
     "RemoteError",
@@ -226,7 +227,7 @@ def introspect(token: str, provider: RemoteProvider, *, expires_at: int | None) 
     deny-list until it expires. When the provider cannot be asked, the token is refused.
     """
     cache = revocation.revocation_cache()
-    key = f"cells_oidc:introspection:{revocation.token_checksum(token)}"
+    key = f"cells_oidc:introspection:{checksum(token)}"
     try:
         cached = cache.get(key)
     except Exception:  # noqa: BLE001 - a cache outage must refuse, not crash

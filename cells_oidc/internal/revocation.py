@@ -22,7 +22,6 @@ sees it; the others accept the token until it expires (at most ``ACCESS_TOKEN_EX
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import time
@@ -32,6 +31,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from cells_oidc import models
 from cells_oidc.conf import app_settings
 
 logger = logging.getLogger(__name__)
@@ -39,11 +39,6 @@ logger = logging.getLogger(__name__)
 KEY_PREFIX = "cells_oidc:revoked:"
 #: Kept this much longer than the token's expiry plus the verification leeway.
 MARGIN_SECONDS = 60
-
-
-def token_checksum(token: str) -> str:
-    """The SHA-256 hex digest of ``token``, as DOT stores it in ``token_checksum``."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def revocation_cache() -> Any:
@@ -62,7 +57,7 @@ def deny_checksum(checksum: str, expires_at: float) -> None:
 
 def deny(token: str, expires_at: float) -> None:
     """Refuse ``token`` until it expires."""
-    deny_checksum(token_checksum(token), expires_at)
+    deny_checksum(models.checksum(token), expires_at)
 
 
 class RevocationStatusUnavailable(Exception):
@@ -76,7 +71,7 @@ def is_revoked(token: str) -> bool:
     logged): an API must not accept a token it cannot check.
     """
     try:
-        return revocation_cache().get(KEY_PREFIX + token_checksum(token)) is not None
+        return revocation_cache().get(KEY_PREFIX + models.checksum(token)) is not None
     except Exception as exc:  # noqa: BLE001 - any backend error
         logger.exception("The revocation cache is unavailable; refusing the token.")
         raise RevocationStatusUnavailable from exc
