@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -528,8 +527,3 @@ class AppSettings:
 
 
 app_settings = AppSettings()
-
-
-def site_netlocs() -> list[str]:
-    """The ``host[:port]`` of every configured site URL (what ``serverName`` stands for)."""
-    return [urlsplit(url).netloc for url in app_settings.SITE_URLS]
