@@ -27,9 +27,7 @@ from cells_oidc.internal import pages
 
 __all__ = [
     "ERROR_EXPLANATIONS",
-    "AccessDenied",
     "InvalidClient",
-    "InvalidGrant",
     "InvalidRequest",
     "InvalidTarget",
     "NotFound",
@@ -75,14 +73,11 @@ class OAuthError(Exception):
 class InvalidRequest(OAuthError):
     """RFC 6749 §4.1.2.1, §5.2; RFC 6750 §3.1: malformed, missing or repeated parameter."""
 
-    error = "invalid_request"
-
 
 class InvalidClient(OAuthError):
     """RFC 6749 §5.2: client authentication failed (unknown client, wrong secret)."""
 
-    error = "invalid_client"
-    status = 401
+    error, status = "invalid_client", 401
 
 
 class UnauthorizedClient(OAuthError):
@@ -91,10 +86,10 @@ class UnauthorizedClient(OAuthError):
     error = "unauthorized_client"
 
 
-class InvalidGrant(OAuthError):
-    """RFC 6749 §5.2: the code, refresh token or device code is invalid, expired or used."""
+class NotFound(OAuthError):
+    """A page's object that does not exist or is not the user's (nothing is changed)."""
 
-    error = "invalid_grant"
+    error, status = "not_found", 404
 
 
 class InvalidTarget(OAuthError):
@@ -103,25 +98,10 @@ class InvalidTarget(OAuthError):
     error = "invalid_target"
 
 
-class AccessDenied(OAuthError):
-    """RFC 6749 §4.1.2.1; RFC 8628 §3.5: the user or the policy said no."""
-
-    error = "access_denied"
-    status = 403
-
-
-class NotFound(OAuthError):
-    """A page's object that does not exist or is not the user's (nothing is changed)."""
-
-    error = "not_found"
-    status = 404
-
-
 class ServerError(OAuthError):
     """RFC 6749 §4.1.2.1: something went wrong on this side."""
 
-    error = "server_error"
-    status = 500
+    error, status = "server_error", 500
 
 
 # ---- JSON, for API endpoints --------------------------------------------------------------------
