@@ -13,6 +13,7 @@ import html
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -395,3 +396,31 @@ def test_an_untranslated_error_description_is_marked_as_english(default_clients:
     description = re.search(r'<p lang="en" dir="ltr">([^<]+)</p>', body)
     assert description and "redirect_uri" in description.group(1)
     assert "L&#x27;applicazione ha inviato una richiesta di accesso incompleta o non valida." in body
+
+
+def test_a_translated_error_description_is_shown_in_the_readers_language(
+    default_clients: None, alice: Any, make_user: Any
+) -> None:
+    """A description written with gettext_lazy reaches the page in the reader's language."""
+    from cells_oidc.internal import pat
+
+    bobs = pat.mint(make_user("bob"), expires_in=timedelta(days=1), label="bob's")
+    user = Client(HTTP_ACCEPT_LANGUAGE="es")
+    assert user.login(username="alice", password=PASSWORD)
+    page = user.post(f"/oidc/account/tokens/{bobs.token.pk}/revoke")
+    body = page.content.decode()
+    assert page.status_code == 404
+    assert "<p>No se ha cambiado nada.</p>" in body
+    assert "Este token de acceso personal no existe o no es suyo." in body
+    assert 'lang="en"' not in body.split("<body>", 1)[1]
+
+
+def test_a_catalogued_error_description_is_translated_on_the_page(default_clients: None, alice: Any) -> None:
+    """A description marked with gettext_noop stays English for the protocol, not on the page."""
+    user = Client(HTTP_ACCEPT_LANGUAGE="fr")
+    assert user.login(username="alice", password=PASSWORD)
+    page = user.post(cli_url(), {"authorization": "altered", "allow": "on", "cells_oidc_step": "confirm"})
+    body = html.unescape(page.content.decode())
+    assert page.status_code == 400
+    assert "<p>Cette page a expiré ou a été modifiée. Recommencez depuis l'application.</p>" in body
+    assert "This page has expired" not in body

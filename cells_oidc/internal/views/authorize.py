@@ -28,6 +28,7 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import resolve_url
 from django.urls import reverse
 from django.utils.decorators import method_decorator
+from django.utils.translation import gettext_noop
 from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider import views as dot_views
 from oauth2_provider.exceptions import FatalClientError, OAuthToolkitError
@@ -310,7 +311,9 @@ class AuthorizationView(dot_views.AuthorizationView):
         if self.validated_redirect_uri is None or not _same_endpoint(
             redirect_to, self.validated_redirect_uri
         ):
-            return errors.page_response(self.request, errors.InvalidRequest("Unknown redirect_uri."))
+            return errors.page_response(
+                self.request, errors.InvalidRequest(gettext_noop("Unknown redirect_uri."))
+            )
         uri = with_iss(redirect_to)
         response = OAuth2ResponseRedirect(uri, [urlsplit(uri).scheme])
         response["Cache-Control"] = "no-store"
@@ -510,10 +513,13 @@ class AuthorizationView(dot_views.AuthorizationView):
         # Only the confirmation/consent form gets here (see dispatch), signed in and CSRF-checked.
         form = self.get_form(self.get_form_class())
         if not form.is_valid():
-            return errors.page_response(request, errors.InvalidRequest("The form was incomplete."))
+            return errors.page_response(
+                request, errors.InvalidRequest(gettext_noop("The form was incomplete."))
+            )
         signed = self._unsign(request, form.cleaned_data[REQUEST_FIELD])
         if signed is None:
-            expired = "This page has expired or was altered. Start again from the application."
+            # English in the log; the error page shows it in the reader's language (error.html).
+            expired = gettext_noop("This page has expired or was altered. Start again from the application.")
             return errors.page_response(request, errors.InvalidRequest(expired))
         params, page = signed
         try:

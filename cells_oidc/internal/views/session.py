@@ -12,6 +12,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import NoReverseMatch, reverse
 from django.utils.decorators import method_decorator
+from django.utils.translation import gettext_noop
 from django.views import View
 from oauth2_provider import views as dot_views
 from oauth2_provider.compat import login_not_required
@@ -184,7 +185,9 @@ class LogoutView(dot_views.RPInitiatedLogoutView):
         if not redirects.redirect_uri_allowed(
             post_logout_redirect_uri, application.post_logout_redirect_uris, app_settings.SITE_URLS
         ):
-            raise InvalidOIDCRedirectURIError("This client has not registered this post_logout_redirect_uri.")
+            raise InvalidOIDCRedirectURIError(
+                gettext_noop("This client has not registered this post_logout_redirect_uri.")
+            )
         source = pages.csp_source(post_logout_redirect_uri)
         if source:
             self.form_action.append(source)
