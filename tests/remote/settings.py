@@ -19,6 +19,14 @@ SECRET_KEY = "remote-provider-tests-" + "r" * 40
 ROOT_URLCONF = "tests.remote.urls"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(_DIR / "provider.sqlite3")}}
+# A cache the provider's processes share without a table to create (the demo's default is the
+# database cache, which needs `createcachetable`).
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": str(_DIR / "cache"),
+    }
+}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; never in production
 SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
