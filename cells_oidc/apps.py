@@ -30,6 +30,7 @@ class CellsOidcConfig(AppConfig):
             )
         _connect_resource_receivers()
         _connect_discovery_receivers()
+        _connect_event_receivers(application_model)
 
 
 def _connect_resource_receivers() -> None:
@@ -57,6 +58,28 @@ def _connect_discovery_receivers() -> None:
     from cells_oidc.internal.views.discovery import forget_documents
 
     setting_changed.connect(forget_documents, dispatch_uid="cells_oidc.internal.views.discovery")
+
+
+def _connect_event_receivers(application_model: type) -> None:
+    # The signals of cells_oidc.signals that Django's own signals announce (sign-in, sign-out,
+    # client changes), and the audit log's receivers of every signal (cells_oidc.internal.audit).
+    from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
+    from django.db.models.signals import post_delete, post_save
+
+    from cells_oidc.internal import audit, events
+
+    user_logged_in.connect(events.on_user_logged_in, dispatch_uid="cells_oidc.events.logged_in")
+    user_login_failed.connect(events.on_user_login_failed, dispatch_uid="cells_oidc.events.login_failed")
+    user_logged_out.connect(events.on_user_logged_out, dispatch_uid="cells_oidc.events.logged_out")
+    for model in (application_model, *_proxies_of(application_model)):
+        label = model._meta.label
+        post_save.connect(
+            events.on_client_saved, sender=model, dispatch_uid=f"cells_oidc.events.saved.{label}"
+        )
+        post_delete.connect(
+            events.on_client_deleted, sender=model, dispatch_uid=f"cells_oidc.events.deleted.{label}"
+        )
+    audit.connect()
 
 
 def _connect_account_receivers() -> None:

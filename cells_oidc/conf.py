@@ -380,6 +380,21 @@ class AppSettings:
         ``--scope`` (default ``"profile email pydio"``: what Cells' own clients use the API with)."""
         return " ".join(_as_list(getattr(settings, "CELLS_OIDC_PAT_DEFAULT_SCOPE", "profile email pydio")))
 
+    # ---- the audit trail (see docs/audit.md) ------------------------------------------------------
+    @property
+    def AUDIT_ENABLED(self) -> bool:
+        """``CELLS_OIDC_AUDIT_ENABLED``: whether the events of :mod:`cells_oidc.signals` are stored
+        as ``AuditEvent`` rows (default ``True``). Off, the structured log records of the logger
+        ``cells_oidc.audit`` are still written: ship those instead."""
+        return bool(getattr(settings, "CELLS_OIDC_AUDIT_ENABLED", True))
+
+    @property
+    def AUDIT_RETENTION_DAYS(self) -> int:
+        """``CELLS_OIDC_AUDIT_RETENTION_DAYS``: how many days an audit event is kept (default 90);
+        ``manage.py cells_oidc_cleanup`` deletes older ones (``AuditEvent.objects.expired()``).
+        0 keeps them for ever."""
+        return max(0, int(getattr(settings, "CELLS_OIDC_AUDIT_RETENTION_DAYS", 90)))
+
     # ---- the pages people see (see docs/pages.md) ------------------------------------------------
     @property
     def CONSENT_LIFETIME(self) -> int:

@@ -18,6 +18,7 @@ from oauth2_provider.settings import oauth2_settings
 from cells_oidc.internal import redirects
 
 __all__ = [
+    "AuditEvent",
     "Client",
     "ClientPolicy",
     "Consent",
@@ -431,3 +432,67 @@ class UserSession(models.Model):
 
     def __str__(self) -> str:
         return f"session {self.sid[:8]} of {self.user_id}"
+
+
+class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
+    """The queries callers repeat about the audit trail."""
+
+    def expired(self, now: Any = None) -> AuditEventQuerySet:
+        """Events older than ``CELLS_OIDC_AUDIT_RETENTION_DAYS`` at ``now`` (default: now), which
+        ``cells_oidc_cleanup`` deletes; none when the retention is 0 (kept for ever)."""
+        from datetime import timedelta
+
+        from cells_oidc.conf import app_settings
+
+        days = app_settings.AUDIT_RETENTION_DAYS
+        if not days:
+            return self.none()
+        return self.filter(time__lt=(now or timezone.now()) - timedelta(days=days))
+
+    def sign_ins_of(self, user: Any) -> AuditEventQuerySet:
+        """``user``'s sign-ins and failed attempts at their login, newest first."""
+        return self.filter(user=user, event__in=("sign_in_succeeded", "sign_in_failed")).order_by("-time")
+
+
+class AuditEvent(models.Model):
+    """One entry of the audit trail: a signal of :mod:`cells_oidc.signals`, as it happened.
+
+    Written by :mod:`cells_oidc.internal.audit` after the event committed. The user and the client
+    are kept as snapshots (``login``, ``client_id``) that survive their deletion. Never a token, a
+    code, a secret or a password (docs/audit.md).
+    """
+
+    time = models.DateTimeField(_("time"), default=timezone.now, db_index=True)
+    event = models.CharField(_("event"), max_length=40, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="cells_audit_events",
+        verbose_name=_("user"),
+    )
+    login = models.CharField(_("login"), max_length=150, blank=True)
+    application = models.ForeignKey(
+        oauth2_settings.APPLICATION_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="cells_audit_events",
+        verbose_name=_("client"),
+    )
+    client_id = models.CharField(_("client id"), max_length=100, blank=True)
+    ip = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+    user_agent = models.CharField(_("user agent"), max_length=300, blank=True)
+    request_id = models.CharField(_("request id"), max_length=64, blank=True)
+    details = models.JSONField(_("details"), default=dict, blank=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("audit event")
+        verbose_name_plural = _("audit events")
+        ordering = ["-time", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.login or '-'} {self.client_id or '-'} at {self.time:%Y-%m-%d %H:%M:%S}"

@@ -9,8 +9,9 @@ reads them from there unless the caller passes them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -86,3 +87,75 @@ def emit(
                 )
 
     transaction.on_commit(send, using=using)
+
+
+def binds_request(dispatch: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a view's ``dispatch`` so that the events it causes carry its request's facts."""
+
+    @functools.wraps(dispatch)
+    def wrapper(self: Any, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        with bound(request):
+            return dispatch(self, request, *args, **kwargs)
+
+    return wrapper
+
+
+# ---- bridges from Django's signals (connected in apps.py) ---------------------------------------
+LOGIN_MAX = 150
+
+
+def typed_login(request: HttpRequest | None, credentials: dict[str, Any] | None = None) -> str:
+    """What was typed as the login: the form's ``username`` field, else the (cleansed) credentials'
+    ``username`` (Django masks every credential that looks like a secret), at most 150 characters."""
+    typed: Any = None
+    if request is not None and request.method == "POST":
+        try:
+            typed = request.POST.get("username")
+        except Exception:  # noqa: BLE001 - a malformed body: fall back to the credentials
+            typed = None
+    if not typed:
+        typed = (credentials or {}).get("username") or ""
+    return str(typed)[:LOGIN_MAX]
+
+
+def on_user_logged_in(sender: Any, request: HttpRequest | None = None, user: Any = None, **kw: Any) -> None:
+    """``user_logged_in`` (our login page, the admin's, any ``login()``) → ``sign_in_succeeded``."""
+    from cells_oidc import signals
+
+    emit(signals.sign_in_succeeded, request=request, user=user, method="password")
+
+
+def on_user_login_failed(
+    sender: Any, credentials: dict[str, Any] | None = None, request: HttpRequest | None = None, **kw: Any
+) -> None:
+    """``user_login_failed`` → ``sign_in_failed`` (``user`` stays ``None``: no account enumeration)."""
+    from cells_oidc import signals
+
+    emit(signals.sign_in_failed, request=request, login=typed_login(request, credentials))
+
+
+def on_user_logged_out(sender: Any, request: HttpRequest | None = None, user: Any = None, **kw: Any) -> None:
+    """``user_logged_out`` (RP-initiated logout, the account page, the admin) → ``signed_out``."""
+    from cells_oidc import signals
+    from cells_oidc.internal.sessions import SID_KEY
+
+    if user is None:
+        return  # an anonymous visitor "logging out": no session ended
+    sid = getattr(request, "session", {}).get(SID_KEY, "") if request is not None else ""
+    emit(signals.signed_out, request=request, user=user, sid=sid if isinstance(sid, str) else "")
+
+
+def on_client_saved(sender: Any, instance: Any, created: bool = False, **kw: Any) -> None:
+    """``post_save`` of DOT's application (admin, commands, ``loaddata``) → ``client_changed``."""
+    from cells_oidc import signals
+
+    action = "created" if created else "changed"
+    emit(signals.client_changed, client=instance, action=action, client_id=instance.client_id)
+
+
+def on_client_deleted(sender: Any, instance: Any, **kw: Any) -> None:
+    """``post_delete`` of DOT's application → ``client_changed`` (``client`` is ``None``: the row is
+    gone; ``client_id`` names it)."""
+    from cells_oidc import signals
+
+    emit(signals.client_changed, action="deleted", client_id=instance.client_id)
