@@ -37,6 +37,7 @@ __all__ = [
     "check_claims",
     "numeric_date",
     "public_key_from_jwk",
+    "sign_compact",
     "verify",
     "verify_signature",
 ]
@@ -219,6 +220,24 @@ def public_key_from_jwk(data: object) -> rsa.RSAPublicKey | None:
     if not isinstance(key, rsa.RSAPublicKey) or key.key_size < MIN_RSA_BITS:
         return None
     return key
+
+
+def sign_compact(header: dict[str, Any], claims: dict[str, Any], private_key: rsa.RSAPrivateKey) -> str:
+    """The compact JWS (RFC 7515 §7.1) of ``claims`` under ``header``, RS256 with ``private_key``.
+
+    ``cryptography`` directly: no key copy per call (docs/performance.md). JSON without spaces;
+    a value JSON cannot hold (a datetime) is written as its ``str()``.
+    """
+    if header.get("alg") not in ALLOWED_ALGORITHMS:
+        raise ValueError("only RS256 is signed here")
+    signing_input = _b64encode_json(header) + b"." + _b64encode_json(claims)
+    signature = private_key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+    return (signing_input + b"." + base64.urlsafe_b64encode(signature).rstrip(b"=")).decode("ascii")
+
+
+def _b64encode_json(value: dict[str, Any]) -> bytes:
+    raw = json.dumps(value, separators=(",", ":"), default=str).encode("utf-8")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=")
 
 
 def _b64decode(segment: str) -> bytes:

@@ -6,13 +6,10 @@ with the active key (:func:`sign`) and verifies tokens this site issued (:func:`
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from jwcrypto import jwt
-
-from cells_oidc.internal import keys
+from cells_oidc.internal import keycache, keys
 from cells_oidc.internal.endpoints import issuer
 
 # The one verifier and its one exception, re-exported: tokens.InvalidToken is jws.InvalidToken.
@@ -26,12 +23,9 @@ if TYPE_CHECKING:
 
 
 def sign(claims: dict[str, Any], *, typ: str) -> str:
-    """Sign ``claims`` with the active key: RS256, ``kid`` and ``typ`` in the protected header."""
-    key = keys.active_key()
-    header = {"alg": keys.ALGORITHM, "kid": key.kid, "typ": typ}
-    token = jwt.JWT(header=header, claims=json.dumps(claims, separators=(",", ":"), default=str))
-    token.make_signed_token(key.key)
-    return token.serialize()
+    """Sign ``claims`` with the active key: RS256, ``kid`` and ``typ`` in the protected header
+    (:func:`cells_oidc.internal.keycache.sign`: the key object parsed once per process)."""
+    return keycache.sign(claims, typ=typ)
 
 
 _local_public_keys: dict[str, rsa.RSAPublicKey] = {}
