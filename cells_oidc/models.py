@@ -139,6 +139,23 @@ class ClientPolicy(models.Model):
         ),
     )
 
+    require_pushed_authorization_requests = models.BooleanField(
+        _("require pushed authorization requests"),
+        default=False,
+        help_text=_(
+            "RFC 9126 §5: the client must push its authorization requests to the PAR endpoint and "
+            "send only the request_uri it got to the authorization endpoint."
+        ),
+    )
+    require_dpop = models.BooleanField(
+        _("require DPoP"),
+        default=False,
+        help_text=_(
+            "RFC 9449: every token request of this client carries a DPoP proof, so its access tokens "
+            "(and a public client's refresh tokens) are bound to the client's key. Off for Cells' clients."
+        ),
+    )
+
     allow_admin_scope = models.BooleanField(
         _("may ask for administrative powers"),
         default=False,
@@ -261,6 +278,9 @@ class TokenFamily(models.Model):
     # RFC 6749 §4.1.3: the redirect_uri the authorization request named ("" when it named none),
     # which the code exchange must then repeat.
     redirect_uri = models.TextField(_("redirect URI of the request"), blank=True, default="")
+    #: RFC 9449 §5: the RFC 7638 thumbprint of the DPoP key the refresh tokens of a public client's
+    #: sign-in are bound to ("" when they are not bound).
+    dpop_jkt = models.CharField(_("DPoP key thumbprint"), max_length=64, blank=True, default="")
 
     objects = TokenFamilyQuerySet.as_manager()
 
