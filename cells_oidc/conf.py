@@ -540,5 +540,58 @@ class AppSettings:
         value = getattr(settings, "CELLS_OIDC_BRAND_COLORS", None)
         return dict(value) if isinstance(value, dict) else {}
 
+    # ---- pushed authorization requests (RFC 9126, docs/par.md) -----------------------------
+    @property
+    def PAR_ENABLED(self) -> bool:
+        """``CELLS_OIDC_PAR_ENABLED``: serve the pushed authorization request endpoint
+        ``{mount}oauth2/par`` and accept its ``request_uri`` at the authorization endpoint
+        (RFC 9126 §2, §4; default ``True``: it only adds a way to send the same, equally
+        validated request). Discovery names the endpoint only when on."""
+        return bool(getattr(settings, "CELLS_OIDC_PAR_ENABLED", True))
+
+    @property
+    def REQUIRE_PAR(self) -> bool:
+        """``CELLS_OIDC_REQUIRE_PAR``: every client must push its authorization requests (RFC 9126
+        §5, discovery's ``require_pushed_authorization_requests``; default ``False``: Cells' own
+        clients do not). Per client: the policy's ``require_pushed_authorization_requests``."""
+        return self.PAR_ENABLED and bool(getattr(settings, "CELLS_OIDC_REQUIRE_PAR", False))
+
+    @property
+    def PAR_LIFETIME(self) -> int:
+        """``CELLS_OIDC_PAR_LIFETIME``: seconds a ``request_uri`` may be used (the ``expires_in`` of
+        the PAR response, default 60; RFC 9126 §2.2 suggests a short lifetime, 5 to 600 s)."""
+        return min(600, max(5, int(getattr(settings, "CELLS_OIDC_PAR_LIFETIME", 60))))
+
+    # ---- DPoP (RFC 9449, docs/dpop.md) ------------------------------------------------------
+    @property
+    def DPOP_ENABLED(self) -> bool:
+        """``CELLS_OIDC_DPOP_ENABLED``: accept DPoP proofs at the token endpoint and the ``DPoP``
+        scheme at resource servers (RFC 9449; default ``True``: a client that sends no proof gets
+        bearer tokens as before). Discovery's ``dpop_signing_alg_values_supported`` only when on.
+        When off, a ``DPoP`` header is ignored by the token endpoint; tokens bound earlier stay
+        bound (a resource server still refuses them as plain bearer tokens)."""
+        return bool(getattr(settings, "CELLS_OIDC_DPOP_ENABLED", True))
+
+    @property
+    def DPOP_IAT_WINDOW(self) -> int:
+        """``CELLS_OIDC_DPOP_IAT_WINDOW``: how far (seconds) a proof's ``iat`` may be from the
+        server's clock, either way (RFC 9449 §11.1; default 60). The ``jti`` of a proof is
+        remembered that long, twice over, in the shared cache to refuse a replay."""
+        return min(600, max(5, int(getattr(settings, "CELLS_OIDC_DPOP_IAT_WINDOW", 60))))
+
+    @property
+    def DPOP_NONCE(self) -> bool:
+        """``CELLS_OIDC_DPOP_NONCE``: require a server-provided nonce in DPoP proofs at the token
+        endpoint (RFC 9449 §8: ``use_dpop_nonce`` and a ``DPoP-Nonce`` header; default ``False``).
+        Nonces are derived from ``SECRET_KEY`` and the time, so every process accepts them."""
+        return bool(getattr(settings, "CELLS_OIDC_DPOP_NONCE", False))
+
+    @property
+    def DPOP_CACHE(self) -> str:
+        """``CELLS_OIDC_DPOP_CACHE``: alias of the Django cache holding the ``jti`` of used DPoP
+        proofs and the pushed authorization requests (default ``"default"``). It must be shared by
+        every process of the site, or a proof replayed on another process is not noticed."""
+        return str(getattr(settings, "CELLS_OIDC_DPOP_CACHE", "default"))
+
 
 app_settings = AppSettings()
