@@ -21,12 +21,14 @@ from oauth2_provider.models import (
 )
 from oauth2_provider.oauth2_validators import GRANT_TYPE_MAPPING, OAuth2Validator, is_valid_resource_uri
 
+from cells_oidc import signals
 from cells_oidc.adapter import get_adapter
 from cells_oidc.conf import app_settings
 from cells_oidc.internal import client_auth, issuance, pkce, redirects
 from cells_oidc.internal.context import sign_in_context
 from cells_oidc.internal.device import DEVICE_GRANT, redeem_device_code
 from cells_oidc.internal.endpoints import issuer
+from cells_oidc.internal.events import emit
 from cells_oidc.models import TokenFamily, checksum, policy_for, revoke_families
 
 
@@ -70,6 +72,52 @@ def locked_first(queryset: QuerySet[Any]) -> Any:
     return queryset.first()
 
 
+def _emit_revoked(family: TokenFamily, signal: Any, *, reason: str) -> None:
+    """Send ``signal`` and ``token_revoked`` for a sign-in this request revoked as a whole
+    (``family`` as read before the revocation: one already revoked sends nothing again)."""
+    if family.revoked is not None:
+        return
+    facts = {"user": family.user, "client": family.application, "family_id": family.pk}
+    emit(signal, **facts)
+    emit(signals.token_revoked, kind="sign_in", reason=reason, **facts)
+
+
+def _emit_reuse(refresh_token: Any, family: TokenFamily | None) -> None:
+    """RFC 9700 §4.14.2: a spent refresh token came back and its sign-in was revoked now. Not
+    for the refresh token of a sign-in revoked before (signed out, revoked): no news, no alarm."""
+    if family is not None and family.revoked is not None:
+        return
+    facts = {
+        "user": refresh_token.user,
+        "client": refresh_token.application,
+        "family_id": refresh_token.token_family,
+    }
+    emit(signals.refresh_reuse_detected, **facts)
+    emit(signals.token_revoked, kind="sign_in", reason="reuse", **facts)
+
+
+def _revocation_event(token: str, client: Any, families: list[Any]) -> dict[str, Any] | None:
+    """What a revocation request is about to revoke (RFC 7009 §2.1), for ``token_revoked``: the
+    live refresh or access token of ``client`` that ``token`` is, or ``None`` (nothing to revoke)."""
+    digest = checksum(token)
+    lookup = {"token_checksum": digest, "application_id": getattr(client, "pk", None)}
+    refresh = get_refresh_token_model().objects.filter(revoked__isnull=True, **lookup).first()
+    if refresh is not None:
+        family_id = refresh.token_family or (families[0] if families else None)
+        return {"kind": "refresh_token", "user": refresh.user, "family_id": family_id}
+    access = get_access_token_model().objects.filter(**lookup).first()
+    if access is None:
+        return None
+    family_id = (
+        get_refresh_token_model()
+        .objects.filter(access_token=access)
+        .exclude(token_family=None)
+        .values_list("token_family", flat=True)
+        .first()
+    ) or TokenFamily.objects.filter(access_token=access).values_list("pk", flat=True).first()
+    return {"kind": "access_token", "user": access.user, "family_id": family_id}
+
+
 class CellsOAuth2Validator(OAuth2Validator):
     # ---- clients -------------------------------------------------------------------------
     def authenticate_client(self, request: Any, *args: Any, **kwargs: Any) -> bool:
@@ -81,7 +129,33 @@ class CellsOAuth2Validator(OAuth2Validator):
         Cells integrations send a public client's id as Basic with an empty password
         (``Basic base64("cells-sync:")``): a public client has no secret (RFC 6749 §2.1), so
         that is identification, not a failed authentication. A non-empty secret must be right.
+
+        A request carrying a client assertion (RFC 7523 §2.2, ``private_key_jwt``) is decided by
+        :func:`cells_oidc.internal.client_auth.authenticate_assertion` alone; a secret is
+        accepted only by the method the client's policy names (RFC 7591 §2).
         """
+        assertion = client_auth.authenticate_assertion(request, self._load_application)
+        if assertion is not None:
+            return assertion
+        if not self._authenticate_client_secret(request, *args, **kwargs):
+            return False
+        return client_auth.secret_method_allowed(request.client, self._secret_method(request))
+
+    def _secret_method(self, request: Any) -> str:
+        """The RFC 7591 §2 name of the method a request authenticated with."""
+        credentials = self._basic_credentials(request)
+        if credentials is not None:
+            return "client_secret_basic" if credentials[1] else "none"
+        return "client_secret_post" if getattr(request, "client_secret", None) else "none"
+
+    def client_authentication_required(self, request: Any, *args: Any, **kwargs: Any) -> bool:
+        # RFC 7523 §2.2: a client assertion authenticates, whatever DOT would guess from the rest.
+        if client_auth.has_assertion(request):
+            return True
+        return super().client_authentication_required(request, *args, **kwargs)
+
+    def _authenticate_client_secret(self, request: Any, *args: Any, **kwargs: Any) -> bool:
+        """HTTP Basic or the body (RFC 6749 §2.3.1), as described in :meth:`authenticate_client`."""
         if self._extract_basic_auth(request) is None:
             return super().authenticate_client(request, *args, **kwargs)
         credentials = self._basic_credentials(request)
@@ -267,7 +341,7 @@ class CellsOAuth2Validator(OAuth2Validator):
             self._create_authorization_code(request, code)
             context = sign_in_context(request)
             auth_time = context.auth_time
-            TokenFamily.objects.create(
+            family = TokenFamily.objects.create(
                 application=request.client,
                 user=request.user,
                 code_checksum=checksum(code["code"]),
@@ -278,6 +352,13 @@ class CellsOAuth2Validator(OAuth2Validator):
                 # RFC 6749 §6: what the user granted, the limit of every later refresh.
                 scope=" ".join(request.scopes or []),
                 redirect_uri=self._named_redirect_uri(request),
+            )
+            emit(
+                signals.code_issued,
+                user=request.user,
+                client=request.client,
+                scope=family.scope,
+                family_id=family.pk,
             )
 
     @staticmethod
@@ -325,6 +406,7 @@ class CellsOAuth2Validator(OAuth2Validator):
             # under the lock, ``redeemed`` is the winner's committed word, whenever it finished.
             if family is not None and family.redeemed is not None:
                 family.revoke()
+                _emit_revoked(family, signals.code_replayed, reason="replay")
             return False
         if grant.is_expired() or family is None:
             return False
@@ -439,6 +521,7 @@ class CellsOAuth2Validator(OAuth2Validator):
             # it; RFC 6749 §10.4: revoke the grant, so no chain of this sign-in refreshes again.
             if rt.token_family:
                 revoke_families([rt.token_family])
+            _emit_reuse(rt, family)
             return False
         if not super().validate_refresh_token(refresh_token, client, request, *a, **k):
             return False  # expired, an orphan, or another client's token (not spent)
@@ -456,6 +539,7 @@ class CellsOAuth2Validator(OAuth2Validator):
             # Spent by a concurrent request that took no lock of the family: reuse all the same.
             if rt.token_family:
                 revoke_families([rt.token_family])
+            _emit_reuse(rt, family)
             return False
         return True
 
@@ -499,6 +583,15 @@ class CellsOAuth2Validator(OAuth2Validator):
             token.pop("refresh_token")  # OpenID Connect Core §11: the adapter's decision
         spent = getattr(request, "refresh_token_instance", None) if not first_issue else None
         super()._save_bearer_token(token, request, *args, **kwargs)
+        emit(
+            signals.tokens_issued,
+            user=getattr(request, "user", None),
+            client=request.client,
+            grant_type=request.grant_type,
+            scope=" ".join(getattr(request, "scopes", None) or []),
+            family_id=family.pk if family is not None else None,
+            refresh_token="refresh_token" in token,
+        )
         if spent is not None and spent.revoked is not None and spent.access_token_id is not None:
             # RFC 6749 §6 rotation: the spent refresh token's access token goes with it (DOT's
             # revoke() does this, but finds the row claimed already by validate_refresh_token).
@@ -514,6 +607,7 @@ class CellsOAuth2Validator(OAuth2Validator):
             self._anchor_access_token(token, request, family)
         if request.grant_type == "authorization_code":
             TokenFamily.objects.filter(pk=family.pk).update(redeemed=timezone.now())
+            emit(signals.code_redeemed, user=request.user, client=request.client, family_id=family.pk)
         if first_issue and not family.scope:
             # A code issued before the scope was recorded at sign-in: recorded now (RFC 6749 §6).
             TokenFamily.objects.filter(pk=family.pk, scope="").update(
@@ -544,9 +638,12 @@ class CellsOAuth2Validator(OAuth2Validator):
             # Exactly once (docs/security.md): the sign-in's row is locked before its tokens, in
             # the order of the token endpoint, so a concurrent refresh cannot deadlock with this.
             list(TokenFamily.objects.select_for_update().filter(pk__in=families).order_by("pk"))
+            revoked = _revocation_event(token, request.client, families)
             super().revoke_token(token, token_type_hint, request, *args, **kwargs)
             # RFC 7009 §2.1: revoking a refresh token SHOULD invalidate every token of its grant.
             revoke_families(families)
+            if revoked is not None:
+                emit(signals.token_revoked, client=request.client, reason="revocation_endpoint", **revoked)
 
     # ---- claims and ID tokens ----------------------------------------------------------------
     def get_claim_dict(self, request: Any) -> dict[str, Any]:
