@@ -16,7 +16,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from cells_oidc import signals
 from cells_oidc.conf import app_settings
+from cells_oidc.internal.events import emit
 from cells_oidc.models import Consent
 
 
@@ -44,10 +46,19 @@ def remember(user: Any, application: Any, scopes: Iterable[str] | str) -> Consen
     """Record that ``user`` allowed ``application`` the ``scopes`` (for ``CONSENT_LIFETIME``).
 
     The scopes of a still valid earlier consent are kept: allowing ``email`` after ``profile``
-    remembers both. A lifetime of 0 remembers nothing.
+    remembers both. A lifetime of 0 remembers nothing. Sends ``consent_given`` either way.
     """
     lifetime = app_settings.CONSENT_LIFETIME
-    if not lifetime or not getattr(user, "is_authenticated", False):
+    if not getattr(user, "is_authenticated", False):
+        return None
+    if not lifetime:
+        emit(
+            signals.consent_given,
+            user=user,
+            client=application,
+            scope=" ".join(sorted(scope_set(scopes))),
+            remembered=False,
+        )
         return None
     now = timezone.now()
     with transaction.atomic():
@@ -56,6 +67,8 @@ def remember(user: Any, application: Any, scopes: Iterable[str] | str) -> Consen
         if existing is not None and existing.expires > now:
             granted |= scope_set(existing.scope)
         values = {"scope": " ".join(sorted(granted)), "expires": now + timedelta(seconds=lifetime)}
+        given = " ".join(sorted(scope_set(scopes)))
+        emit(signals.consent_given, user=user, client=application, scope=given, remembered=True)
         if existing is None:
             return Consent.objects.create(user=user, application=application, **values)
         Consent.objects.filter(pk=existing.pk).update(created=now, **values)
@@ -69,7 +82,11 @@ def withdraw(user: Any, consent_id: Any) -> bool:
         pk = int(consent_id)
     except (TypeError, ValueError):
         return False
-    return Consent.objects.filter(pk=pk, user=user).delete()[0] > 0
+    consent = Consent.objects.filter(pk=pk, user=user).select_related("application").first()
+    if consent is None or Consent.objects.filter(pk=consent.pk).delete()[0] == 0:
+        return False
+    emit(signals.consent_withdrawn, user=user, client=consent.application, scope=consent.scope)
+    return True
 
 
 def of_user(user: Any) -> list[Consent]:

@@ -168,6 +168,13 @@ def decide(grant: Any, user: Any, *, approve: bool) -> bool:
         decided = model.objects.filter(
             pk=grant.pk, status=model.AUTHORIZATION_PENDING, expires__gt=timezone.now()
         ).update(status=status, user=user)
+        if decided and approve:
+            from cells_oidc import signals
+            from cells_oidc.internal.events import emit
+
+            # The sign-in (family_id) is made when the device redeems the code.
+            client = getattr(grant, "application", None)  # set by pending_grant
+            emit(signals.code_issued, user=user, client=client, scope=grant.scope, family_id=None)
     return bool(decided)
 
 

@@ -118,12 +118,13 @@ def held_by(user: Any) -> list[Held]:
     return held
 
 
-def revoke(user: Any, family_id: Any) -> bool:
+def revoke(user: Any, family_id: Any, *, reason: str = "account_page") -> bool:
     """End the sign-in ``family_id`` of ``user`` (never another user's); whether it was held.
 
     Every refresh and access token of the family is revoked, and with it every personal access
     token minted through it. A sign-in already revoked, someone else's, or an id that is not a
-    UUID: ``False``, nothing changes.
+    UUID: ``False``, nothing changes. ``reason`` (``"account_page"``, ``"api"``) goes with the
+    ``token_revoked`` signal.
     """
     try:
         family_id = family_id if isinstance(family_id, uuid.UUID) else uuid.UUID(str(family_id))
@@ -134,14 +135,31 @@ def revoke(user: Any, family_id: Any) -> bool:
         if family.user_id != user.pk or family.revoked is not None:
             return False
         family.revoke()
+        _revoked(user, family.application, family.pk, reason)
         return True
     # A family without a row (tokens issued before cells-oidc): held while a refresh token lives.
     from oauth2_provider.models import get_refresh_token_model
 
     if not _live_refresh_tokens(user).filter(token_family=family_id).exists():
         return False
+    application = _live_refresh_tokens(user).filter(token_family=family_id).first().application
     get_refresh_token_model().revoke_family(family_id)
+    _revoked(user, application, family_id, reason)
     return True
+
+
+def _revoked(user: Any, application: Any, family_id: Any, reason: str) -> None:
+    from cells_oidc import signals
+    from cells_oidc.internal.events import emit
+
+    emit(
+        signals.token_revoked,
+        user=user,
+        client=application,
+        kind="sign_in",
+        family_id=family_id,
+        reason=reason,
+    )
 
 
 def family_of_access_token(token: str) -> TokenFamily | None:

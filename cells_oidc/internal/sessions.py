@@ -201,10 +201,23 @@ def active_sessions(request: HttpRequest) -> list[UserSession]:
     return alive
 
 
-def revoke_session_tokens(user: Any, sids: set[str]) -> None:
+def revoke_session_tokens(user: Any, sids: set[str], *, reason: str = "logout") -> None:
     """Revoke the token families of ``user`` issued from the browser sessions ``sids``
-    (RFC 7009 §2.1: every token of each sign-in), as the account page and logout end a session."""
+    (RFC 7009 §2.1: every token of each sign-in), as the account page and logout end a session;
+    ``reason`` (``"logout"``, ``"account_page"``) goes with each ``token_revoked`` signal."""
+    from cells_oidc import signals
+    from cells_oidc.internal.events import emit
+
     sids = {sid for sid in sids if sid}
     if sids:
-        for family in TokenFamily.objects.of_user(user).live().filter(sid__in=sids):
+        live = TokenFamily.objects.of_user(user).live().filter(sid__in=sids).select_related("application")
+        for family in live:
             family.revoke()
+            emit(
+                signals.token_revoked,
+                user=user,
+                client=family.application,
+                kind="sign_in",
+                family_id=family.pk,
+                reason=reason,
+            )

@@ -198,6 +198,7 @@ def login_failed(request: HttpRequest, login: object) -> None:
     typed = normalize_login(login)
     for current, identity in ((rule("login_account"), typed), (rule("login_ip"), ip)):
         if hit(current, identity) == current.limit:
+            _locked_out(request, login, current, identity)
             # The audit trail of lockouts: one record when a lock begins.
             logger.warning(
                 "Sign-in locked: %s limit reached (%d failures in %d s) for login %r from %s.",
@@ -207,6 +208,25 @@ def login_failed(request: HttpRequest, login: object) -> None:
                 typed[:64],
                 ip,
             )
+
+
+def _locked_out(request: HttpRequest, login: object, current: Rule, identity: str) -> None:
+    """Send ``sign_in_locked_out``: a lock of ``current`` on ``identity`` begins now."""
+    from datetime import datetime, timedelta
+    from datetime import timezone as dt_timezone
+
+    from cells_oidc import signals
+    from cells_oidc.internal.events import emit
+
+    left = _key(current, identity, time.time())[1]
+    until = datetime.now(dt_timezone.utc) + timedelta(seconds=left)
+    emit(
+        signals.sign_in_locked_out,
+        request=request,
+        login=str(login or "")[:150],
+        until=until,
+        rule=current.name,
+    )
 
 
 def login_succeeded(request: HttpRequest, login: object) -> None:
