@@ -21,6 +21,9 @@ class CellsOidcConfig(AppConfig):
 
         user_logged_in.connect(on_user_logged_in, dispatch_uid="cells_oidc.internal.sessions")
         _connect_account_receivers()
+        from cells_oidc.internal import metrics
+
+        metrics.connect()  # Prometheus series from cells_oidc.signals (docs/metrics.md)
         application_model = get_application_model()
         for model in (application_model, *_proxies_of(application_model)):
             pre_save.connect(

@@ -30,6 +30,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from cells_oidc.conf import app_settings
+from cells_oidc.internal import metrics
 
 __all__ = [
     "Rule",
@@ -67,6 +68,7 @@ class Throttled(Exception):
         super().__init__(f"{rule.name}: over {rule.limit} per {rule.window} s")
         self.rule = rule
         self.retry_after = max(1, retry_after)
+        metrics.throttle_hit(rule.name)  # cells_oidc_throttle_hits_total{scope}
 
 
 class ThrottleUnavailable(Exception):
