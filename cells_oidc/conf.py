@@ -540,6 +540,65 @@ class AppSettings:
         value = getattr(settings, "CELLS_OIDC_BRAND_COLORS", None)
         return dict(value) if isinstance(value, dict) else {}
 
+    # ---- signing keys (docs/keys.md) -------------------------------------------------------------
+    @property
+    def KEY_ENCRYPTION_KEYS(self) -> list[str]:
+        """``CELLS_OIDC_KEY_ENCRYPTION_KEY``: the key-encryption key(s) of the signing keys stored in
+        the database (Fernet keys: 32 url-safe base64-encoded bytes).
+
+        A string or a list: the first encrypts, every one decrypts, so a key-encryption key is
+        rotated by putting the new one first and running ``manage.py cells_oidc_keys reencrypt``.
+        Keep it out of the database (an environment variable, a secrets file): a database dump alone
+        must not yield a signing key. Never derived from ``SECRET_KEY`` unless
+        :attr:`KEY_ENCRYPTION_FROM_SECRET_KEY` says so.
+        """
+        value = getattr(settings, "CELLS_OIDC_KEY_ENCRYPTION_KEY", None)
+        if not value:
+            return []
+        if isinstance(value, (str, bytes)):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            return []
+        return [part.decode("ascii") if isinstance(part, bytes) else str(part) for part in value if part]
+
+    @property
+    def KEY_ENCRYPTION_FROM_SECRET_KEY(self) -> bool:
+        """``CELLS_OIDC_KEY_ENCRYPTION_FROM_SECRET_KEY``: also derive a key-encryption key from
+        ``SECRET_KEY`` (HKDF-SHA256; default ``False``). A convenience for small sites whose
+        ``SECRET_KEY`` is kept out of the database; a leak of ``SECRET_KEY`` and a dump then yield the
+        signing keys."""
+        return bool(getattr(settings, "CELLS_OIDC_KEY_ENCRYPTION_FROM_SECRET_KEY", False))
+
+    @property
+    def ACCESS_TOKEN_ALGORITHM(self) -> str:
+        """``CELLS_OIDC_ACCESS_TOKEN_ALGORITHM``: the JWS algorithm of JWT access tokens (RFC 9068
+        §2.1, RFC 7518 §3.1): ``"RS256"`` (default), ``"ES256"`` or ``"EdDSA"`` (RFC 8037). A current
+        signing key of that algorithm must exist (``manage.py cells_oidc_keys create``)."""
+        return str(getattr(settings, "CELLS_OIDC_ACCESS_TOKEN_ALGORITHM", None) or "RS256")
+
+    @property
+    def KEY_PUBLISH_SECONDS(self) -> int:
+        """``CELLS_OIDC_KEY_PUBLISH_SECONDS``: how long a ``next`` key is published in the JWKS before
+        ``rotate`` lets it sign (default 900). The JWKS ``Cache-Control: max-age`` is at most half of
+        it, so every client that caches the JWKS has seen a key before its first token."""
+        return max(0, int(getattr(settings, "CELLS_OIDC_KEY_PUBLISH_SECONDS", 900)))
+
+    @property
+    def KEY_RETENTION_SECONDS(self) -> int | None:
+        """``CELLS_OIDC_KEY_RETENTION_SECONDS``: how long a retired key stays in the JWKS. Default
+        (``None``): the longest lifetime of the tokens it signed (access and ID tokens) plus
+        ``CELLS_OIDC_RESOURCE_LEEWAY``."""
+        value = getattr(settings, "CELLS_OIDC_KEY_RETENTION_SECONDS", None)
+        return None if value is None else max(0, int(value))
+
+    @property
+    def KEYS_REFRESH_SECONDS(self) -> int:
+        """``CELLS_OIDC_KEYS_REFRESH_SECONDS``: the longest a process uses its copy of the key set
+        without reading the database again (default 30). A change made by ``cells_oidc_keys`` reaches
+        every process at its next token through the key-set version in the shared cache; this bound
+        applies when that cache is unreachable or lost the version."""
+        return max(1, int(getattr(settings, "CELLS_OIDC_KEYS_REFRESH_SECONDS", 30)))
+
     # ---- pushed authorization requests (RFC 9126, docs/par.md) -----------------------------
     @property
     def PAR_ENABLED(self) -> bool:

@@ -23,9 +23,20 @@ __all__ = [
     "ClientPolicy",
     "Consent",
     "PersonalAccessToken",
+    "SigningKey",
     "TokenFamily",
     "UserSession",
     "policy_for",
+]
+
+
+#: The JWS algorithms cells-oidc signs with (RFC 7518 §3.1, RFC 8037 §3.1): RS256 (the default,
+#: what the Cells clients expect of ID tokens), ES256 (P-256) and EdDSA (Ed25519).
+SIGNING_ALGORITHMS = ("RS256", "ES256", "EdDSA")
+SIGNING_ALGORITHM_CHOICES = [
+    ("RS256", "RS256 (RSA)"),
+    ("ES256", "ES256 (ECDSA P-256)"),
+    ("EdDSA", "EdDSA (Ed25519)"),
 ]
 
 
@@ -174,6 +185,18 @@ class ClientPolicy(models.Model):
         ),
     )
 
+    id_token_algorithm = models.CharField(
+        _("ID token signing algorithm"),
+        max_length=8,
+        choices=SIGNING_ALGORITHM_CHOICES,
+        default="RS256",
+        help_text=_(
+            "OpenID Connect Registration §2 (id_token_signed_response_alg): the algorithm of this "
+            "client's ID tokens. RS256 unless the client's app is known to verify another; a current "
+            "signing key of that algorithm must exist (manage.py cells_oidc_keys create)."
+        ),
+    )
+
     objects = ClientPolicyManager()
 
     class Meta:
@@ -196,6 +219,19 @@ class ClientPolicy(models.Model):
         return frozenset((self.allowed_resources or "").split())
 
     def clean(self) -> None:
+        if self.id_token_algorithm != "RS256":
+            from cells_oidc.internal import keys
+
+            if self.id_token_algorithm not in keys.id_token_algorithms():
+                raise ValidationError(
+                    {
+                        "id_token_algorithm": _(
+                            "No current signing key of this algorithm signs ID tokens; create one "
+                            "first (manage.py cells_oidc_keys create --algorithm %(alg)s)."
+                        )
+                        % {"alg": self.id_token_algorithm}
+                    }
+                )
         # RFC 8707 §2: a resource indicator is an absolute URI without a fragment.
         from cells_oidc.internal.validators import valid_resource_indicator
 
@@ -516,3 +552,78 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} {self.login or '-'} {self.client_id or '-'} at {self.time:%Y-%m-%d %H:%M:%S}"
+
+
+class SigningKeyQuerySet(models.QuerySet["SigningKey"]):
+    """The queries callers repeat about signing keys."""
+
+    def unrevoked(self) -> SigningKeyQuerySet:
+        """Keys not revoked (a retired key is published until its tokens have expired)."""
+        return self.exclude(state=SigningKey.State.REVOKED)
+
+    def ring(self, algorithm: str, use: str) -> SigningKeyQuerySet:
+        """The keys of one algorithm and use, which rotate together."""
+        return self.filter(algorithm=algorithm, use=use)
+
+
+class SigningKey(models.Model):
+    """A key that signs ID tokens and JWT access tokens (docs/keys.md).
+
+    Its life: ``next`` (published in the JWKS so that clients learn it, not yet signing) →
+    ``current`` (signing) → ``retired`` (published until every token it signed has expired) or
+    ``revoked`` (withdrawn at once: its tokens fail everywhere). The private key is stored only
+    encrypted with the key-encryption key of ``CELLS_OIDC_KEY_ENCRYPTION_KEY`` (Fernet): a database
+    dump alone yields no signing key. ``kid`` is the RFC 7638 thumbprint of the public key.
+    """
+
+    class State(models.TextChoices):
+        NEXT = "next", _("next (published, not signing yet)")
+        CURRENT = "current", _("current (signing)")
+        RETIRED = "retired", _("retired (published until its tokens expire)")
+        REVOKED = "revoked", _("revoked")
+
+    class Use(models.TextChoices):
+        BOTH = "both", _("ID tokens and access tokens")
+        ID_TOKEN = "id_token", _("ID tokens")
+        ACCESS_TOKEN = "access_token", _("access tokens")
+
+    kid = models.CharField(_("key id"), max_length=128, unique=True, editable=False)
+    algorithm = models.CharField(
+        _("algorithm"), max_length=8, choices=SIGNING_ALGORITHM_CHOICES, editable=False
+    )
+    use = models.CharField(_("signs"), max_length=16, choices=Use.choices, default=Use.BOTH, editable=False)
+    state = models.CharField(
+        _("state"), max_length=8, choices=State.choices, default=State.NEXT, db_index=True, editable=False
+    )
+    #: The public JWK (RFC 7517 §4) as published, without private members.
+    public_jwk = models.JSONField(_("public key"), editable=False)
+    #: The private key (PKCS#8 PEM) encrypted with the key-encryption key (a Fernet token).
+    encrypted_private_key = models.TextField(editable=False)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+    activated_at = models.DateTimeField(_("signing since"), null=True, blank=True, editable=False)
+    retired_at = models.DateTimeField(_("retired"), null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True, editable=False)
+
+    objects = SigningKeyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("signing key")
+        verbose_name_plural = _("signing keys")
+        ordering = ["-created_at"]
+        constraints = [
+            # One key signs per algorithm and use; one waits to. Two rotations racing (cron on two
+            # machines) cannot both promote.
+            models.UniqueConstraint(
+                fields=["algorithm", "use"],
+                condition=models.Q(state="current"),
+                name="cells_oidc_signingkey_one_current",
+            ),
+            models.UniqueConstraint(
+                fields=["algorithm", "use"],
+                condition=models.Q(state="next"),
+                name="cells_oidc_signingkey_one_next",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.algorithm} key {self.kid} ({self.state})"

@@ -21,7 +21,8 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from jwcrypto import jwk
 from jwcrypto.common import JWException
 
@@ -34,6 +35,8 @@ __all__ = [
     "MAX_TOKEN_LENGTH",
     "InvalidToken",
     "KeyLookup",
+    "PublicKey",
+    "algorithm_for_key",
     "check_claims",
     "numeric_date",
     "public_key_from_jwk",
@@ -46,9 +49,11 @@ __all__ = [
 ACCESS_TOKEN_TYP = "at+jwt"
 #: OpenID Connect Core §2 leaves ``typ`` open; the provider marks its ID tokens ``JWT``.
 ID_TOKEN_TYP = "JWT"
-#: RFC 8725 §3.1: the one algorithm accepted. Never ``none``, never an HMAC (whose "secret" an
-#: attacker would pick as our public key), never whatever the token header asks for.
-ALLOWED_ALGORITHMS = frozenset({"RS256"})
+#: RFC 8725 §3.1: the algorithms cells-oidc can verify: RS256, ES256 (RFC 7518 §3.4) and EdDSA with
+#: Ed25519 (RFC 8037 §3.1). Never ``none``, never an HMAC (whose "secret" an attacker would pick as
+#: our public key), never whatever the token header asks for: a caller passes the algorithms in use
+#: (``algorithms``), and each key verifies only with the one algorithm of its type.
+ALLOWED_ALGORITHMS = frozenset({"RS256", "ES256", "EdDSA"})
 #: Header parameters that would make us fetch or trust a key named by the token itself
 #: (RFC 8725 §3.10, RFC 7515 §4.1.2–4.1.6), or change what the signature covers (RFC 7797).
 FORBIDDEN_HEADER_PARAMETERS = frozenset({"jku", "jwk", "x5u", "x5c", "b64"})
@@ -60,8 +65,12 @@ MAX_KID_LENGTH = 256
 MIN_RSA_BITS = 2048
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
-#: ``key_for(kid)``: the RSA public key the issuer publishes under ``kid``, or ``None``.
-KeyLookup = Callable[[str], "rsa.RSAPublicKey | None"]
+#: A public key of a supported type.
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+#: ``key_for(kid)``: the public key the issuer publishes under ``kid``, or ``None``.
+KeyLookup = Callable[[str], "PublicKey | None"]
+#: ES256 signatures are R || S, 32 bytes each (RFC 7518 §3.4).
+_ES256_HALF = 32
 
 
 class InvalidToken(Exception):
@@ -78,25 +87,37 @@ class InvalidToken(Exception):
         self.reason = reason
 
 
-def verify(token: object, *, key_for: KeyLookup, typ: str, issuer: str, **rules: Any) -> dict[str, Any]:
+def verify(
+    token: object,
+    *,
+    key_for: KeyLookup,
+    typ: str,
+    issuer: str,
+    algorithms: Collection[str] | None = None,
+    **rules: Any,
+) -> dict[str, Any]:
     """Verify a compact JWS of type ``typ`` and return its claims, or raise :class:`InvalidToken`.
 
-    :func:`verify_signature` (form, header, signature), then :func:`check_claims` with ``issuer``
-    and ``rules``, its other keyword arguments (``audiences``, ``required``, ``check_time``,
-    ``leeway``, ``now``).
+    :func:`verify_signature` (form, header with ``alg`` among ``algorithms``, signature), then
+    :func:`check_claims` with ``issuer`` and ``rules``, its other keyword arguments (``audiences``,
+    ``required``, ``check_time``, ``leeway``, ``now``).
     """
-    claims = verify_signature(token, key_for=key_for, typ=typ)
+    claims = verify_signature(token, key_for=key_for, typ=typ, algorithms=algorithms)
     check_claims(claims, issuer=issuer, **rules)
     return claims
 
 
-def verify_signature(token: object, *, key_for: KeyLookup, typ: str) -> dict[str, Any]:
+def verify_signature(
+    token: object, *, key_for: KeyLookup, typ: str, algorithms: Collection[str] | None = None
+) -> dict[str, Any]:
     """Check the form, the protected header and the signature of a JWT; return its (unchecked) claims.
 
     ``typ`` is the expected type: the header's ``typ`` must be it or ``application/<typ>``,
     compared case-insensitively (RFC 7515 §4.1.9). ``key_for`` is called only for a well-formed
-    ``kid`` of a token whose header passed every check.
+    ``kid`` of a token whose header passed every check. ``algorithms`` are the algorithms in use
+    (default: every supported one); the header's ``alg`` must be one of them and the one of the key.
     """
+    allowed = ALLOWED_ALGORITHMS if algorithms is None else ALLOWED_ALGORITHMS.intersection(algorithms)
     # RFC 7515 §7.1: the compact serialisation, three base64url parts; nothing else (no JWE,
     # no JSON serialisation, no unsigned token).
     if isinstance(token, str) and len(token) > MAX_TOKEN_LENGTH:
@@ -108,7 +129,8 @@ def verify_signature(token: object, *, key_for: KeyLookup, typ: str) -> dict[str
         raise InvalidToken("unsigned token")
     header = _json_object(encoded_header)
     # RFC 8725 §3.1, §2.1: the algorithm comes from our allow-list, not from the token.
-    if header.get("alg") not in ALLOWED_ALGORITHMS:
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in allowed:
         raise InvalidToken("algorithm not allowed")
     # RFC 9068 §4 / RFC 8725 §3.11: explicit typing keeps ID tokens (typ JWT) out of APIs and
     # access tokens out of ID token hints.
@@ -129,13 +151,45 @@ def verify_signature(token: object, *, key_for: KeyLookup, typ: str) -> dict[str
     public_key = key_for(kid)
     if public_key is None:
         raise InvalidToken("unknown key")
+    # RFC 8725 §3.1: the key decides the algorithm; a token naming another one for this key (an
+    # ES256 header on an RSA kid, say) is refused before any cryptography.
+    if algorithm_for_key(public_key) != alg:
+        raise InvalidToken("algorithm not allowed")
     signature = _b64decode(encoded_signature)
     signing_input = f"{encoded_header}.{encoded_payload}".encode("ascii")
     try:
-        public_key.verify(signature, signing_input, padding.PKCS1v15(), hashes.SHA256())
+        _verify(public_key, alg, signature, signing_input)
     except InvalidSignature as exc:
         raise InvalidToken("bad signature") from exc
     return _json_object(encoded_payload)
+
+
+def algorithm_for_key(key: object) -> str | None:
+    """The one JWS algorithm ``key`` verifies: RS256 for RSA (2048 bits or more), ES256 for P-256,
+    EdDSA for Ed25519; ``None`` for anything else."""
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RS256" if key.key_size >= MIN_RSA_BITS else None
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "ES256" if isinstance(key.curve, ec.SECP256R1) else None
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "EdDSA"
+    return None
+
+
+def _verify(key: Any, alg: str, signature: bytes, signing_input: bytes) -> None:
+    if alg == "RS256":
+        key.verify(signature, signing_input, padding.PKCS1v15(), hashes.SHA256())
+    elif alg == "ES256":
+        # RFC 7518 §3.4: exactly 64 bytes, R then S; anything else is not an ES256 signature.
+        if len(signature) != 2 * _ES256_HALF:
+            raise InvalidSignature
+        r = int.from_bytes(signature[:_ES256_HALF], "big")
+        s = int.from_bytes(signature[_ES256_HALF:], "big")
+        key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(hashes.SHA256()))
+    elif alg == "EdDSA":
+        key.verify(signature, signing_input)  # RFC 8037 §3.1
+    else:  # pragma: no cover - the allow-list and the key binding exclude it
+        raise InvalidSignature
 
 
 def check_claims(
@@ -206,32 +260,47 @@ def numeric_date(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def public_key_from_jwk(data: object) -> rsa.RSAPublicKey | None:
-    """The RSA public key of a JWK usable for RS256 signatures, or ``None`` (RFC 7517 §4, §6.3)."""
-    if not isinstance(data, dict) or data.get("kty") != "RSA":
+#: The public members of each key type (RFC 7518 §6.2.1, §6.3.1; RFC 8037 §2).
+_PUBLIC_MEMBERS = {"RSA": ("kty", "n", "e"), "EC": ("kty", "crv", "x", "y"), "OKP": ("kty", "crv", "x")}
+
+
+def public_key_from_jwk(data: object) -> PublicKey | None:
+    """The public key of a JWK usable for signatures with a supported algorithm, or ``None``
+    (RFC 7517 §4, §6.3; RFC 8037 §2). A JWK naming an ``alg`` must name its key's algorithm."""
+    if not isinstance(data, dict) or data.get("kty") not in _PUBLIC_MEMBERS:
         return None
-    if data.get("use", "sig") != "sig" or data.get("alg", "RS256") not in ALLOWED_ALGORITHMS:
+    if data.get("use", "sig") != "sig":
         return None
-    public = {name: data[name] for name in ("kty", "n", "e") if name in data}
+    public = {name: data[name] for name in _PUBLIC_MEMBERS[data["kty"]] if name in data}
     try:
         key = jwk.JWK(**public).get_op_key("verify")
-    except (JWException, ValueError, TypeError, KeyError):
+    except (JWException, ValueError, TypeError, KeyError, NotImplementedError):
         return None
-    if not isinstance(key, rsa.RSAPublicKey) or key.key_size < MIN_RSA_BITS:
+    alg = algorithm_for_key(key)
+    if alg is None or data.get("alg", alg) != alg:
         return None
     return key
 
 
-def sign_compact(header: dict[str, Any], claims: dict[str, Any], private_key: rsa.RSAPrivateKey) -> str:
-    """The compact JWS (RFC 7515 §7.1) of ``claims`` under ``header``, RS256 with ``private_key``.
+def sign_compact(header: dict[str, Any], claims: dict[str, Any], private_key: Any) -> str:
+    """The compact JWS (RFC 7515 §7.1) of ``claims`` under ``header``, signed with ``private_key``
+    by the header's ``alg``, which must be the key's (RS256, ES256 or EdDSA).
 
     ``cryptography`` directly: no key copy per call (docs/performance.md). JSON without spaces;
     a value JSON cannot hold (a datetime) is written as its ``str()``.
     """
-    if header.get("alg") not in ALLOWED_ALGORITHMS:
-        raise ValueError("only RS256 is signed here")
+    alg = header.get("alg")
+    if alg not in ALLOWED_ALGORITHMS or algorithm_for_key(private_key.public_key()) != alg:
+        raise ValueError(f"the key cannot sign {alg!r}")
     signing_input = _b64encode_json(header) + b"." + _b64encode_json(claims)
-    signature = private_key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+    if alg == "RS256":
+        signature = private_key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+    elif alg == "ES256":
+        # RFC 7518 §3.4: R || S, each 32 bytes big-endian (not the DER cryptography returns).
+        r, s = decode_dss_signature(private_key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+        signature = r.to_bytes(_ES256_HALF, "big") + s.to_bytes(_ES256_HALF, "big")
+    else:
+        signature = private_key.sign(signing_input)  # RFC 8037 §3.1: Ed25519
     return (signing_input + b"." + base64.urlsafe_b64encode(signature).rstrip(b"=")).decode("ascii")
 
 

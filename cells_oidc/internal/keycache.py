@@ -12,43 +12,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import rsa
-
 from cells_oidc.internal import jws, keys
 
 __all__ = ["public_key_for", "sign"]
 
 #: kid -> the key object (a bounded number: one per key a site ever configured in this process).
-_private: dict[str, rsa.RSAPrivateKey] = {}
-_public: dict[str, rsa.RSAPublicKey] = {}
+_private: dict[str, Any] = {}
 
 
-def _private_key(signing_key: keys.SigningKey) -> rsa.RSAPrivateKey:
+def _private_key(signing_key: keys.SigningKey) -> Any:
     key = _private.get(signing_key.kid)
     if key is None:
-        key = signing_key.key.get_op_key("sign")
-        if not isinstance(key, rsa.RSAPrivateKey):  # keys.py accepts RSA private keys only
-            raise ValueError("the signing key must be an RSA private key")
-        _private[signing_key.kid] = key
+        key = _private[signing_key.kid] = signing_key.key.get_op_key("sign")
     return key
 
 
-def sign(claims: dict[str, Any], *, typ: str) -> str:
-    """``claims`` signed with the active key: RS256, ``kid`` and ``typ`` in the protected header."""
-    signing_key = keys.active_key()
-    header = {"alg": keys.ALGORITHM, "kid": signing_key.kid, "typ": typ}
+def sign(claims: dict[str, Any], *, typ: str, alg: str = keys.ALGORITHM, use: str = keys.ID_TOKEN) -> str:
+    """``claims`` signed with the current key of ``alg`` for ``use`` tokens (:func:`keys.signing_key`):
+    ``alg``, ``kid`` and ``typ`` in the protected header."""
+    signing_key = keys.signing_key(alg, use)
+    header = {"alg": signing_key.algorithm, "kid": signing_key.kid, "typ": typ}
     return jws.sign_compact(header, claims, _private_key(signing_key))
 
 
-def public_key_for(kid: str) -> rsa.RSAPublicKey | None:
-    """The public key of this site's key named ``kid`` (active or inactive), or ``None``.
-
-    Whether ``kid`` is still one of the site's keys is asked of :mod:`.keys` every time.
-    """
-    signing_key = keys.key_by_kid(kid)
-    if signing_key is None:
-        return None
-    public = _public.get(kid)
-    if public is None:
-        public = _public[kid] = _private_key(signing_key).public_key()
-    return public
+def public_key_for(kid: str) -> jws.PublicKey | None:
+    """The public key this site publishes under ``kid``, or ``None`` (:func:`keys.verification_key`:
+    parsed once per key set, which follows the shared key-set version)."""
+    return keys.verification_key(kid)

@@ -1,7 +1,7 @@
 """Signing and verifying this provider's JWTs (RFC 9068 access tokens, ID tokens).
 
 What a token carries is decided in :mod:`cells_oidc.internal.issuance`; this module signs it
-with the active key (:func:`sign`) and verifies tokens this site issued (:func:`verify`).
+with the current key of an algorithm (:func:`sign`) and verifies tokens this site issued (:func:`verify`).
 """
 
 from __future__ import annotations
@@ -19,32 +19,25 @@ from cells_oidc.internal.jws import InvalidToken as InvalidToken
 from cells_oidc.internal.jws import verify as verify_jws
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cells_oidc.internal.jws import PublicKey
 
 
-def sign(claims: dict[str, Any], *, typ: str) -> str:
-    """Sign ``claims`` with the active key: RS256, ``kid`` and ``typ`` in the protected header
-    (:func:`cells_oidc.internal.keycache.sign`: the key object parsed once per process)."""
-    return keycache.sign(claims, typ=typ)
+def sign(claims: dict[str, Any], *, typ: str, alg: str = keys.ALGORITHM) -> str:
+    """Sign ``claims`` with the current key of ``alg`` for tokens of type ``typ``: ``alg``, ``kid``
+    and ``typ`` in the protected header (RFC 7515 §4.1, RFC 9068 §2.1;
+    :func:`cells_oidc.internal.keycache.sign`: the key object parsed once per process).
+
+    Raises :class:`cells_oidc.internal.keys.KeyUnavailable` when no current key of ``alg`` signs
+    tokens of that type."""
+    use = keys.ACCESS_TOKEN if typ == ACCESS_TOKEN_TYP else keys.ID_TOKEN
+    return keycache.sign(claims, typ=typ, alg=alg, use=use)
 
 
-_local_public_keys: dict[str, rsa.RSAPublicKey] = {}
-
-
-def local_key_for(kid: str) -> rsa.RSAPublicKey | None:
-    """The public key of this site's provider named ``kid`` (active or inactive, from settings).
-
-    The kid is the RFC 7638 thumbprint of the key, so the public key derived once per kid stays
-    right; whether the kid is still published is asked of :mod:`cells_oidc.internal.keys` every time.
-    """
-    signing_key = keys.key_by_kid(kid)
-    if signing_key is None:
-        return None
-    public = _local_public_keys.get(kid)
-    if public is None:
-        public = signing_key.key.get_op_key("verify")
-        _local_public_keys[kid] = public
-    return public
+def local_key_for(kid: str) -> PublicKey | None:
+    """The public key this site's provider publishes under ``kid`` (current, next, or retired
+    within its window), or ``None``: :func:`cells_oidc.internal.keys.verification_key`, whose key
+    set every process keeps in step with the shared key-set version (revoked: gone at once)."""
+    return keys.verification_key(kid)
 
 
 def verify(
@@ -58,7 +51,7 @@ def verify(
     """Verify a JWT signed by this provider (ID token hints, introspection) and return its claims.
 
     :func:`cells_oidc.internal.jws.verify` with this site's keys and issuer: the form, the header
-    (RS256 only, a known ``kid``, the expected ``typ``, no ``crit``/``jku``/``x5u``/``jwk``), the
+    (an algorithm in use, a known ``kid``, the expected ``typ``, no ``crit``/``jku``/``x5u``/``jwk``), the
     signature, ``iss``, ``aud`` when given, and with ``check_time`` ``exp``/``nbf``/``iat``
     (RFC 7519 §4.1, RFC 9068 §4). Raises :class:`~cells_oidc.internal.jws.InvalidToken`.
     """
@@ -67,6 +60,7 @@ def verify(
         key_for=local_key_for,
         typ=typ,
         issuer=issuer(),
+        algorithms=keys.algorithms_in_use(),
         audiences=audience,
         check_time=check_time,
         leeway=leeway,
