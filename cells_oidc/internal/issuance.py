@@ -27,7 +27,6 @@ from oauthlib.common import generate_token
 from cells_oidc.adapter import REGISTERED_CLAIMS, get_adapter
 from cells_oidc.conf import app_settings
 from cells_oidc.internal.context import sign_in_context
-from cells_oidc.internal.dpop import request_jkt
 from cells_oidc.internal.endpoints import issuer
 from cells_oidc.internal.tokens import ACCESS_TOKEN_TYP, ID_TOKEN_TYP, sign
 
@@ -84,9 +83,6 @@ def access_token_claims(request: Any, *, now: int | None = None) -> dict[str, An
         claims["auth_time"] = int(context.auth_time)
     if context.sid:
         claims["sid"] = context.sid
-    jkt = request_jkt(request)
-    if jkt is not None:
-        claims["cnf"] = {"jkt": jkt}  # RFC 9449 §6.1: sender-constrained to the proof's key
     extra = adapter.extra_access_token_claims(
         user=user, client=client, scopes=scopes, grant_type=getattr(request, "grant_type", None)
     )
