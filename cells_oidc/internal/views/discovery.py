@@ -10,10 +10,11 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from oauth2_provider.compat import login_not_required
 from oauth2_provider.scopes import get_scopes_backend
+from oauth2_provider.settings import oauth2_settings
 
 from cells_oidc.adapter import get_adapter
 from cells_oidc.conf import app_settings
-from cells_oidc.internal import client_auth, dpop, keys, pkce
+from cells_oidc.internal import client_auth, keys, pkce
 from cells_oidc.internal.device import DEVICE_GRANT
 from cells_oidc.internal.endpoints import absolute_url, issuer
 from cells_oidc.internal.views.authorize import PROMPT_VALUES, RESPONSE_MODES
@@ -44,17 +45,14 @@ def _once(key: tuple[Any, ...], build: Any) -> dict[str, Any]:
 
 
 def provider_metadata() -> dict[str, Any]:
-    """The discovery document, built once per configuration (:func:`build_provider_metadata`):
-    site URL, URLconf and the algorithms the current keys sign ID tokens with (a key change that
-    alters them, seen through the shared key-set version, builds it again)."""
-    algorithms = tuple(keys.id_token_algorithms())
-    return _once(("metadata", app_settings.SITE_URL, get_urlconf(), algorithms), build_provider_metadata)
+    """The discovery document, built once per configuration (:func:`build_provider_metadata`)."""
+    return _once(("metadata", app_settings.SITE_URL, get_urlconf()), build_provider_metadata)
 
 
 def jwks() -> dict[str, Any]:
-    """The JWK Set (:func:`cells_oidc.internal.keys.jwks`): built once per key set, which every
-    process reloads when ``cells_oidc_keys`` changes a key (the shared key-set version)."""
-    return keys.jwks()
+    """The JWK Set, built once per set of keys (:func:`cells_oidc.internal.keys.jwks`)."""
+    pems = (oauth2_settings.OIDC_RSA_PRIVATE_KEY, *(oauth2_settings.OIDC_RSA_PRIVATE_KEYS_INACTIVE or ()))
+    return _once(("jwks", pems), keys.jwks)
 
 
 def build_provider_metadata() -> dict[str, Any]:
@@ -78,9 +76,7 @@ def build_provider_metadata() -> dict[str, Any]:
         "device_authorization_endpoint": absolute_url("device-authorization"),
         "grant_types_supported": list(GRANT_TYPES),
         "subject_types_supported": ["public"],
-        # OpenID Connect Discovery §3: exactly the algorithms a current key signs ID tokens with
-        # (RS256 always, per client ES256/EdDSA when such a key exists).
-        "id_token_signing_alg_values_supported": keys.id_token_algorithms(),
+        "id_token_signing_alg_values_supported": [keys.ALGORITHM],
         "token_endpoint_auth_methods_supported": list(client_auth.TOKEN_ENDPOINT_AUTH_METHODS),
         "revocation_endpoint_auth_methods_supported": list(client_auth.TOKEN_ENDPOINT_AUTH_METHODS),
         "introspection_endpoint_auth_methods_supported": list(
@@ -98,34 +94,11 @@ def build_provider_metadata() -> dict[str, Any]:
         "frontchannel_logout_supported": False,
         "backchannel_logout_supported": False,
     }
-    if app_settings.SERVICE_ACCOUNTS:
-        # docs/service-accounts.md: client credentials (RFC 6749 §4.4) for the clients registered
-        # with that grant, and private_key_jwt (RFC 7523 §2.2) for those whose policy names it.
-        metadata["grant_types_supported"] = [*GRANT_TYPES, CLIENT_CREDENTIALS_GRANT]
-        for name in ("token", "revocation", "introspection"):
-            metadata[f"{name}_endpoint_auth_signing_alg_values_supported"] = list(
-                client_auth.ASSERTION_SIGNING_ALGORITHMS
-            )
-    else:
-        for name in ("token", "revocation", "introspection"):
-            key = f"{name}_endpoint_auth_methods_supported"
-            metadata[key] = [value for value in metadata[key] if value != client_auth.PRIVATE_KEY_JWT]
-    if app_settings.REGISTRATION != "off":
-        metadata["registration_endpoint"] = absolute_url("register")  # RFC 7591 §3, RFC 8414 §2
-    if app_settings.PAR_ENABLED:
-        # RFC 9126 §5: the endpoint, and whether every client must use it.
-        metadata["pushed_authorization_request_endpoint"] = absolute_url("par")
-        metadata["require_pushed_authorization_requests"] = app_settings.REQUIRE_PAR
-    if app_settings.DPOP_ENABLED:
-        metadata["dpop_signing_alg_values_supported"] = list(dpop.ALGORITHMS)  # RFC 9449 §5.1
-    return metadata
 
 
-def public_json(
-    request: HttpRequest, data: dict[str, Any], *, max_age: int = PUBLIC_DOCUMENT_MAX_AGE
-) -> HttpResponse:
+def public_json(request: HttpRequest, data: dict[str, Any]) -> HttpResponse:
     response = JsonResponse(data)
-    response["Cache-Control"] = f"public, max-age={max_age}"
+    response["Cache-Control"] = f"public, max-age={PUBLIC_DOCUMENT_MAX_AGE}"
     return add_cors(request, response, public=True)
 
 
@@ -143,9 +116,7 @@ class DiscoveryView(View):
 @method_decorator(login_not_required, name="dispatch")
 class JwksView(DiscoveryView):
     def get(self, request: HttpRequest) -> HttpResponse:
-        # docs/keys.md: cached for less than a next key is published before it signs, so a client
-        # knows every key before its first token.
-        return public_json(request, jwks(), max_age=keys.jwks_max_age())
+        return public_json(request, jwks())
 
 
 @method_decorator(login_not_required, name="dispatch")
