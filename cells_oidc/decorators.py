@@ -33,6 +33,7 @@ from cells_oidc.internal.bearer import (
     refusal,
     validate_scopes,
 )
+from cells_oidc.internal.dpop import check_resource_request
 from cells_oidc.internal.jws import InvalidToken
 from cells_oidc.internal.resource import authenticate_token
 
@@ -56,8 +57,11 @@ def authenticate_request(request: HttpRequest, scopes: frozenset[str]) -> HttpRe
         return refusal(401, None, NO_TOKEN)
     try:
         user, info = authenticate_token(token)
+        check_resource_request(request, token, info.claims)  # RFC 9449 §7
     except InvalidToken as exc:
-        return refusal(401, exc.error, invalid_token_description(exc.reason))
+        return refusal(
+            401, exc.error, invalid_token_description(exc.reason), dpop=getattr(exc, "dpop", False)
+        )
     request.user = user
     request.auth = info  # type: ignore[attr-defined]
     if not info.has_scopes(scopes):

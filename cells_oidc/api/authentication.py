@@ -9,6 +9,7 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
 from cells_oidc.internal.bearer import BearerRequestError, bearer_token, challenge, invalid_token_description
+from cells_oidc.internal.dpop import check_resource_request
 from cells_oidc.internal.jws import InvalidToken
 from cells_oidc.internal.resource import authenticate_token
 from cells_oidc.internal.token_info import TokenInfo
@@ -26,7 +27,8 @@ class InvalidRequest(exceptions.AuthenticationFailed):
 
 
 class BearerTokenAuthentication(BaseAuthentication):
-    """Authenticate ``Authorization: Bearer <token>`` with a cells-oidc access or personal token.
+    """Authenticate ``Authorization: Bearer <token>`` with a cells-oidc access or personal token,
+    or ``Authorization: DPoP <token>`` with a ``DPoP`` proof for a DPoP-bound one (RFC 9449 §7).
 
     - no ``Authorization`` header, or another scheme: not ours, ``None`` (the next class tries);
     - a good token: ``request.user`` is the user of the token, ``request.auth`` a
@@ -43,17 +45,19 @@ class BearerTokenAuthentication(BaseAuthentication):
         try:
             token = bearer_token(request._request)
         except BearerRequestError as exc:
-            setattr(request, _ERROR_ATTRIBUTE, (exc.error, str(exc)))
+            setattr(request, _ERROR_ATTRIBUTE, (exc.error, str(exc), False))
             raise InvalidRequest(str(exc)) from None
         if token is None:
             return None
         try:
-            return authenticate_token(token)
+            user, info = authenticate_token(token)
+            check_resource_request(request._request, token, info.claims)  # RFC 9449 §7
         except InvalidToken as exc:
             description = invalid_token_description(exc.reason)
-            setattr(request, _ERROR_ATTRIBUTE, (exc.error, description))
+            setattr(request, _ERROR_ATTRIBUTE, (exc.error, description, getattr(exc, "dpop", False)))
             raise exceptions.AuthenticationFailed(description, code=exc.error) from None
+        return user, info
 
     def authenticate_header(self, request: Request) -> str:
-        error, description = getattr(request, _ERROR_ATTRIBUTE, (None, None))
-        return challenge(error, description)
+        error, description, dpop = getattr(request, _ERROR_ATTRIBUTE, (None, None, False))
+        return challenge(error, description, dpop=dpop)

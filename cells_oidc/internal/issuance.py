@@ -27,6 +27,7 @@ from oauthlib.common import generate_token
 from cells_oidc.adapter import REGISTERED_CLAIMS, get_adapter
 from cells_oidc.conf import app_settings
 from cells_oidc.internal.context import sign_in_context
+from cells_oidc.internal.dpop import request_jkt
 from cells_oidc.internal.endpoints import issuer
 from cells_oidc.internal.tokens import ACCESS_TOKEN_TYP, ID_TOKEN_TYP, sign
 
@@ -51,7 +52,8 @@ def generate_access_token(request: Any, refresh_token: bool = False) -> str:
 
     The JWT is what the client receives and what DOT stores (as a SHA-256 checksum, RFC 9700 §4).
     """
-    return sign(access_token_claims(request), typ=ACCESS_TOKEN_TYP)
+    # RFC 9068 §2.1: RS256 unless the site chose ES256 or EdDSA (CELLS_OIDC_ACCESS_TOKEN_ALGORITHM).
+    return sign(access_token_claims(request), typ=ACCESS_TOKEN_TYP, alg=app_settings.ACCESS_TOKEN_ALGORITHM)
 
 
 def access_token_claims(request: Any, *, now: int | None = None) -> dict[str, Any]:
@@ -83,6 +85,9 @@ def access_token_claims(request: Any, *, now: int | None = None) -> dict[str, An
         claims["auth_time"] = int(context.auth_time)
     if context.sid:
         claims["sid"] = context.sid
+    jkt = request_jkt(request)
+    if jkt is not None:
+        claims["cnf"] = {"jkt": jkt}  # RFC 9449 §6.1: sender-constrained to the proof's key
     extra = adapter.extra_access_token_claims(
         user=user, client=client, scopes=scopes, grant_type=getattr(request, "grant_type", None)
     )
@@ -216,11 +221,19 @@ def finalize_id_token(
         id_token.pop("nonce", None)  # OpenID Connect Core §12.2
     elif "nonce" not in id_token and request.nonce:
         id_token["nonce"] = request.nonce  # oauthlib #746: the code's nonce
-    serialized = sign(id_token, typ=ID_TOKEN_TYP)
+    serialized = sign(id_token, typ=ID_TOKEN_TYP, alg=id_token_algorithm(request.client))
     saved = save(id_token["jti"], request, expires)
     request.access_token = saved
     request.id_token = saved
     return serialized
+
+
+def id_token_algorithm(client: Any) -> str:
+    """The algorithm of ``client``'s ID tokens: its policy's (OpenID Connect Registration §2,
+    ``id_token_signed_response_alg``), RS256 by default (OpenID Connect Core §15.1)."""
+    from cells_oidc.models import policy_for
+
+    return policy_for(client).id_token_algorithm or "RS256"
 
 
 def _last_login(user: Any) -> int:

@@ -24,7 +24,7 @@ from oauth2_provider.oauth2_validators import GRANT_TYPE_MAPPING, OAuth2Validato
 from cells_oidc import signals
 from cells_oidc.adapter import get_adapter
 from cells_oidc.conf import app_settings
-from cells_oidc.internal import client_auth, issuance, pkce, redirects
+from cells_oidc.internal import client_auth, dpop, issuance, pkce, redirects
 from cells_oidc.internal.context import sign_in_context
 from cells_oidc.internal.device import DEVICE_GRANT, redeem_device_code
 from cells_oidc.internal.endpoints import issuer
@@ -531,6 +531,8 @@ class CellsOAuth2Validator(OAuth2Validator):
         self._settle_resources(request, granted=list(rt.resource or []))
         if not get_adapter().can_sign_in(user=rt.user, client=client):
             return False
+        if family is not None and not dpop.refresh_allowed(family, request):
+            return False  # RFC 9449 §5: bound to a DPoP key, refreshed without its proof
         if family is not None:
             sign_in_context(request).bind(family)
         # The last refusal before the claim: a refused request does not spend the token.
@@ -579,6 +581,7 @@ class CellsOAuth2Validator(OAuth2Validator):
         family = sign_in_context(request).family
         # A sign-in's first tokens (code exchange, or a device code): not a refresh.
         first_issue = request.grant_type != "refresh_token"
+        dpop.bind_issued_tokens(token, request, family)  # RFC 9449 §5
         if "refresh_token" in token and not issuance.issue_refresh_token(request):
             token.pop("refresh_token")  # OpenID Connect Core §11: the adapter's decision
         spent = getattr(request, "refresh_token_instance", None) if not first_issue else None

@@ -11,6 +11,7 @@ from django.views import View
 from oauth2_provider import views as dot_views
 from oauth2_provider.models import (
     get_access_token_model,
+    get_application_model,
     get_device_grant_model,
     get_refresh_token_model,
     refresh_token_expire_timedelta,
@@ -19,11 +20,12 @@ from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib.common import Request as OauthlibRequest
 
 from cells_oidc.adapter import get_adapter
-from cells_oidc.internal import bearer, pat, tokens
+from cells_oidc.conf import app_settings
+from cells_oidc.internal import bearer, dpop, pat, tokens
 from cells_oidc.internal.device import DEVICE_GRANT
 from cells_oidc.internal.endpoints import absolute_url, issuer
-from cells_oidc.internal.views.common import ApiEndpointMixin, json_error
-from cells_oidc.models import TokenFamily, checksum
+from cells_oidc.internal.views.common import ApiEndpointMixin, json_error, requesting_client_id
+from cells_oidc.models import TokenFamily, checksum, policy_for
 
 
 class TokenView(ApiEndpointMixin, dot_views.TokenView):
@@ -39,12 +41,38 @@ class TokenView(ApiEndpointMixin, dot_views.TokenView):
             return json_error("invalid_request", "grant_type is required.")
         if grant_type == DEVICE_GRANT and not request.POST.get("device_code"):
             return json_error("invalid_request", "device_code is required.")  # RFC 8628 §3.4
+        refused = self.check_dpop(request)
+        if refused is not None:
+            return refused
         # Exactly once (docs/security.md): the whole request is one transaction. The locks the
         # validator takes (the sign-in's TokenFamily row) are held until its tokens, or the
         # revocation a replay causes, are committed. oauthlib answers errors rather than raising
         # them, so an invalid_grant commits the revocation it caused; only a crash rolls back.
         with transaction.atomic(using=router.db_for_write(get_access_token_model())):
             return super().post(request, *args, **kwargs)
+
+    @staticmethod
+    def check_dpop(request: HttpRequest) -> HttpResponse | None:
+        """RFC 9449 §5: verify the token request's DPoP proof and hand its key's thumbprint to the
+        token issuance (``cnf.jkt``, ``token_type`` DPoP); a bad proof is ``invalid_dpop_proof``,
+        a missing nonce ``use_dpop_nonce`` (§8), no proof from a client whose policy requires
+        DPoP ``invalid_dpop_proof`` too."""
+        if not app_settings.DPOP_ENABLED:
+            return None
+        try:
+            proof = dpop.check_request(request, htu=absolute_url("token"), nonce=app_settings.DPOP_NONCE)
+        except dpop.DPoPError as exc:
+            response = json_error(exc.error, f"Invalid DPoP proof: {exc.reason}.")
+            if exc.error == "use_dpop_nonce":
+                response["DPoP-Nonce"] = dpop.current_nonce()
+            return response
+        if proof is not None:
+            request.META[dpop.JKT_META_KEY] = proof.jkt
+            return None
+        client = get_application_model().objects.filter(client_id=requesting_client_id(request)).first()
+        if client is not None and policy_for(client).require_dpop:
+            return json_error("invalid_dpop_proof", "This client must send a DPoP proof.")
+        return None
 
     def device_flow_token_response(
         self, request: HttpRequest, device_code: str, *args: Any, **kwargs: Any
@@ -94,9 +122,15 @@ class UserInfoView(ApiEndpointMixin, dot_views.UserInfoView):
             return bearer.refusal(401, None, bearer.NO_TOKEN)  # RFC 6750 §3.1: no error code
         try:
             # Our access tokens only: an ID token (typ JWT) or a forgery is refused here.
-            tokens.verify(token, typ=tokens.ACCESS_TOKEN_TYP)
+            claims = tokens.verify(token, typ=tokens.ACCESS_TOKEN_TYP)
+            dpop.check_resource_request(request, token, claims)  # RFC 9449 §7
         except tokens.InvalidToken as exc:
-            return bearer.refusal(401, exc.error, bearer.invalid_token_description(exc.reason))
+            return bearer.refusal(
+                401,
+                exc.error,
+                bearer.invalid_token_description(exc.reason),
+                dpop=getattr(exc, "dpop", False),
+            )
         access = (
             get_access_token_model()
             .objects.select_related("user", "application")
@@ -114,6 +148,9 @@ class UserInfoView(ApiEndpointMixin, dot_views.UserInfoView):
             # OpenID Connect Core §5.3.3, RFC 6750 §3.1: a live token without the openid scope
             # is short of scope (403), not invalid (oauthlib says 401); Keycloak does the same.
             return bearer.refusal(403, "insufficient_scope", bearer.INSUFFICIENT_SCOPE, scope={"openid"})
+        if dpop.authorization_scheme(request) == "dpop":
+            # Checked above (RFC 9449 §7); oauthlib, which answers the claims, reads Bearer only.
+            request.META["HTTP_AUTHORIZATION"] = f"Bearer {token}"
         return self._create_userinfo_response(request)
 
 
@@ -202,9 +239,11 @@ def _introspect_access(token: str, digest: str) -> dict[str, Any] | None:
         "exp": exp,
         "iss": issuer(),
     }
-    for name in ("sub", "aud", "iat", "jti", "auth_time"):
+    for name in ("sub", "aud", "iat", "jti", "auth_time", "cnf"):  # cnf: RFC 9449 §6.2
         if name in claims:
             data[name] = claims[name]
+    if isinstance(claims.get("cnf"), dict):
+        data["token_type"] = "DPoP"
     if access.user is not None:
         data["username"] = access.user.get_username()
         data.setdefault("sub", get_adapter().subject(access.user))
