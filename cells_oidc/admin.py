@@ -131,8 +131,21 @@ class TokenFamilyAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Revoke every token of the selected sign-ins"))
     def revoke_selected(self, request: Any, queryset: Any) -> None:
-        for family in queryset:
-            family.revoke()
+        from cells_oidc import signals
+        from cells_oidc.internal.events import emit
+
+        for family in queryset.select_related("user", "application"):
+            if family.revoked is None:
+                family.revoke()
+                emit(
+                    signals.token_revoked,
+                    request=request,
+                    user=family.user,
+                    client=family.application,
+                    kind="sign_in",
+                    family_id=family.pk,
+                    reason="admin",
+                )
 
 
 # DOT's own admins (docs/admin.md). Its application admin would validate redirect URIs with DOT's
@@ -313,7 +326,7 @@ class PersonalAccessTokenAdmin(admin.ModelAdmin):
     def revoke_selected(self, request: Any, queryset: Any) -> None:
         from cells_oidc.internal import pat
 
-        count = sum(1 for token in queryset if pat.revoke(token))
+        count = sum(1 for token in queryset if pat.revoke(token, revoked_by=request.user))
         self.message_user(request, _("%(count)d token(s) revoked.") % {"count": count})
 
 

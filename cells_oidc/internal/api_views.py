@@ -52,7 +52,7 @@ from rest_framework.views import APIView
 from cells_oidc.api.authentication import BearerTokenAuthentication
 from cells_oidc.api.permissions import HasScope
 from cells_oidc.conf import ADMIN_SCOPE
-from cells_oidc.internal import grants, pat
+from cells_oidc.internal import events, grants, pat
 from cells_oidc.internal.api_serializers import (
     PersonalTokenCreatedSerializer,
     PersonalTokenCreateSerializer,
@@ -123,6 +123,10 @@ class BearerAPIView(APIView):
     renderer_classes = [JSONRenderer]
     parser_classes = [JSONBodyParser]
     permission_classes = [HasScope(MANAGE_SCOPE), IsProviderUser]
+
+    @events.binds_request
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        return super().dispatch(request, *args, **kwargs)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         try:
@@ -273,14 +277,14 @@ class TokenView(BearerAPIView):
             token = PersonalAccessToken.objects.filter(user=request.user, pk=number).first()
             if token is None:
                 raise Http404
-            pat.revoke(token)
+            pat.revoke(token, revoked_by=request.user)
             return Response(status=status.HTTP_204_NO_CONTENT)
         try:
             family_id = uuid.UUID(token_id)
         except ValueError:
             raise Http404 from None
         # The account page's rule (cells_oidc.internal.grants): what the caller holds, nobody else's.
-        if not grants.revoke(request.user, family_id):
+        if not grants.revoke(request.user, family_id, reason="api"):
             raise Http404
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -390,5 +394,5 @@ class PersonalTokenView(BearerAPIView):
         ):
             # Someone else's token and no administrative powers: the same answer as none at all.
             raise Http404
-        pat.revoke(token)
+        pat.revoke(token, revoked_by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -35,6 +35,7 @@ from django.utils.decorators import method_decorator
 from oauth2_provider.compat import login_not_required
 
 from cells_oidc.conf import app_settings
+from cells_oidc.internal.events import binds_request
 
 #: Attribute of a response naming extra ``form-action`` sources (see the module docstring).
 FORM_ACTION_ATTR = "cells_oidc_form_action"
@@ -177,6 +178,7 @@ class SignedInPageMixin:
     """
 
     @method_decorator(login_not_required)
+    @binds_request
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not request.user.is_authenticated:
             response: HttpResponse = redirect_to_login(request.get_full_path(), login_url())

@@ -29,9 +29,11 @@ from typing import Any
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
+from cells_oidc import signals
 from cells_oidc.adapter import get_adapter
 from cells_oidc.conf import ADMIN_SCOPE, app_settings
 from cells_oidc.internal.endpoints import issuer
+from cells_oidc.internal.events import emit
 from cells_oidc.internal.jws import InvalidToken
 from cells_oidc.internal.sessions import TOUCH_INTERVAL
 from cells_oidc.internal.token_info import TokenInfo
@@ -253,15 +255,24 @@ def mint(
         max_expires=checked.max_expires,
         token_family=token_family,
     )
+    emit(
+        signals.pat_created,
+        user=token.user,
+        token_id=token.pk,
+        created_by=token.created_by,
+        scope=token.scope,
+    )
     return Minted(token=token, secret=secret)
 
 
-def revoke(token: PersonalAccessToken) -> bool:
-    """Revoke ``token``; ``False`` when it already was (idempotent, race-free)."""
+def revoke(token: PersonalAccessToken, *, revoked_by: Any = None) -> bool:
+    """Revoke ``token``; ``False`` when it already was (idempotent, race-free). ``revoked_by``:
+    who did (for the ``pat_revoked`` signal), ``None`` for a command."""
     now = timezone.now()
     done = PersonalAccessToken.objects.filter(pk=token.pk, revoked__isnull=True).update(revoked=now) == 1
     if done:
         token.revoked = now
+        emit(signals.pat_revoked, user=token.user, token_id=token.pk, revoked_by=revoked_by)
     return done
 
 
@@ -352,9 +363,17 @@ def _touch(pat: PersonalAccessToken, now: datetime) -> None:
         PersonalAccessToken.objects.filter(pk=pat.pk, revoked__isnull=True).filter(due).update(**updates)
     )
     if written:
+        if pat.last_used is None or _day(pat.last_used) != _day(now):
+            # The first use of the day is the first write of the day (writes are at most one a
+            # TOUCH_INTERVAL): pat_used costs no query of its own.
+            emit(signals.pat_used, user=pat.user, token_id=pat.pk)
         pat.last_used = now
         if target is not None and target > pat.expires:
             pat.expires = target
+
+
+def _day(value: datetime) -> Any:
+    return timezone.localdate(value) if timezone.is_aware(value) else value.date()
 
 
 def _token_info(pat: PersonalAccessToken) -> TokenInfo:

@@ -34,8 +34,10 @@ from django.views import View
 from django.views.decorators.debug import sensitive_variables
 from oauth2_provider.scopes import get_scopes_backend
 
+from cells_oidc import signals
 from cells_oidc.conf import app_settings
 from cells_oidc.internal import consent, errors, grants, pages, pat, sessions
+from cells_oidc.internal.events import emit
 from cells_oidc.models import PersonalAccessToken, UserSession
 
 logger = logging.getLogger("cells_oidc.account")
@@ -315,8 +317,9 @@ class EndSessionView(AccountActionView):
             return self.done("missing")
         if row.session_key == request.session.session_key:
             # Ending this very session is signing out here.
-            sessions.revoke_session_tokens(request.user, {row.sid, request.session.get(sessions.SID_KEY, "")})
-            logout(request)
+            sid = request.session.get(sessions.SID_KEY, "")
+            sessions.revoke_session_tokens(request.user, {row.sid, sid}, reason="account_page")
+            logout(request)  # signed_out (cells_oidc.internal.events.on_user_logged_out)
             return HttpResponseRedirect(reverse("cells_oidc:logged-out"), status=303)
         store = sessions.session_store(row.session_key)
         data = store.load()
@@ -324,7 +327,8 @@ class EndSessionView(AccountActionView):
         if str(data.get("_auth_user_id", "")) == str(request.user.pk):
             sids.add(str(data.get(sessions.SID_KEY, "")))
             store.delete(row.session_key)
-        sessions.revoke_session_tokens(request.user, sids)
+            emit(signals.signed_out, user=request.user, sid=row.sid)
+        sessions.revoke_session_tokens(request.user, sids, reason="account_page")
         row.delete()
         return self.done("ended")
 
@@ -406,5 +410,5 @@ class RevokeTokenView(pages.SignedInPageMixin, View):
                 errors.NotFound(_("Nothing was changed.")),
                 explanation=_("This personal access token does not exist or is not yours."),
             )
-        pat.revoke(token)  # idempotent
+        pat.revoke(token, revoked_by=request.user)  # idempotent
         return HttpResponseRedirect(f"{reverse('cells_oidc:account')}?done=token-revoked#tokens", status=303)

@@ -40,7 +40,7 @@ from oauthlib.openid.connect.core import exceptions as oidc_errors
 
 from cells_oidc.adapter import get_adapter
 from cells_oidc.conf import app_settings
-from cells_oidc.internal import consent, errors, pages, pkce, redirects, sessions, tokens
+from cells_oidc.internal import consent, errors, events, pages, pkce, redirects, sessions, tokens
 from cells_oidc.internal.context import authorization_credentials
 from cells_oidc.internal.endpoints import issuer
 from cells_oidc.internal.validators import valid_resource_indicator
@@ -148,6 +148,7 @@ class AuthorizationView(dot_views.AuthorizationView):
     def get_login_url(self) -> str:
         return resolve_url(app_settings.LOGIN_URL or reverse("cells_oidc:login"))
 
+    @events.binds_request
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         #: The redirect URI validated for this request; nothing else is ever redirected to.
         self.validated_redirect_uri: str | None = None

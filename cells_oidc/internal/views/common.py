@@ -14,7 +14,7 @@ from oauth2_provider.compat import login_not_required
 from oauth2_provider.settings import oauth2_settings
 
 from cells_oidc.conf import app_settings
-from cells_oidc.internal import client_auth, redirects
+from cells_oidc.internal import client_auth, events, redirects
 from cells_oidc.internal.errors import json_error
 
 #: Longest parameter (name or value) in the body of an API endpoint (token, revocation,
@@ -163,6 +163,7 @@ class ApiEndpointMixin:
     # attributes from, because this ``dispatch`` hides the decorated one of DOT's views.
     @method_decorator(csrf_exempt)
     @method_decorator(login_not_required)
+    @events.binds_request
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if request.method == "OPTIONS":
             return preflight(request, self.api_methods)

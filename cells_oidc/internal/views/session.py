@@ -26,7 +26,7 @@ from oauth2_provider.http import OAuth2ResponseRedirect
 from oauth2_provider.models import get_application_model, get_id_token_model
 
 from cells_oidc.conf import app_settings
-from cells_oidc.internal import errors, pages, redirects, sessions, tokens
+from cells_oidc.internal import errors, events, pages, redirects, sessions, tokens
 from cells_oidc.internal.views.common import omit_empty_parameters
 
 
@@ -93,6 +93,7 @@ class LoginView(auth_views.LoginView):
         context["site_name"] = app_settings.SITE_NAME
         return context
 
+    @events.binds_request
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         response = super().dispatch(request, *args, **kwargs)
         return pages.apply_headers(response, form_action=self.redirect_sources())
@@ -136,6 +137,7 @@ class LogoutView(dot_views.RPInitiatedLogoutView):
     template_name = "cells_oidc/logout.html"
     http_method_names = ["get", "post"]
 
+    @events.binds_request
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         #: CSP form-action sources: the validated post_logout_redirect_uri (see LoginView).
         self.form_action: list[str] = []
