@@ -20,11 +20,17 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cells_oidc.conf import app_settings
 from cells_oidc.internal import revocation
-from cells_oidc.internal.jws import MAX_KID_LENGTH, InvalidToken, numeric_date, public_key_from_jwk
+from cells_oidc.internal.jws import (
+    MAX_KID_LENGTH,
+    InvalidToken,
+    PublicKey,
+    algorithm_for_key,
+    numeric_date,
+    public_key_from_jwk,
+)
 from cells_oidc.models import checksum
 
 __all__ = [
@@ -123,14 +129,19 @@ class RemoteProvider:
     def __init__(self, issuer: str) -> None:
         self.issuer = issuer
         self._lock = threading.Lock()
-        self._keys: dict[str, rsa.RSAPublicKey] = {}
+        self._keys: dict[str, PublicKey] = {}
         self._metadata: dict[str, Any] = {}
         self._fetched_at = -math.inf
         self._attempted_at = -math.inf
         #: Number of fetches of the key set (for monitoring).
         self.fetches = 0
 
-    def key_for(self, kid: str) -> rsa.RSAPublicKey | None:
+    def algorithms(self) -> frozenset[str]:
+        """The algorithms of the keys the provider publishes now (RS256, ES256, EdDSA): the only
+        ones accepted, each key with its own (RFC 8725 §3.1)."""
+        return frozenset(filter(None, (algorithm_for_key(key) for key in self._keys.values())))
+
+    def key_for(self, kid: str) -> PublicKey | None:
         keys = self._keys
         if kid in keys and time.monotonic() - self._fetched_at < app_settings.RESOURCE_JWKS_CACHE_SECONDS:
             return keys[kid]
@@ -164,7 +175,8 @@ class RemoteProvider:
         except RemoteError as exc:
             logger.warning("Could not refresh the keys of %s: %s", self.issuer, exc)
             return
-        keys: dict[str, rsa.RSAPublicKey] = {}
+        # RFC 7517 §5: keys of a type or algorithm we do not verify are skipped, not fatal.
+        keys: dict[str, PublicKey] = {}
         entries = key_set.get("keys")
         for entry in entries[:64] if isinstance(entries, list) else []:
             kid = entry.get("kid") if isinstance(entry, dict) else None
@@ -172,7 +184,7 @@ class RemoteProvider:
             if isinstance(kid, str) and kid and len(kid) <= MAX_KID_LENGTH and public is not None:
                 keys[kid] = public
         if not keys:
-            logger.warning("The JWKS of %s has no usable RS256 key.", self.issuer)
+            logger.warning("The JWKS of %s has no usable RS256, ES256 or EdDSA key.", self.issuer)
             return
         self._metadata = metadata
         self._keys = keys
