@@ -15,7 +15,7 @@ from oauth2_provider.models import (
     get_refresh_token_model,
 )
 
-from cells_oidc.models import Client, ClientPolicy, PersonalAccessToken, TokenFamily
+from cells_oidc.models import AuditEvent, Client, ClientPolicy, PersonalAccessToken, TokenFamily
 
 URI_HELP = _(
     "One per line. Matched exactly (RFC 9700 §2.1), except: a port range in the port position for "
@@ -350,3 +350,51 @@ def _add_unlock_action() -> None:
 
 
 _add_unlock_action()
+
+
+# ---- the audit trail (docs/audit.md): read-only -------------------------------------------------
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """The audit trail, as written: listed, filtered and searched, never added, edited or deleted
+    here (``cells_oidc_cleanup`` deletes entries past ``CELLS_OIDC_AUDIT_RETENTION_DAYS``)."""
+
+    list_display = ("time", "event", "login", "client_id", "ip", "browser", "request_id")
+    list_filter = ("event", ("application", admin.RelatedOnlyFieldListFilter))
+    date_hierarchy = "time"
+    search_fields = ("login", "client_id", "ip", "request_id")
+    fields = (
+        "time",
+        "event",
+        "user",
+        "login",
+        "application",
+        "client_id",
+        "ip",
+        "user_agent",
+        "request_id",
+        "details_text",
+    )
+    readonly_fields = fields
+    list_per_page = 50
+    show_full_result_count = False  # a COUNT(*) of a large table on every page is slow
+
+    @admin.display(description=_("browser"))
+    def browser(self, obj: AuditEvent) -> str:
+        from cells_oidc.internal.sessions import describe_user_agent
+
+        return describe_user_agent(obj.user_agent) if obj.user_agent else "-"
+
+    @admin.display(description=_("details"))
+    def details_text(self, obj: AuditEvent) -> str:
+        import json
+
+        return json.dumps(obj.details, indent=1, sort_keys=True, ensure_ascii=False)
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return False

@@ -243,6 +243,27 @@ def personal_tokens(user: Any) -> list[dict[str, Any]]:
     return entries
 
 
+#: How many of the user's recent sign-ins (and failed attempts at their login) the page lists.
+RECENT_SIGN_INS = 10
+
+
+def recent_sign_ins(user: Any) -> list[dict[str, Any]]:
+    """The user's last sign-ins and failed attempts at their login, from the audit trail
+    (:mod:`cells_oidc.internal.audit`): when, from which address, with which browser."""
+    from cells_oidc.models import AuditEvent
+
+    events = AuditEvent.objects.sign_ins_of(user).only("time", "event", "ip", "user_agent")
+    return [
+        {
+            "time": event.time,
+            "ip": event.ip or "",
+            "device": sessions.describe_user_agent(event.user_agent),
+            "succeeded": event.event == "sign_in_succeeded",
+        }
+        for event in events[:RECENT_SIGN_INS]
+    ]
+
+
 def token_settings() -> dict[str, Any]:
     """What the page says about minting: whether users may, and the longest lifetime."""
     return {
@@ -274,6 +295,8 @@ def render_account(
             "applications": held_applications(request.user),
             "consents": consents,
             "sessions": sessions.active_sessions(request),
+            "audit_enabled": app_settings.AUDIT_ENABLED,
+            "recent_sign_ins": recent_sign_ins(request.user) if app_settings.AUDIT_ENABLED else [],
             "notice": notice,
             "personal_tokens": personal_tokens(request.user),
             "mint_form": form if form is not None else MintTokenForm(),
