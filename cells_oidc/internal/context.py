@@ -37,6 +37,9 @@ class SignInContext:
     family: TokenFamily | None = None
     #: The authorization code row redeemed by ``validate_code`` (DOT's ``Grant``).
     grant: Any = None
+    #: The code row as first read for the request (its user joined), before it is redeemed: read
+    #: once for oauthlib's scope and nonce look-ups and ``validate_code`` (docs/performance.md).
+    presented_grant: Any = None
     #: When the user authenticated, in seconds since the epoch (OpenID Connect Core §2).
     auth_time: int | None = None
     #: The browser session of the sign-in (OpenID Connect Front-Channel Logout §3), "" if none.

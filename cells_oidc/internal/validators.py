@@ -7,19 +7,23 @@ Each override says which rule it enforces; the rules themselves live in :mod:`.r
 from __future__ import annotations
 
 import json
-from datetime import datetime
+import uuid
+from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from typing import Any
 
-from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db import router, transaction
+from django.db.models import F, QuerySet, Subquery
 from django.utils import timezone
 from oauth2_provider.models import (
     get_access_token_model,
     get_grant_model,
+    get_id_token_model,
     get_refresh_token_model,
+    refresh_token_expire_timedelta,
 )
 from oauth2_provider.oauth2_validators import GRANT_TYPE_MAPPING, OAuth2Validator, is_valid_resource_uri
+from oauth2_provider.settings import oauth2_settings
 
 from cells_oidc import signals
 from cells_oidc.adapter import get_adapter
@@ -274,26 +278,40 @@ class CellsOAuth2Validator(OAuth2Validator):
     def _check_and_set_request_resource(self, request: Any) -> None:
         # DOT's check while saving the tokens, for every grant (client credentials included),
         # plus the client's policy (RFC 8707 §2): the last word before anything is stored.
-        super()._check_and_set_request_resource(request)
+        if request.grant_type == "authorization_code" and sign_in_context(request).grant is not None:
+            # validate_code settled the resources within the grant's (RFC 8707 §2.2) and deleted
+            # the code row: DOT's read of that row would find nothing; its URI check stays.
+            resource = request.resource if isinstance(request.resource, list) else []
+            request.resource = resource
+            self._validate_resource_uris(request, resource)
+        else:
+            super()._check_and_set_request_resource(request)
         _refuse_unallowed_resources(request, request.resource)
 
     def _create_refresh_token(
         self, request: Any, refresh_token_code: str, access_token: Any, previous_refresh_token: Any
     ) -> Any:
+        """DOT's, with the sign-in's id as the token's family from the start (no UPDATE after)."""
+        context = sign_in_context(request)
+        if context.family is not None:
+            token_family = context.family.pk
+        elif previous_refresh_token is not None and previous_refresh_token.token_family:
+            token_family = previous_refresh_token.token_family
+        else:
+            token_family = uuid.uuid4()
         # RFC 8707 §2.2: an access token narrowed to some resources does not narrow the refresh
         # token; later refreshes may ask again for any resource of the grant.
-        granted = sign_in_context(request).granted_resources
-        if granted is None:
-            return super()._create_refresh_token(
-                request, refresh_token_code, access_token, previous_refresh_token
-            )
-        narrowed, request.resource = request.resource, list(granted)
-        try:
-            return super()._create_refresh_token(
-                request, refresh_token_code, access_token, previous_refresh_token
-            )
-        finally:
-            request.resource = narrowed
+        granted = context.granted_resources
+        refresh_token = get_refresh_token_model()(
+            user=request.user,
+            application=request.client,
+            access_token=access_token,
+            token_family=token_family,
+            resource=list(granted) if granted is not None else getattr(request, "resource", []),
+        )
+        self._set_token_value(refresh_token, refresh_token_code)
+        refresh_token.save()
+        return refresh_token
 
     def validate_scopes(
         self, client_id: str, scopes: list[str], client: Any, request: Any, *a: Any, **k: Any
@@ -396,7 +414,9 @@ class CellsOAuth2Validator(OAuth2Validator):
         # A live code presented by another client than its own is refused without being spent
         # (the spec is silent; fosite/Hydra do the same): only its client can burn it. A code
         # already redeemed has leaked whoever presents it, so that replay revokes its family.
-        grant = grant_model.objects.filter(code=code, application=client).select_related("user").first()
+        grant = self._presented_grant(code, request)
+        if grant is not None and grant.application_id != getattr(client, "pk", None):
+            grant = None
         if grant is not None:
             # RFC 8707 §2.2: within the grant's resources; refused before the code is spent.
             self._settle_resources(request, granted=list(grant.resource or []))
@@ -432,6 +452,35 @@ class CellsOAuth2Validator(OAuth2Validator):
             # OpenID Connect Core §5.5: a claims request is an object; anything else is ignored.
             request.claims = claims if isinstance(claims, dict) and claims else None
         return True
+
+    @staticmethod
+    def _presented_grant(code: Any, request: Any) -> Any:
+        """The code row ``code`` names (its user joined), read once per request: oauthlib asks
+        for its scope and nonce before ``validate_code`` redeems it, DOT read it three times.
+
+        Read before the sign-in is locked, which is safe: the row never changes, and only the
+        request whose DELETE removes it goes on (``validate_code``).
+        """
+        if not isinstance(code, str) or len(code) > 255:
+            return None
+        context = sign_in_context(request)
+        grant = context.presented_grant
+        if grant is None or grant.code != code:
+            grant = get_grant_model().objects.filter(code=code).select_related("user").first()
+            context.presented_grant = grant
+        return grant
+
+    def get_authorization_code_scopes(
+        self, client_id: str, code: str, redirect_uri: str, request: Any
+    ) -> list[str]:
+        grant = self._presented_grant(code, request)
+        return grant.scope.split() if grant is not None and grant.scope else []
+
+    def get_authorization_code_nonce(
+        self, client_id: str, code: str, redirect_uri: str, request: Any
+    ) -> str | None:
+        grant = self._presented_grant(code, request)
+        return (grant.nonce or None) if grant is not None else None
 
     def _stashed_grant(self, code: str, request: Any) -> Any:
         grant = sign_in_context(request).grant
@@ -509,11 +558,17 @@ class CellsOAuth2Validator(OAuth2Validator):
         self._refuse_bad_resources(request)
         refresh_model = get_refresh_token_model()
         presented = refresh_model.objects.filter(token_checksum=checksum(refresh_token))
-        family_id = presented.exclude(token_family=None).values_list("token_family", flat=True).first()
-        family = locked_first(TokenFamily.objects.filter(pk=family_id)) if family_id else None
+        # The sign-in's row, found and locked in one statement (its id is the token's family).
+        of_token = presented.exclude(token_family=None).values("token_family")[:1]
+        family = locked_first(TokenFamily.objects.filter(pk=Subquery(of_token)))
         # Read after the lock: the row as the last request of this sign-in left it. Several rows
-        # may share a checksum (DOT: unique together with ``revoked``): the live one first.
-        rt = presented.order_by(F("revoked").desc(nulls_first=True)).first()
+        # may share a checksum (DOT: unique together with ``revoked``): the live one first. Its
+        # user and access token come with it (no lazy load later).
+        rt = (
+            presented.select_related("user", "access_token")
+            .order_by(F("revoked").desc(nulls_first=True))
+            .first()
+        )
         if rt is None:
             return False
         if rt.revoked is not None or (family is not None and family.revoked is not None):
@@ -523,9 +578,8 @@ class CellsOAuth2Validator(OAuth2Validator):
                 revoke_families([rt.token_family])
             _emit_reuse(rt, family)
             return False
-        if not super().validate_refresh_token(refresh_token, client, request, *a, **k):
+        if not self._live_refresh_token(rt, refresh_token, client, request):
             return False  # expired, an orphan, or another client's token (not spent)
-        rt = request.refresh_token_instance
         # RFC 8707 §2.2: no resource beyond the refresh token's, checked now rather than while
         # saving the tokens (after the new ID token was stored).
         self._settle_resources(request, granted=list(rt.resource or []))
@@ -544,6 +598,25 @@ class CellsOAuth2Validator(OAuth2Validator):
             _emit_reuse(rt, family)
             return False
         return True
+
+    @staticmethod
+    def _live_refresh_token(rt: Any, refresh_token: str, client: Any, request: Any) -> bool:
+        """DOT's checks of an unrevoked refresh token, on the row already read (DOT's
+        ``validate_refresh_token`` reads it again and loads its client lazily).
+
+        An orphan (no access token) is refused; RFC 6749 §6 / DOT #746: the token dies
+        ``REFRESH_TOKEN_EXPIRE_SECONDS`` after its access token expires; it must be the
+        client's own (RFC 6749 §6: "bound to the client").
+        """
+        if rt.access_token is None:
+            return False
+        expire_delta = refresh_token_expire_timedelta()
+        if expire_delta and rt.access_token.expires + expire_delta <= timezone.now():
+            return False
+        request.user = rt.user
+        request.refresh_token = refresh_token  # the raw value: the stored column is blank (hashed)
+        request.refresh_token_instance = rt
+        return client is not None and rt.application_id == client.pk
 
     def _refuse_wider_scope(self, refresh_token: str, request: Any) -> None:
         """RFC 6749 §6: ``invalid_scope`` for a scope beyond the original grant.
@@ -577,6 +650,13 @@ class CellsOAuth2Validator(OAuth2Validator):
         rt.revoked = now
         return True
 
+    def save_bearer_token(self, token: dict[str, Any], request: Any, *args: Any, **kwargs: Any) -> None:
+        # DOT opens a transaction here; inside the token view's own (docs/security.md, "Exactly
+        # once") that is a SAVEPOINT and its RELEASE for nothing. One transaction: a failure
+        # while saving rolls the whole request back (never half-written tokens).
+        with transaction.atomic(using=router.db_for_write(get_access_token_model()), savepoint=False):
+            return self._save_bearer_token(token, request, *args, **kwargs)
+
     def _save_bearer_token(self, token: dict[str, Any], request: Any, *args: Any, **kwargs: Any) -> None:
         family = sign_in_context(request).family
         # A sign-in's first tokens (code exchange, or a device code): not a refresh.
@@ -585,7 +665,13 @@ class CellsOAuth2Validator(OAuth2Validator):
         if "refresh_token" in token and not issuance.issue_refresh_token(request):
             token.pop("refresh_token")  # OpenID Connect Core §11: the adapter's decision
         spent = getattr(request, "refresh_token_instance", None) if not first_issue else None
-        super()._save_bearer_token(token, request, *args, **kwargs)
+        if spent is not None and not self.rotate_refresh_token(request):
+            # No rotation configured: DOT's path, which keeps the refresh token and its access
+            # token row (and locks them).
+            super()._save_bearer_token(token, request, *args, **kwargs)
+            access = None
+        else:
+            access = self._issue_tokens(token, request, spent)
         emit(
             signals.tokens_issued,
             user=getattr(request, "user", None),
@@ -595,36 +681,76 @@ class CellsOAuth2Validator(OAuth2Validator):
             family_id=family.pk if family is not None else None,
             refresh_token="refresh_token" in token,
         )
-        if spent is not None and spent.revoked is not None and spent.access_token_id is not None:
-            # RFC 6749 §6 rotation: the spent refresh token's access token goes with it (DOT's
-            # revoke() does this, but finds the row claimed already by validate_refresh_token).
-            get_access_token_model().objects.filter(pk=spent.access_token_id).delete()
         if family is None:
             return
-        refresh_model = get_refresh_token_model()
-        if "refresh_token" in token:
-            refresh_model.objects.filter(
-                token_checksum=checksum(token["refresh_token"]), revoked__isnull=True
-            ).update(token_family=family.pk)
-        elif first_issue:
-            self._anchor_access_token(token, request, family)
+        # One UPDATE of the sign-in's row (locked since validation) for all it records.
+        changes: dict[str, Any] = {}
+        if first_issue and "refresh_token" not in token and access is not None:
+            # Tie an access token issued without a refresh token to its sign-in, so that a
+            # replayed code revokes it too (RFC 6749 §4.1.2).
+            changes["access_token"] = access
         if request.grant_type == "authorization_code":
-            TokenFamily.objects.filter(pk=family.pk).update(redeemed=timezone.now())
-            emit(signals.code_redeemed, user=request.user, client=request.client, family_id=family.pk)
+            changes["redeemed"] = timezone.now()
         if first_issue and not family.scope:
             # A code issued before the scope was recorded at sign-in: recorded now (RFC 6749 §6).
-            TokenFamily.objects.filter(pk=family.pk, scope="").update(
-                scope=" ".join(getattr(request, "scopes", None) or [])
-            )
+            changes["scope"] = " ".join(getattr(request, "scopes", None) or [])
+        if changes:
+            TokenFamily.objects.filter(pk=family.pk).update(**changes)
+        if request.grant_type == "authorization_code":
+            emit(signals.code_redeemed, user=request.user, client=request.client, family_id=family.pk)
 
-    def _anchor_access_token(self, token: dict[str, Any], request: Any, family: TokenFamily) -> None:
-        """Tie an access token issued without a refresh token to its token family, so that a
-        replayed code revokes it too (RFC 6749 §4.1.2)."""
-        access = (
-            get_access_token_model().objects.filter(token_checksum=checksum(token["access_token"])).first()
+    def _issue_tokens(self, token: dict[str, Any], request: Any, spent: Any) -> Any:
+        """Store the tokens of a code exchange, a device code or a rotating refresh: DOT's
+        ``_save_bearer_token`` without what the validator did already.
+
+        ``validate_refresh_token`` claimed ``spent`` (the conditional UPDATE, under the sign-in's
+        lock), so DOT's second locking read of it, its lock of the access token and its
+        ``revoke()`` (a third read) have nothing left to do; the spent token's access token is
+        deleted here, by instance, so its deny-list entry is still written (RFC 6749 §6).
+        """
+        from oauthlib.oauth2.rfc6749.errors import FatalClientError
+
+        if "scope" not in token:
+            raise FatalClientError("Failed to renew access token: missing scope")
+        self._check_and_set_request_resource(request)
+        expires = timezone.now() + timedelta(
+            seconds=token.get("expires_in", oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS)
         )
-        if access is not None:
-            TokenFamily.objects.filter(pk=family.pk).update(access_token=access)
+        if request.grant_type == "client_credentials":
+            request.user = None
+        refresh_token_code = token.get("refresh_token")
+        if not refresh_token_code:
+            return self._create_access_token(expires, request, token)
+        access = self._create_access_token(expires, request, token, source_refresh_token=spent)
+        self._create_refresh_token(request, refresh_token_code, access, spent)
+        if spent is not None and spent.access_token is not None:
+            # RFC 6749 §6 rotation: the spent refresh token's access token goes with it.
+            spent.access_token.delete()
+        return access
+
+    def _create_access_token(
+        self, expires: Any, request: Any, token: dict[str, Any], source_refresh_token: Any = None
+    ) -> Any:
+        # DOT's, with the ID token row finalize_id_token has just saved (request.id_token): DOT's
+        # _load_id_token parses and RSA-verifies the JWT it has just signed, then reads the
+        # client and the row again.
+        id_token = None
+        if token.get("id_token"):
+            id_token = getattr(request, "id_token", None)
+            if not isinstance(id_token, get_id_token_model()):
+                id_token = self._load_id_token(token["id_token"])
+        access_token = get_access_token_model()(
+            user=request.user,
+            scope=token["scope"],
+            expires=expires,
+            id_token=id_token,
+            application=request.client,
+            source_refresh_token=source_refresh_token,
+            resource=getattr(request, "resource", []),  # RFC 8707
+        )
+        self._set_token_value(access_token, token["access_token"])
+        access_token.save()
+        return access_token
 
     def revoke_token(
         self, token: str, token_type_hint: str | None, request: Any, *args: Any, **kwargs: Any
