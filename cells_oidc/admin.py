@@ -90,6 +90,11 @@ class ClientPolicyInline(admin.StackedInline):
         # Administrative powers (cells_oidc:admin) and RFC 8707 resources: see docs/api.md.
         "allow_admin_scope",
         "allowed_resources",
+        # Client authentication at the token endpoint (RFC 7591 §2, RFC 7523 §2.2): see
+        # docs/service-accounts.md.
+        "token_endpoint_auth_method",
+        "jwks",
+        "jwks_uri",
     )
 
 

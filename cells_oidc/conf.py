@@ -439,6 +439,8 @@ class AppSettings:
           §4: bound token scanning).
         - ``pat_failure_ip`` (20, 600): refused personal access tokens (``cpat_…`` bearer tokens
           answered 401) per client IP; past it every ``cpat_`` token from that IP gets 429.
+        - ``register_ip`` (20, 3600): requests to the client registration endpoint (RFC 7591 §3)
+          per client IP, registrations and refusals alike.
         - ``device_code``: wrong user codes per signed-in user and per browser session; its limit
           and window are :attr:`DEVICE_MAX_FAILURES` and :attr:`DEVICE_FAILURE_WINDOW` (RFC 8628
           §5.1).
@@ -448,6 +450,7 @@ class AppSettings:
             "login_ip": (50, 15 * 60),
             "token_client_ip": (120, 60),
             "token_ip": (600, 60),
+            "register_ip": (20, 60 * 60),
             "introspect_client_ip": (600, 60),
             "pat_failure_ip": (20, 10 * 60),
             "device_code": (self.DEVICE_MAX_FAILURES, self.DEVICE_FAILURE_WINDOW),
@@ -501,6 +504,53 @@ class AppSettings:
         per-process cache (``LocMemCache``, ``DummyCache``) behind the deny-list or a throttle.
         For test suites only, which run in one process; never in a deployment."""
         return bool(getattr(settings, "CELLS_OIDC_ALLOW_PROCESS_LOCAL_CACHE", False))
+
+    # ---- service accounts and dynamic registration (docs/service-accounts.md, registration.md) --
+    @property
+    def SERVICE_ACCOUNTS(self) -> bool:
+        """``CELLS_OIDC_SERVICE_ACCOUNTS``: service accounts (docs/service-accounts.md), off by default.
+
+        On: clients whose policy says ``private_key_jwt`` authenticate with a JWT signed by their
+        key (RFC 7523 §2.2, OpenID Connect Core §9), and discovery advertises ``client_credentials``
+        (RFC 6749 §4.4) and ``private_key_jwt``. Off: client assertions are refused. The client
+        credentials grant itself is a client's registration (its grant type) either way.
+        """
+        return bool(getattr(settings, "CELLS_OIDC_SERVICE_ACCOUNTS", False))
+
+    @property
+    def CLIENT_ASSERTION_MAX_AGE(self) -> int:
+        """``CELLS_OIDC_CLIENT_ASSERTION_MAX_AGE``: how far ahead of now the ``exp`` of a client
+        assertion (``private_key_jwt``, RFC 7523 §3) may lie, in seconds (default 300). Its
+        ``jti`` is remembered until then, so a captured assertion cannot be used again."""
+        return max(10, int(getattr(settings, "CELLS_OIDC_CLIENT_ASSERTION_MAX_AGE", 300)))
+
+    @property
+    def CLIENT_JWKS_CACHE_SECONDS(self) -> int:
+        """``CELLS_OIDC_CLIENT_JWKS_CACHE_SECONDS``: how long the keys fetched from a client's
+        ``jwks_uri`` are used before they are fetched again (default 300)."""
+        return max(0, int(getattr(settings, "CELLS_OIDC_CLIENT_JWKS_CACHE_SECONDS", 300)))
+
+    @property
+    def CLIENT_JWKS_MIN_REFRESH_SECONDS(self) -> int:
+        """``CELLS_OIDC_CLIENT_JWKS_MIN_REFRESH_SECONDS``: the shortest interval between two fetches
+        of one client's ``jwks_uri`` caused by an assertion with an unknown ``kid`` (default 60), so
+        that made-up key ids cannot make the provider hammer the client's server."""
+        return max(0, int(getattr(settings, "CELLS_OIDC_CLIENT_JWKS_MIN_REFRESH_SECONDS", 60)))
+
+    @property
+    def REGISTRATION(self) -> str:
+        """``CELLS_OIDC_REGISTRATION``: dynamic client registration (RFC 7591, RFC 7592).
+
+        - ``"off"`` (default): no registration endpoint (404), none advertised in discovery;
+        - ``"initial_access_token"``: registration needs an initial access token (RFC 7591 §3),
+          issued by ``manage.py cells_oidc_client initial-token``;
+        - ``"open"``: anyone may register a client (rate-limited per IP).
+
+        A registered client is always a third-party client: consent required, PKCE required, no
+        administrative scope, no resource indicators. Anything else reads as ``"off"``.
+        """
+        value = str(getattr(settings, "CELLS_OIDC_REGISTRATION", "off") or "off").strip().lower()
+        return value if value in ("off", "open", "initial_access_token") else "off"
 
     @property
     def RETRY_AFTER(self) -> int:

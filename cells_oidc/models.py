@@ -150,6 +150,44 @@ class ClientPolicy(models.Model):
         ),
     )
 
+    # ---- client authentication at the token endpoint (RFC 7591 §2, RFC 7523 §2.2) ----
+    token_endpoint_auth_method = models.CharField(
+        _("client authentication"),
+        max_length=32,
+        blank=True,
+        default="",
+        choices=[
+            ("", _("client secret, HTTP Basic or in the body (default)")),
+            ("client_secret_basic", _("client secret, HTTP Basic only (client_secret_basic)")),
+            ("client_secret_post", _("client secret, in the body only (client_secret_post)")),
+            ("private_key_jwt", _("a JWT signed with the client's key (private_key_jwt)")),
+        ],
+        help_text=_(
+            "How a confidential client proves itself at the token, revocation and introspection "
+            "endpoints. private_key_jwt (RFC 7523 §2.2, OpenID Connect Core §9) needs the client's "
+            "public keys below; its secret is then refused."
+        ),
+    )
+    jwks = models.TextField(
+        _("public keys (JWKS)"),
+        blank=True,
+        default="",
+        help_text=_(
+            'The client\'s public keys as a JWK Set ({"keys": [...]}), for private_key_jwt. '
+            "RS256, ES256 or EdDSA keys; never a private key."
+        ),
+    )
+    jwks_uri = models.CharField(
+        _("public keys URL (jwks_uri)"),
+        max_length=2000,
+        blank=True,
+        default="",
+        help_text=_(
+            "Where the client publishes its JWK Set instead (https; http only on a loopback host). "
+            "Fetched when needed, cached, and fetched again for an unknown key id."
+        ),
+    )
+
     require_pushed_authorization_requests = models.BooleanField(
         _("require pushed authorization requests"),
         default=False,
@@ -248,6 +286,15 @@ class ClientPolicy(models.Model):
                 }
             )
 
+        self._clean_client_authentication()
+
+    def _clean_client_authentication(self) -> None:
+        from cells_oidc.internal import client_auth
+
+        errors = client_auth.policy_errors(self)
+        if errors:
+            raise ValidationError(errors)
+
     def natural_key(self) -> tuple[str]:
         return (self.application.client_id,)
 
@@ -260,6 +307,61 @@ def policy_for(application: Application) -> ClientPolicy:
         return application.cells_policy  # type: ignore[attr-defined]
     except ClientPolicy.DoesNotExist:
         return ClientPolicy(application=application)
+
+
+class InitialAccessToken(models.Model):
+    """An initial access token (RFC 7591 §3): lets its bearer register a client when
+    ``CELLS_OIDC_REGISTRATION`` is ``"initial_access_token"``. Shown once; only its SHA-256
+    checksum is stored. Single use unless ``multi_use``."""
+
+    token_checksum = models.CharField(max_length=64, unique=True, editable=False)
+    hint = models.CharField(_("starts with"), max_length=16, editable=False)
+    label = models.CharField(_("label"), max_length=100, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    expires = models.DateTimeField(_("expires"))
+    multi_use = models.BooleanField(_("may register several clients"), default=False)
+    uses = models.PositiveIntegerField(_("clients registered"), default=0)
+    last_used = models.DateTimeField(_("last used"), null=True, blank=True)
+    revoked = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("initial access token")
+        verbose_name_plural = _("initial access tokens")
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.hint}… ({self.label or 'no label'})"
+
+
+class ClientRegistration(models.Model):
+    """A client registered through the registration endpoint (RFC 7591) and the SHA-256 checksum
+    of its registration access token (RFC 7592 §1), with which it reads, updates and deletes
+    its registration."""
+
+    application = models.OneToOneField(
+        oauth2_settings.APPLICATION_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="cells_registration",
+    )
+    access_token_checksum = models.CharField(max_length=64, unique=True, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+    initial_token = models.ForeignKey(
+        InitialAccessToken,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="registrations",
+        verbose_name=_("registered with"),
+    )
+
+    class Meta:
+        verbose_name = _("dynamic client registration")
+        verbose_name_plural = _("dynamic client registrations")
+
+    def __str__(self) -> str:
+        return f"registration of {self.application_id}"
 
 
 class TokenFamilyQuerySet(models.QuerySet["TokenFamily"]):

@@ -98,10 +98,24 @@ MINT_FOR_OTHERS_PERMISSION = "cells_oidc.add_personalaccesstoken"
 REVOKE_FOR_OTHERS_PERMISSION = "cells_oidc.change_personalaccesstoken"
 
 
+#: The 403 ``detail`` of a user-only operation called with a client's own token.
+CLIENT_TOKEN_REFUSAL = "this operation acts for a user; a client token has none"
+
+
 class IsProviderUser(BasePermission):
-    """The token acts for a user of this site's database (not a client, not a remote-mode user)."""
+    """The token acts for a user of this site's database (not a client, not a remote-mode user).
+
+    A token a client obtained for itself (client credentials, RFC 9068 §2.2: ``sub`` is the
+    client) is refused with :data:`CLIENT_TOKEN_REFUSAL`, a 403 that says why.
+    """
+
+    message = "This operation needs a token of a user of this site."
 
     def has_permission(self, request: Any, view: Any) -> bool:
+        info = getattr(request, "auth", None)
+        if getattr(info, "for_client", False):
+            self.message = CLIENT_TOKEN_REFUSAL
+            return False
         return isinstance(request.user, get_user_model()) and request.user.is_active
 
 

@@ -150,7 +150,7 @@ def user_for(info: TokenInfo) -> Any:
     - otherwise the active user the adapter's ``user_for_subject(subject=...)`` finds, if its
       ``subject(user)`` is exactly ``sub`` (``"+1"`` or ``" 1"`` parse as the pk 1 too).
     """
-    if info.kind == "jwt" and info.client_id is not None and info.subject == info.client_id:
+    if info.for_client:
         return AnonymousUser()
     if not app_settings.RESOURCE_LOAD_USER:
         return TokenUser(info)

@@ -45,6 +45,13 @@ class TokenInfo:
             token_id=claims.get("jti"),
         )
 
+    @property
+    def for_client(self) -> bool:
+        """Whether the token acts for its client alone, no user (RFC 9068 §2.2: ``sub`` is the
+        client id of a token obtained with client credentials, RFC 6749 §4.4). Its ``request.user``
+        is ``AnonymousUser``; an operation that acts for a user must refuse it."""
+        return self.kind == "jwt" and self.client_id is not None and self.subject == self.client_id
+
     def has_scopes(self, scopes: Iterable[str]) -> bool:
         """Whether every scope of ``scopes`` was granted."""
         return frozenset(scopes) <= self.scopes

@@ -26,6 +26,9 @@ RESPONSE_TYPES = ("code",)
 #: The grants of the token endpoint (RFC 8628 §4: the device grant for the clients whose policy
 #: allows it; the validator's validate_grant_type decides per client).
 GRANT_TYPES = ("authorization_code", "refresh_token", DEVICE_GRANT)
+#: RFC 6749 §4.4, advertised with CELLS_OIDC_SERVICE_ACCOUNTS (the validator's validate_grant_type
+#: allows it to the clients registered with the client-credentials grant).
+CLIENT_CREDENTIALS_GRANT = "client_credentials"
 
 # The documents built for a configuration: (name, site URL, URLconf, keys) → document. Emptied by
 # :func:`forget_documents` when a setting changes (connected in ``apps.py``).
@@ -60,7 +63,7 @@ def build_provider_metadata() -> dict[str, Any]:
 
     Every list is the constant the endpoint enforces it with, so the two cannot drift.
     """
-    return {
+    metadata = {
         "issuer": issuer(),
         "authorization_endpoint": absolute_url("authorize"),
         "token_endpoint": absolute_url("token"),
@@ -94,6 +97,21 @@ def build_provider_metadata() -> dict[str, Any]:
         "frontchannel_logout_supported": False,
         "backchannel_logout_supported": False,
     }
+    if app_settings.SERVICE_ACCOUNTS:
+        # docs/service-accounts.md: client credentials (RFC 6749 §4.4) for the clients registered
+        # with that grant, and private_key_jwt (RFC 7523 §2.2) for those whose policy names it.
+        metadata["grant_types_supported"] = [*GRANT_TYPES, CLIENT_CREDENTIALS_GRANT]
+        for name in ("token", "revocation", "introspection"):
+            metadata[f"{name}_endpoint_auth_signing_alg_values_supported"] = list(
+                client_auth.ASSERTION_SIGNING_ALGORITHMS
+            )
+    else:
+        for name in ("token", "revocation", "introspection"):
+            key = f"{name}_endpoint_auth_methods_supported"
+            metadata[key] = [value for value in metadata[key] if value != client_auth.PRIVATE_KEY_JWT]
+    if app_settings.REGISTRATION != "off":
+        metadata["registration_endpoint"] = absolute_url("register")  # RFC 7591 §3, RFC 8414 §2
+    return metadata
 
 
 def public_json(request: HttpRequest, data: dict[str, Any]) -> HttpResponse:

@@ -5,8 +5,10 @@
     manage.py cells_oidc_client set CLIENT_ID [--name N] [--confidential|--public]
         [--redirect-uri URI ...] [--post-logout-uri URI ...] [--origin ORIGIN ...]
         [--pkce/--no-pkce] [--confirm/--no-confirm] [--first-party/--third-party] [--scopes "a b"]
-        [--allow-admin-scope/--no-allow-admin-scope]
+        [--allow-admin-scope/--no-allow-admin-scope] [--client-credentials]
+        [--auth-method METHOD] [--jwks-file FILE | --jwks-uri URL]
     manage.py cells_oidc_client rotate-secret CLIENT_ID
+    manage.py cells_oidc_client initial-token [--expires 1d] [--multi-use] [--label TEXT]
     manage.py cells_oidc_client remove CLIENT_ID
 
 ``set`` creates the client or updates only the given fields, so running it twice changes nothing.
@@ -16,6 +18,15 @@ printed once; only its hash is stored.
 ``--allow-admin-scope`` lets the client ask for ``cells_oidc:admin``, with which an administrator's
 access token may mint personal access tokens for other users and revoke theirs (docs/api.md).
 Leave it off unless the client is an administration tool you trust with that power.
+
+``--client-credentials`` makes a new confidential client a service account: it obtains tokens for
+itself (RFC 6749 §4.4), whose ``sub`` is its client id, with no user (docs/service-accounts.md).
+``--auth-method private_key_jwt`` with ``--jwks-file`` or ``--jwks-uri`` makes it prove itself
+with a JWT signed by its own key instead of the secret (RFC 7523 §2.2).
+
+``initial-token`` issues an initial access token for dynamic client registration (RFC 7591 §3,
+``CELLS_OIDC_REGISTRATION = "initial_access_token"``), printed once; only its checksum is stored
+(docs/registration.md).
 """
 
 from __future__ import annotations
@@ -28,11 +39,14 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from oauth2_provider.generators import generate_client_secret
 
+from cells_oidc.internal import client_auth
 from cells_oidc.models import Client, ClientPolicy, policy_for, validate_application
+
+AUTH_METHODS = ("client_secret", "client_secret_basic", "client_secret_post", client_auth.PRIVATE_KEY_JWT)
 
 
 class Command(BaseCommand):
-    help = "Register and manage OAuth clients (list, show, set, rotate-secret, remove)."
+    help = "Register and manage OAuth clients (list, show, set, rotate-secret, remove, initial-token)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
@@ -45,6 +59,22 @@ class Command(BaseCommand):
             sub.add_parser(name, help=what, description=what).add_argument(
                 "client_id", help="The client's client_id."
             )
+        initial = sub.add_parser(
+            "initial-token",
+            help="Issue an initial access token for dynamic client registration, printed once.",
+            description="Issue an initial access token (RFC 7591 §3) with which a developer registers "
+            'a client when CELLS_OIDC_REGISTRATION is "initial_access_token". Only its checksum is '
+            "stored; it is printed once.",
+        )
+        initial.add_argument(
+            "--expires", default="1d", help="Lifetime, e.g. 1h, 1d, 2w (default 1d, at most 90d)."
+        )
+        initial.add_argument(
+            "--multi-use",
+            action="store_true",
+            help="May register several clients until it expires (default: one client).",
+        )
+        initial.add_argument("--label", default="", help="A note for the administrators (who it is for).")
         put = sub.add_parser(
             "set",
             help="Create a client, or update the given fields of one.",
@@ -127,9 +157,38 @@ class Command(BaseCommand):
             help="May the client ask for the administrative scope cells_oidc:admin (default: no)?",
         )
 
+        put.add_argument(
+            "--client-credentials",
+            action="store_true",
+            default=None,
+            help="A new confidential client is a service account: client credentials grant (RFC 6749 "
+            "§4.4), tokens for itself with no user. Fixed once the client exists.",
+        )
+        put.add_argument(
+            "--auth-method",
+            choices=AUTH_METHODS,
+            help="How a confidential client authenticates at the token endpoint (RFC 7591 §2): "
+            "client_secret (Basic or body, the default), client_secret_basic, client_secret_post, or "
+            "private_key_jwt (RFC 7523 §2.2; needs --jwks-file or --jwks-uri).",
+        )
+        keys = put.add_mutually_exclusive_group()
+        keys.add_argument(
+            "--jwks-file",
+            metavar="FILE",
+            help="The client's public keys, a JWK Set in a JSON file (replaces --jwks-uri).",
+        )
+        keys.add_argument(
+            "--jwks-uri",
+            metavar="URL",
+            help='Where the client publishes its JWK Set (https; http only on loopback); "" clears.',
+        )
+
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         if action == "list":
             self.list()
+            return
+        if action == "initial-token":
+            self.initial_token(options)
             return
         client_id = options["client_id"]
         if action == "set":
@@ -175,6 +234,10 @@ class Command(BaseCommand):
             ("allowed scopes", policy.allowed_scopes or "(all)"),
             ("admin scope allowed", policy.allow_admin_scope),
             ("allowed resources", " ".join(policy.allowed_resources.split()) or "(none)"),
+            ("grant", client.authorization_grant_type),
+            ("authentication", policy.token_endpoint_auth_method or "client_secret (Basic or body)"),
+            ("public keys", policy.jwks_uri or ("inline JWKS" if policy.jwks else "(none)")),
+            ("registered dynamically", hasattr(client, "cells_registration")),
         ]
         for label, value in rows:
             self.stdout.write(f"{label:26} {value}")
@@ -185,10 +248,17 @@ class Command(BaseCommand):
         created = client is None
         secret = None
         if client is None:
+            service = bool(options.get("client_credentials"))
+            if service and options["client_type"] == Client.CLIENT_PUBLIC:
+                raise CommandError("A service account is a confidential client (RFC 6749 §4.4).")
             client = Client(
                 client_id=client_id,
-                client_type=options["client_type"] or Client.CLIENT_PUBLIC,
-                authorization_grant_type=Client.GRANT_AUTHORIZATION_CODE,
+                client_type=Client.CLIENT_CONFIDENTIAL
+                if service
+                else options["client_type"] or Client.CLIENT_PUBLIC,
+                authorization_grant_type=Client.GRANT_CLIENT_CREDENTIALS
+                if service
+                else Client.GRANT_AUTHORIZATION_CODE,
                 algorithm=Client.RS256_ALGORITHM,
             )
             if client.client_type == Client.CLIENT_CONFIDENTIAL:
@@ -199,6 +269,13 @@ class Command(BaseCommand):
                 client.hash_client_secret = False
         elif options["client_type"] and options["client_type"] != client.client_type:
             raise CommandError("The type of an existing client cannot change; remove it and create it again.")
+        elif (
+            options.get("client_credentials")
+            and client.authorization_grant_type != client.GRANT_CLIENT_CREDENTIALS
+        ):
+            raise CommandError(
+                "The grant of an existing client cannot change; remove it and create it again."
+            )
         if options["name"] is not None:
             client.name = options["name"]
         for option, field in (
@@ -225,7 +302,59 @@ class Command(BaseCommand):
             policy.allowed_scopes = " ".join(options["scopes"].split())
         if options["allow_admin_scope"] is not None:
             policy.allow_admin_scope = options["allow_admin_scope"]
+        self._set_authentication(client, policy, options)
         policy.save()
         self.stdout.write(self.style.SUCCESS(f"{'Created' if created else 'Updated'} {client_id}."))
         if secret:
             self.stdout.write(f"Client secret (shown once, only its hash is stored): {secret}")
+
+    def _set_authentication(self, client: Client, policy: ClientPolicy, options: dict[str, Any]) -> None:
+        """--auth-method, --jwks-file, --jwks-uri: validated as in the admin (RFC 7591 §2)."""
+        method = options.get("auth_method")
+        if method is not None:
+            policy.token_endpoint_auth_method = "" if method == "client_secret" else method
+        if options.get("jwks_file"):
+            try:
+                with open(options["jwks_file"], encoding="utf-8") as handle:
+                    policy.jwks = handle.read().strip()
+            except OSError as exc:
+                raise CommandError(f"Cannot read {options['jwks_file']}: {exc.strerror}") from exc
+            policy.jwks_uri = ""
+        if options.get("jwks_uri") is not None:
+            policy.jwks_uri = options["jwks_uri"].strip()
+            if policy.jwks_uri:
+                policy.jwks = ""
+        errors = client_auth.policy_errors(policy)
+        if errors:
+            problems = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in errors.items())
+            raise CommandError(problems)
+
+    def initial_token(self, options: dict[str, Any]) -> None:
+        """An initial access token for dynamic registration (RFC 7591 §3), printed once."""
+        from datetime import timedelta
+
+        from cells_oidc.conf import app_settings
+        from cells_oidc.internal import registration
+        from cells_oidc.internal.pat import PersonalTokenError, parse_duration
+
+        try:
+            lifetime = parse_duration(options["expires"])
+        except (PersonalTokenError, ValueError) as exc:
+            raise CommandError(f"--expires: {exc}") from exc
+        if lifetime <= timedelta(0) or lifetime > timedelta(days=90):
+            raise CommandError("--expires: between 1s and 90d.")
+        row, secret = registration.issue_initial_token(
+            lifetime=lifetime, multi_use=options["multi_use"], label=options["label"]
+        )
+        uses = "any number of clients" if row.multi_use else "one client"
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Initial access token (shown once, registers {uses} until {row.expires:%Y-%m-%d %H:%M %Z}):"
+            )
+        )
+        self.stdout.write(secret)
+        if app_settings.REGISTRATION != "initial_access_token":
+            self.stderr.write(
+                f'CELLS_OIDC_REGISTRATION is "{app_settings.REGISTRATION}": set it to "initial_access_token" '
+                "for the registration endpoint to ask for this token."
+            )
