@@ -40,7 +40,7 @@ from oauthlib.openid.connect.core import exceptions as oidc_errors
 
 from cells_oidc.adapter import get_adapter
 from cells_oidc.conf import app_settings
-from cells_oidc.internal import consent, errors, events, pages, pkce, redirects, sessions, tokens
+from cells_oidc.internal import consent, errors, events, pages, par, pkce, redirects, sessions, tokens
 from cells_oidc.internal.context import authorization_credentials
 from cells_oidc.internal.endpoints import issuer
 from cells_oidc.internal.validators import valid_resource_indicator
@@ -153,6 +153,8 @@ class AuthorizationView(dot_views.AuthorizationView):
         #: The redirect URI validated for this request; nothing else is ever redirected to.
         self.validated_redirect_uri: str | None = None
         self.signed_request = ""
+        #: RFC 9126 §4: whether the request came from the PAR endpoint (its request_uri was spent).
+        self.pushed = False
         if request.method is None or request.method.lower() not in self.http_method_names:
             return self.http_method_not_allowed(request, *args, **kwargs)
         if request.method == "POST" and STEP_FIELD not in request.POST:
@@ -175,6 +177,16 @@ class AuthorizationView(dot_views.AuthorizationView):
         # RFC 6749 §3.1: an empty parameter is an omitted one (``scope=`` asks for the default
         # scopes, ``max_age=`` for none), for every step below and for oauthlib alike.
         omit_empty_parameters(request)
+        # RFC 9126 §4: a PAR reference (another request_uri is an OpenID Connect request object
+        # by reference, which is not supported: request_uri_not_supported below).
+        if (
+            request.method == "GET"
+            and request.GET.get("request_uri", "").startswith(par.REQUEST_URI_PREFIX)
+            and app_settings.PAR_ENABLED
+        ):
+            refused = self.resolve_request_uri(request)
+            if refused is not None:
+                return refused
         return super().dispatch(request, *args, **kwargs)
 
     # ---- validation ------------------------------------------------------------------------
@@ -227,6 +239,9 @@ class AuthorizationView(dot_views.AuthorizationView):
                 redirect_uri=redirect_uri,
             )
 
+        if not self.pushed and self._par_required(credentials["request"].client):
+            # RFC 9126 §5: this client's requests come through the PAR endpoint only.
+            raise fail(oauth2_errors.InvalidRequestError, "Push the authorization request first (RFC 9126).")
         challenge = params.get("code_challenge")
         method = params.get("code_challenge_method")
         if challenge is not None or method is not None:
@@ -269,6 +284,32 @@ class AuthorizationView(dot_views.AuthorizationView):
             raise OAuthToolkitError(error=error, redirect_uri=redirect_uri)
         credentials["resource"] = list(dict.fromkeys(resources))
         return scopes, credentials
+
+    @staticmethod
+    def _par_required(client: Any) -> bool:
+        return app_settings.REQUIRE_PAR or (
+            app_settings.PAR_ENABLED and policy_for(client).require_pushed_authorization_requests
+        )
+
+    def resolve_request_uri(self, request: HttpRequest) -> HttpResponse | None:
+        """RFC 9126 §4: replace the query by the pushed request ``request_uri`` names (spent now);
+        every other parameter but ``client_id`` is ignored. ``None`` when it may go on, else the
+        ``invalid_request_uri`` answer: redirected to the client's one registered redirect URI,
+        the error page when the client is unknown or has several."""
+        client_id = request.GET.get("client_id")
+        try:
+            params = par.consume(request.GET.get("request_uri"), client_id)
+        except par.RequestUriError as exc:
+            error = oauth2_errors.CustomOAuth2Error(error="invalid_request_uri", description=str(exc))
+            uri = self._default_redirect_uri(client_id) if isinstance(client_id, str) else None
+            self.validated_redirect_uri = self._registered(client_id, uri)
+            if uri is None or self.validated_redirect_uri is None:
+                return errors.page_for(request, error)
+            query = urlencode({"error": error.error, "error_description": error.description})
+            return self.redirect(f"{uri}{'&' if '?' in uri else '?'}{query}", None)
+        request.GET = params
+        self.pushed = True
+        return None
 
     @staticmethod
     def _default_redirect_uri(client_id: Any) -> str | None:
@@ -401,6 +442,11 @@ class AuthorizationView(dot_views.AuthorizationView):
             params["prompt"] = " ".join(prompt)
         else:
             params.pop("prompt", None)
+        if self.pushed:
+            # The pushed request stays out of the URL: pushed again for the way back (RFC 9126 §4).
+            request_uri, _expires_in = par.push(params["client_id"], params)
+            params = QueryDict(mutable=True)
+            params.update({"client_id": request.GET["client_id"], "request_uri": request_uri})
         next_url = f"{request.path}?{params.urlencode()}"
         return redirect_to_login(next_url, self.get_login_url(), self.get_redirect_field_name())
 
@@ -473,6 +519,7 @@ class AuthorizationView(dot_views.AuthorizationView):
             "p": page,
             "u": str(request.user.pk),
             "s": sessions.session_id(request),
+            "r": self.pushed,
         }
         self.signed_request = signing.dumps(payload, salt=SIGNING_SALT, compress=True)
         all_scopes = get_scopes_backend().get_all_scopes()
@@ -508,6 +555,7 @@ class AuthorizationView(dot_views.AuthorizationView):
             sessions.SID_KEY
         ):
             return None
+        self.pushed = payload.get("r") is True  # RFC 9126: the request signed was a pushed one
         return without_empty_values(QueryDict(payload["q"])), payload["p"]
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
