@@ -18,7 +18,17 @@ from __future__ import annotations
 from django.urls import URLPattern, URLResolver, include, path, re_path
 
 from cells_oidc.internal import pages
-from cells_oidc.internal.views import account, authorize, device, discovery, health, oob, session, token
+from cells_oidc.internal.views import (
+    account,
+    authorize,
+    device,
+    discovery,
+    health,
+    oob,
+    registration,
+    session,
+    token,
+)
 from cells_oidc.internal.views import par as par_views
 
 __all__ = ["app_name", "mount", "provider_urlpatterns", "site_urlpatterns", "urlpatterns"]
@@ -38,6 +48,13 @@ provider_urlpatterns: list[URLPattern | URLResolver] = [
     path("oauth2/par", par_views.PushedAuthorizationView.as_view(), name="par"),  # RFC 9126 §2
     path("oauth2/sessions/logout", session.LogoutView.as_view(), name="logout"),
     path("userinfo", token.UserInfoView.as_view(), name="userinfo"),
+    # RFC 7591 §3 and RFC 7592 §2 (404 unless CELLS_OIDC_REGISTRATION turns them on).
+    path("oauth2/register", registration.RegisterView.as_view(), name="register"),
+    path(
+        "oauth2/register/<str:client_id>",
+        registration.ClientConfigurationView.as_view(),
+        name="register-client",
+    ),
     path("login/", session.LoginView.as_view(), name="login"),
     path("logged-out/", session.LoggedOutView.as_view(), name="logged-out"),
     # RFC 8628: the device authorization endpoint and the (short) verification URI.
