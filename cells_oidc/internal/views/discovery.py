@@ -14,7 +14,7 @@ from oauth2_provider.settings import oauth2_settings
 
 from cells_oidc.adapter import get_adapter
 from cells_oidc.conf import app_settings
-from cells_oidc.internal import client_auth, keys, pkce
+from cells_oidc.internal import client_auth, dpop, keys, pkce
 from cells_oidc.internal.device import DEVICE_GRANT
 from cells_oidc.internal.endpoints import absolute_url, issuer
 from cells_oidc.internal.views.authorize import PROMPT_VALUES, RESPONSE_MODES
@@ -111,6 +111,12 @@ def build_provider_metadata() -> dict[str, Any]:
             metadata[key] = [value for value in metadata[key] if value != client_auth.PRIVATE_KEY_JWT]
     if app_settings.REGISTRATION != "off":
         metadata["registration_endpoint"] = absolute_url("register")  # RFC 7591 §3, RFC 8414 §2
+    if app_settings.PAR_ENABLED:
+        # RFC 9126 §5: the endpoint, and whether every client must use it.
+        metadata["pushed_authorization_request_endpoint"] = absolute_url("par")
+        metadata["require_pushed_authorization_requests"] = app_settings.REQUIRE_PAR
+    if app_settings.DPOP_ENABLED:
+        metadata["dpop_signing_alg_values_supported"] = list(dpop.ALGORITHMS)  # RFC 9449 §5.1
     return metadata
 
 
