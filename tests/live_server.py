@@ -121,7 +121,9 @@ class LiveSite:
             timeout=180,
             check=False,
         )
-        assert result.returncode == 0, result.stderr.decode()[-3000:]
+        assert result.returncode == 0, (
+            f"manage.py {' '.join(args)}:\n{result.stdout.decode()[-1500:]}\n{result.stderr.decode()[-3000:]}"
+        )
         return result.stdout.decode()
 
     def setup(self) -> None:
