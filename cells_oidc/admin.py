@@ -87,6 +87,9 @@ class ClientPolicyInline(admin.StackedInline):
         "confirm_existing_session",
         "allowed_scopes",
         "allow_device_flow",
+        # RFC 9126 §5 and RFC 9449: docs/par.md, docs/dpop.md.
+        "require_pushed_authorization_requests",
+        "require_dpop",
         # Administrative powers (cells_oidc:admin) and RFC 8707 resources: see docs/api.md.
         "allow_admin_scope",
         "allowed_resources",

@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 import pytest
+from django.contrib import admin
 from django.http import JsonResponse
 from django.test import Client
 from django.urls import include, path
@@ -30,6 +31,7 @@ urlpatterns = [
     path("", include("cells_oidc.urls")),
     path("a/", include("cells_oidc.api.urls")),
     path("plain/me", plain_me),
+    path("admin/", admin.site.urls),
 ]
 pytestmark = pytest.mark.urls(__name__)
 
@@ -321,3 +323,30 @@ def test_discovery_names_the_algorithms_only_when_enabled(default_clients: None,
     settings.CELLS_OIDC_DPOP_ENABLED = False
     document = Client().get("/oidc/.well-known/openid-configuration").json()
     assert "dpop_signing_alg_values_supported" not in document
+
+
+def test_the_client_command_sets_require_dpop_and_require_par(default_clients: None) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    call_command(
+        "cells_oidc_client", "set", "cells-sync", "--require-dpop", "--require-par", stdout=StringIO()
+    )
+    policy = ClientPolicy.objects.get(application__client_id="cells-sync")
+    assert policy.require_dpop and policy.require_pushed_authorization_requests
+    out = StringIO()
+    call_command("cells_oidc_client", "show", "cells-sync", stdout=out)
+    assert "DPoP required" in out.getvalue() and "PAR required" in out.getvalue()
+    call_command("cells_oidc_client", "set", "cells-sync", "--no-require-dpop", stdout=StringIO())
+    assert not ClientPolicy.objects.get(application__client_id="cells-sync").require_dpop
+
+
+def test_the_admin_shows_the_policy_fields(default_clients: None, admin_client: Any) -> None:
+    from cells_oidc.models import Client as OAuthClient
+
+    client = OAuthClient.objects.get(client_id="cells-sync")
+    page = admin_client.get(f"/admin/cells_oidc/client/{client.pk}/change/")
+    assert page.status_code == 200
+    assert b"require_dpop" in page.content
+    assert b"require_pushed_authorization_requests" in page.content

@@ -156,6 +156,19 @@ class Command(BaseCommand):
             default=None,
             help="May the client ask for the administrative scope cells_oidc:admin (default: no)?",
         )
+        put.add_argument(
+            "--require-par",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="Accept only pushed authorization requests from the client (RFC 9126 §5; default: no).",
+        )
+        put.add_argument(
+            "--require-dpop",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="Issue tokens to the client only with a DPoP proof, bound to its key (RFC 9449; "
+            "default: no).",
+        )
 
         put.add_argument(
             "--client-credentials",
@@ -234,6 +247,8 @@ class Command(BaseCommand):
             ("allowed scopes", policy.allowed_scopes or "(all)"),
             ("admin scope allowed", policy.allow_admin_scope),
             ("allowed resources", " ".join(policy.allowed_resources.split()) or "(none)"),
+            ("PAR required", policy.require_pushed_authorization_requests),
+            ("DPoP required", policy.require_dpop),
             ("grant", client.authorization_grant_type),
             ("authentication", policy.token_endpoint_auth_method or "client_secret (Basic or body)"),
             ("public keys", policy.jwks_uri or ("inline JWKS" if policy.jwks else "(none)")),
@@ -302,6 +317,10 @@ class Command(BaseCommand):
             policy.allowed_scopes = " ".join(options["scopes"].split())
         if options["allow_admin_scope"] is not None:
             policy.allow_admin_scope = options["allow_admin_scope"]
+        if options["require_par"] is not None:
+            policy.require_pushed_authorization_requests = options["require_par"]
+        if options["require_dpop"] is not None:
+            policy.require_dpop = options["require_dpop"]
         self._set_authentication(client, policy, options)
         policy.save()
         self.stdout.write(self.style.SUCCESS(f"{'Created' if created else 'Updated'} {client_id}."))
