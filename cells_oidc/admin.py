@@ -15,7 +15,14 @@ from oauth2_provider.models import (
     get_refresh_token_model,
 )
 
-from cells_oidc.models import AuditEvent, Client, ClientPolicy, PersonalAccessToken, TokenFamily
+from cells_oidc.models import (
+    AuditEvent,
+    Client,
+    ClientPolicy,
+    PersonalAccessToken,
+    SigningKey,
+    TokenFamily,
+)
 
 URI_HELP = _(
     "One per line. Matched exactly (RFC 9700 §2.1), except: a port range in the port position for "
@@ -98,6 +105,8 @@ class ClientPolicyInline(admin.StackedInline):
         "token_endpoint_auth_method",
         "jwks",
         "jwks_uri",
+        # OpenID Connect Registration §2 id_token_signed_response_alg: docs/keys.md.
+        "id_token_algorithm",
     )
 
 
@@ -397,6 +406,53 @@ class AuditEventAdmin(admin.ModelAdmin):
         import json
 
         return json.dumps(obj.details, indent=1, sort_keys=True, ensure_ascii=False)
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(SigningKey)
+class SigningKeyAdmin(admin.ModelAdmin):
+    """The signing keys, read-only (docs/keys.md): changed only by ``manage.py cells_oidc_keys``,
+    which publishes a key before it signs and tells every process. The private key, even
+    encrypted, is never shown."""
+
+    list_display = (
+        "kid",
+        "algorithm",
+        "use",
+        "state",
+        "created_at",
+        "activated_at",
+        "retired_at",
+        "revoked_at",
+    )
+    list_filter = ("state", "algorithm", "use")
+    search_fields = ("kid",)
+    fields = (
+        "kid",
+        "algorithm",
+        "use",
+        "state",
+        "created_at",
+        "activated_at",
+        "retired_at",
+        "revoked_at",
+        "public_key",
+    )
+    readonly_fields = fields
+
+    @admin.display(description=_("public key (JWK)"))
+    def public_key(self, obj: SigningKey) -> str:
+        import json
+
+        return json.dumps(obj.public_jwk, indent=1, sort_keys=True)
 
     def has_add_permission(self, request: Any) -> bool:
         return False

@@ -10,7 +10,14 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
-__all__ = ["check_clients", "check_pages", "check_resource_server", "check_settings", "check_shared_state"]
+__all__ = [
+    "check_clients",
+    "check_pages",
+    "check_resource_server",
+    "check_settings",
+    "check_shared_state",
+    "check_signing_keys",
+]
 
 REQUIRED_APPS = (
     "django.contrib.auth",
@@ -86,7 +93,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     except ImproperlyConfigured as exc:
         messages.append(Error(str(exc), id="cells_oidc.E005"))
     else:
-        if not has_key:
+        if not has_key and not _database_has_keys():
             messages.append(
                 Error(
                     "No signing key: OAUTH2_PROVIDER['OIDC_RSA_PRIVATE_KEY'] is empty.",
@@ -95,9 +102,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     id="cells_oidc.E005",
                 )
             )
-        else:
+        elif has_key:
             try:
-                keys.all_keys()
+                keys.settings_keys()
             except (ValueError, TypeError) as exc:
                 messages.append(
                     Error(
@@ -106,6 +113,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                         id="cells_oidc.E006",
                     )
                 )
+    messages.extend(_key_settings_messages())
     validator = oauth2_settings.OAUTH2_VALIDATOR_CLASS
     from cells_oidc.internal.validators import CellsOAuth2Validator
 
@@ -127,6 +135,87 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="cells_oidc.E008",
             )
         )
+    return messages
+
+
+def _database_has_keys() -> bool:
+    """Whether signing keys are stored (docs/keys.md); ``False`` before ``migrate`` or without a
+    database."""
+    try:
+        from cells_oidc.models import SigningKey
+
+        return SigningKey.objects.exists()
+    except Exception:  # noqa: BLE001 - not migrated, no database, or a test without one
+        return False
+
+
+def _key_settings_messages() -> list[Any]:
+    from cells_oidc import conf
+    from cells_oidc.internal import keys
+
+    messages: list[Any] = []
+    algorithm = conf.app_settings.ACCESS_TOKEN_ALGORITHM
+    if algorithm not in keys.SUPPORTED_ALGORITHMS:
+        messages.append(
+            Error(
+                f"CELLS_OIDC_ACCESS_TOKEN_ALGORITHM {algorithm!r} is not one of "
+                f"{', '.join(keys.SUPPORTED_ALGORITHMS)}.",
+                hint="RS256 (the default), ES256 or EdDSA (docs/keys.md).",
+                id="cells_oidc.E017",
+            )
+        )
+    if conf.app_settings.KEY_ENCRYPTION_KEYS or conf.app_settings.KEY_ENCRYPTION_FROM_SECRET_KEY:
+        try:
+            keys.key_encryption()
+        except keys.KeyEncryptionError as exc:
+            messages.append(Error(str(exc), id="cells_oidc.E017"))
+    return messages
+
+
+@register(Tags.database)
+def check_signing_keys(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[Any]:
+    """Database check (``migrate``, ``check --database default``): stored signing keys need the
+    key-encryption key that encrypted them, and a current key of every algorithm configured."""
+    if not databases:
+        return []
+    from django.db import DatabaseError
+
+    from cells_oidc import conf
+    from cells_oidc.internal import keys
+    from cells_oidc.models import SigningKey
+
+    try:
+        current = list(SigningKey.objects.filter(state=SigningKey.State.CURRENT))
+        stored = current or SigningKey.objects.exists()
+    except DatabaseError:
+        return []  # not migrated yet
+    if not stored:
+        return []
+    messages: list[Any] = []
+    for row in current:
+        try:
+            keys.decrypt_private_key(row.encrypted_private_key, kid=row.kid)
+        except (keys.KeyEncryptionError, ValueError) as exc:
+            messages.append(
+                Error(
+                    str(exc),
+                    hint="Set CELLS_OIDC_KEY_ENCRYPTION_KEY to the key-encryption key(s) the signing "
+                    "keys were stored with (docs/keys.md); a new one goes first in the list.",
+                    id="cells_oidc.E018",
+                )
+            )
+            break
+    signing = {(row.algorithm, row.use) for row in current}
+    for algorithm, use in ((conf.app_settings.ACCESS_TOKEN_ALGORITHM, "access_token"), ("RS256", "id_token")):
+        if algorithm in keys.SUPPORTED_ALGORITHMS and not signing & {(algorithm, use), (algorithm, "both")}:
+            messages.append(
+                Error(
+                    f"No current {algorithm} signing key signs {use.replace('_', ' ')}s: none can be "
+                    "issued.",
+                    hint=f"manage.py cells_oidc_keys create --algorithm {algorithm}",
+                    id="cells_oidc.E018",
+                )
+            )
     return messages
 
 

@@ -70,6 +70,7 @@ __all__ = [
     "import_from_settings",
     "jwks",
     "jwks_max_age",
+    "key_encryption",
     "key_set",
     "reencrypt",
     "retire",
@@ -211,6 +212,11 @@ def public_jwk_of(key: jwk.JWK, *, kid: str, algorithm: str) -> dict[str, Any]:
 
 def private_pem(key: jwk.JWK) -> str:
     return key.export_to_pem(private_key=True, password=None).decode("ascii")
+
+
+def key_encryption() -> MultiFernet:
+    """The configured key-encryption key(s); :class:`KeyEncryptionError` when missing or malformed."""
+    return _fernet()
 
 
 def _fernet() -> MultiFernet:
