@@ -42,11 +42,14 @@ __all__ = ["bearer_token_required"]
 View = Callable[..., Any]
 
 
-def authenticate_request(request: HttpRequest, scopes: frozenset[str]) -> HttpResponse | None:
+def authenticate_request(
+    request: HttpRequest, scopes: frozenset[str], *, lazy_user: bool = False
+) -> HttpResponse | None:
     """Authenticate ``request`` by its bearer token; ``None`` when it may go on, else the answer.
 
     On success ``request.user`` is the token's user and ``request.auth`` its
-    :class:`cells_oidc.internal.token_info.TokenInfo`.
+    :class:`cells_oidc.internal.token_info.TokenInfo`. With ``lazy_user`` the user is loaded when
+    the view first reads it (:class:`cells_oidc.internal.resource.LazyUser`).
     """
     try:
         token = bearer_token(request)
@@ -56,7 +59,7 @@ def authenticate_request(request: HttpRequest, scopes: frozenset[str]) -> HttpRe
         # RFC 6750 §3.1: no error code when the request carries no credentials.
         return refusal(401, None, NO_TOKEN)
     try:
-        user, info = authenticate_token(token)
+        user, info = authenticate_token(token, lazy_user=lazy_user)
         check_resource_request(request, token, info.claims)  # RFC 9449 §7
     except InvalidToken as exc:
         return refusal(
@@ -96,10 +99,15 @@ def bearer_token_required(
         else:
 
             def sync_wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-                refused = authenticate_request(request, required)
+                # A sync view loads the user when it reads it (none for a view of the token
+                # alone); an async view gets it loaded here, off the event loop.
+                refused = authenticate_request(request, required, lazy_user=True)
                 if refused is not None:
                     return refused
-                return view_func(request, *args, **kwargs)
+                try:
+                    return view_func(request, *args, **kwargs)
+                except InvalidToken as exc:  # the lazily loaded user was refused (RFC 6750 §3.1)
+                    return refusal(401, exc.error, invalid_token_description(exc.reason))
 
             wrapped = functools.wraps(view_func)(sync_wrapped)
         wrapped.csrf_exempt = True

@@ -53,7 +53,7 @@ def describe(request: Any) -> dict[str, Any]:
     return {
         "authenticated": bool(request.user.is_authenticated),
         "user": request.user.get_username() if request.user.is_authenticated else None,
-        "user_type": type(request.user).__name__,
+        "user_type": request.user.__class__.__name__,  # a lazily loaded user says its class
         "kind": info.kind,
         "subject": info.subject,
         "client_id": info.client_id,

@@ -49,8 +49,16 @@ class BearerTokenAuthentication(BaseAuthentication):
             raise InvalidRequest(str(exc)) from None
         if token is None:
             return None
+
+        def refuse(exc: InvalidToken) -> Exception:
+            # The user is loaded when the view first reads it (no query for a view that needs
+            # only the token): an unknown or inactive user is refused then, 401 all the same.
+            description = invalid_token_description(exc.reason)
+            setattr(request, _ERROR_ATTRIBUTE, (exc.error, description, False))
+            return exceptions.AuthenticationFailed(description, code=exc.error)
+
         try:
-            user, info = authenticate_token(token)
+            user, info = authenticate_token(token, lazy_user=True, refuse=refuse)
             check_resource_request(request._request, token, info.claims)  # RFC 9449 §7
         except InvalidToken as exc:
             description = invalid_token_description(exc.reason)

@@ -19,10 +19,11 @@ The rules of a JWT are :mod:`cells_oidc.internal.jws`; the RFC 6750 request and 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
+from django.utils.functional import SimpleLazyObject
 
 from cells_oidc.adapter import get_adapter
 from cells_oidc.conf import app_settings
@@ -51,6 +52,7 @@ from cells_oidc.internal.tokens import local_key_for
 __all__ = [
     "InvalidToken",
     "TokenInfo",
+    "LazyUser",
     "TokenUser",
     "authenticate_token",
     "user_for",
@@ -101,7 +103,9 @@ class TokenUser:
 
 
 # ---- the entry point ---------------------------------------------------------------------------
-def authenticate_token(token: str) -> tuple[Any, TokenInfo]:
+def authenticate_token(
+    token: str, *, lazy_user: bool = False, refuse: Refuse | None = None
+) -> tuple[Any, TokenInfo]:
     """Verify a bearer token and return ``(user, info)``; raise :class:`InvalidToken` otherwise.
 
     A token with the personal-access-token prefix goes to :func:`cells_oidc.internal.pat.authenticate_pat`;
@@ -117,7 +121,7 @@ def authenticate_token(token: str) -> tuple[Any, TokenInfo]:
     if token.startswith(PAT_PREFIX):
         return authenticate_pat(token)
     info = _verify_access_token(token, key_for=local_key_for, expected_issuer=issuer())
-    return user_for(info), info
+    return (lazy_user_for(info, refuse=refuse) if lazy_user else user_for(info)), info
 
 
 def _verify_access_token(token: str, *, key_for: Any, expected_issuer: str) -> TokenInfo:
@@ -161,6 +165,41 @@ def user_for(info: TokenInfo) -> Any:
     if not getattr(user, "is_active", False):
         raise InvalidToken("inactive user")
     return user
+
+
+class LazyUser(SimpleLazyObject):
+    """The user of a bearer token, loaded when the view first reads one of its fields.
+
+    A view that needs only the token (``request.auth``: claims, scopes) costs no query. Reading
+    ``is_authenticated``/``is_anonymous`` loads nothing (the token authenticated the request, as
+    DRF's ``IsAuthenticated`` asks); anything else runs :func:`user_for`, which refuses an unknown
+    or inactive user by raising :class:`InvalidToken` then (the DRF class and
+    ``@bearer_token_required`` answer it 401, RFC 6750 §3.1).
+    """
+
+    is_authenticated = True
+    is_anonymous = False
+
+
+#: Turns the refusal of a lazily loaded user into the exception the caller's framework answers.
+Refuse = Callable[[InvalidToken], Exception]
+
+
+def lazy_user_for(info: TokenInfo, *, refuse: Refuse | None = None) -> Any:
+    """:func:`user_for`, deferred to the first use when it would read the database; a refusal
+    then raises ``refuse(error)`` (default: the :class:`InvalidToken` itself)."""
+    if info.for_client or not app_settings.RESOURCE_LOAD_USER:
+        return user_for(info)  # no query to defer
+
+    def load() -> Any:
+        try:
+            return user_for(info)
+        except InvalidToken as exc:
+            if refuse is None:
+                raise
+            raise refuse(exc) from None
+
+    return LazyUser(load)
 
 
 # ---- remote mode ---------------------------------------------------------------------------------
