@@ -89,6 +89,16 @@ SQLITE_OPTIONS = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {**SQLITE_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
 
+# A login-heavy service: Argon2id (RFC 9106) first, so a login costs what the hasher costs
+# (docs/performance.md); the others still check older hashes, which Django rewrites with the first
+# hasher at the user's next successful login.
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
@@ -168,3 +178,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_AUTHENTICATION": [],
     "COMPONENT_SPLIT_REQUEST": True,
 }
+
+# ---- `make bench` (bench/run.py) ------------------------------------------------------------------
+# Off unless CELLS_OIDC_BENCH is set: a trivial JSON view and a claims-only API view to measure the
+# others against, and a response header counting the SQL statements of each request.
+BENCH = env_bool("CELLS_OIDC_BENCH", False)
+if BENCH:
+    MIDDLEWARE = ["project.bench.QueryCountMiddleware", *MIDDLEWARE]

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularJSONAPIView
@@ -15,3 +16,11 @@ urlpatterns = [
     path("a/docs", views.api_docs, name="api-docs"),
     path("a/", include("cells_oidc.api.urls")),
 ]
+if getattr(settings, "BENCH", False):
+    # `make bench` only (project/bench.py): the baseline and a claims-only API view.
+    from project import bench
+
+    urlpatterns += [
+        path("bench/trivial", bench.trivial),
+        path("a/bench/claims", bench.ClaimsView.as_view()),
+    ]

@@ -1,0 +1,54 @@
+"""Password hashing for a login-heavy service (docs/performance.md): Argon2id first in the demo,
+and an older hash rewritten with it at the user's next successful login (Django's must_update)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import get_hasher, make_password
+
+from project import settings as demo_settings
+from tests.conftest import PASSWORD, Browser
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_demo_hashes_new_passwords_with_argon2() -> None:
+    assert demo_settings.PASSWORD_HASHERS[0] == "django.contrib.auth.hashers.Argon2PasswordHasher"
+    # The others only check the hashes of before: PBKDF2 (Django's default until now) among them.
+    assert "django.contrib.auth.hashers.PBKDF2PasswordHasher" in demo_settings.PASSWORD_HASHERS
+
+
+@pytest.fixture
+def demo_hashers(settings: Any) -> None:
+    settings.PASSWORD_HASHERS = demo_settings.PASSWORD_HASHERS
+
+
+@pytest.mark.usefixtures("demo_hashers")
+def test_a_pbkdf2_user_signs_in_and_the_stored_hash_becomes_argon2(browser: Browser) -> None:
+    user = get_user_model().objects.create(
+        username="legacy", password=make_password(PASSWORD, hasher=get_hasher("pbkdf2_sha256"))
+    )
+    assert user.password.startswith("pbkdf2_sha256$")
+
+    # A wrong password changes nothing.
+    refused = browser.sign_in("/oidc/account/", username="legacy", password="not the password")
+    assert refused.status_code == 200
+    user.refresh_from_db()
+    assert user.password.startswith("pbkdf2_sha256$")
+
+    response = browser.sign_in("/oidc/account/", username="legacy")
+    assert response.status_code == 303, response.content[:300]
+    user.refresh_from_db()
+    assert user.password.startswith("argon2$argon2id$")
+    assert user.check_password(PASSWORD)
+    # And the next sign-in checks the new hash.
+    assert Browser().sign_in("/oidc/account/", username="legacy").status_code == 303
+
+
+@pytest.mark.usefixtures("demo_hashers")
+def test_a_new_user_gets_an_argon2_hash() -> None:
+    user = get_user_model().objects.create_user("fresh", password=PASSWORD)
+    assert user.password.startswith("argon2$argon2id$")
