@@ -21,6 +21,7 @@ __all__ = [
     "AuditEvent",
     "Client",
     "ClientPolicy",
+    "ClientSecret",
     "Consent",
     "PersonalAccessToken",
     "SigningKey",
@@ -729,3 +730,42 @@ class SigningKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.algorithm} key {self.kid} ({self.state})"
+
+
+class ClientSecretQuerySet(models.QuerySet["ClientSecret"]):
+    def live(self, now: Any = None) -> ClientSecretQuerySet:
+        """Secrets that still authenticate: no expiry, or one in the future."""
+        now = now or timezone.now()
+        return self.filter(models.Q(expires__isnull=True) | models.Q(expires__gt=now))
+
+
+class ClientSecret(models.Model):
+    """A secret of a confidential client, stored as a fast hash (:mod:`cells_oidc.internal.client_secrets`).
+
+    A client may hold several during a rotation: the new one, and the old one until ``expires``
+    (the overlap). Only ``digest`` is stored: ``sha256$<hex>`` of a 256-bit random secret, or, for a
+    secret carried over from DOT's ``client_secret`` column, DOT's password-hasher form, upgraded to
+    the fast form on its first successful use.
+    """
+
+    application = models.ForeignKey(
+        oauth2_settings.APPLICATION_MODEL,
+        on_delete=models.CASCADE,
+        related_name="cells_secrets",
+        verbose_name=_("client"),
+    )
+    digest = models.CharField(max_length=255, editable=False)
+    hint = models.CharField(_("starts with"), max_length=8, blank=True, editable=False)
+    created = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+    expires = models.DateTimeField(_("valid until"), null=True, blank=True)
+    last_used = models.DateTimeField(_("last used"), null=True, blank=True, editable=False)
+
+    objects = ClientSecretQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("client secret")
+        verbose_name_plural = _("client secrets")
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"secret {self.hint or '…'}… of {self.application_id}"

@@ -7,13 +7,14 @@
         [--pkce/--no-pkce] [--confirm/--no-confirm] [--first-party/--third-party] [--scopes "a b"]
         [--allow-admin-scope/--no-allow-admin-scope] [--client-credentials]
         [--auth-method METHOD] [--jwks-file FILE | --jwks-uri URL]
-    manage.py cells_oidc_client rotate-secret CLIENT_ID
+    manage.py cells_oidc_client rotate-secret CLIENT_ID [--overlap 7d]
     manage.py cells_oidc_client initial-token [--expires 1d] [--multi-use] [--label TEXT]
     manage.py cells_oidc_client remove CLIENT_ID
 
 ``set`` creates the client or updates only the given fields, so running it twice changes nothing.
 Every value goes through the same validation as the admin. A new confidential client's secret is
-printed once; only its hash is stored.
+printed once; only its SHA-256 is stored (:mod:`cells_oidc.internal.client_secrets`). ``rotate-secret
+--overlap 7d`` keeps the previous secret valid for seven more days, time to deploy the new one.
 
 ``--allow-admin-scope`` lets the client ask for ``cells_oidc:admin``, with which an administrator's
 access token may mint personal access tokens for other users and revoke theirs (docs/api.md).
@@ -37,7 +38,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
-from oauth2_provider.generators import generate_client_secret
+from django.utils import timezone
 
 from cells_oidc.internal import client_auth
 from cells_oidc.models import Client, ClientPolicy, policy_for, validate_application
@@ -51,14 +52,20 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
         sub.add_parser("list", help="List the clients.")
+        parsers = {}
         for name, what in (
             ("show", "Print a client's registration and policy."),
             ("rotate-secret", "Give a confidential client a new secret, printed once."),
             ("remove", "Delete a client and every token issued to it."),
         ):
-            sub.add_parser(name, help=what, description=what).add_argument(
-                "client_id", help="The client's client_id."
-            )
+            parsers[name] = sub.add_parser(name, help=what, description=what)
+            parsers[name].add_argument("client_id", help="The client's client_id.")
+        parsers["rotate-secret"].add_argument(
+            "--overlap",
+            default="0",
+            help="How long the previous secret keeps working (e.g. 7d, 12h, 3600; default 0: it stops "
+            "at once). Deploy the new secret within the overlap.",
+        )
         initial = sub.add_parser(
             "initial-token",
             help="Issue an initial access token for dynamic client registration, printed once.",
@@ -216,13 +223,24 @@ class Command(BaseCommand):
             client.delete()
             self.stdout.write(self.style.SUCCESS(f"Removed {client_id} and every token issued to it."))
         elif action == "rotate-secret":
-            if client.client_type != Client.CLIENT_CONFIDENTIAL:
-                raise CommandError(f"{client_id} is a public client: it has no secret.")
-            secret = generate_client_secret()
-            client.client_secret = secret
-            client.hash_client_secret = True
-            client.save()
-            self.stdout.write(self.style.SUCCESS(f"New secret of {client_id} (shown once): {secret}"))
+            self.rotate_secret(client, options["overlap"])
+
+    def rotate_secret(self, client: Client, overlap_text: str) -> None:
+        from cells_oidc.internal import client_secrets
+        from cells_oidc.management.commands.cells_oidc_cleanup import parse_duration
+
+        if client.client_type != Client.CLIENT_CONFIDENTIAL:
+            raise CommandError(f"{client.client_id} is a public client: it has no secret.")
+        overlap = parse_duration(overlap_text)
+        secret = client_secrets.issue(client, overlap=overlap)
+        self.stdout.write(self.style.SUCCESS(f"New secret of {client.client_id} (shown once): {secret}"))
+        if overlap:
+            self.stdout.write(
+                f"The previous secret keeps working for {overlap} "
+                f"(until {timezone.now() + overlap:%Y-%m-%d %H:%M %Z})."
+            )
+        else:
+            self.stdout.write("The previous secret no longer works.")
 
     def list(self) -> None:
         for client in Client.objects.select_related("cells_policy").order_by("client_id"):
@@ -276,10 +294,7 @@ class Command(BaseCommand):
                 else Client.GRANT_AUTHORIZATION_CODE,
                 algorithm=Client.RS256_ALGORITHM,
             )
-            if client.client_type == Client.CLIENT_CONFIDENTIAL:
-                secret = generate_client_secret()
-                client.client_secret = secret
-            else:
+            if client.client_type != Client.CLIENT_CONFIDENTIAL:
                 client.client_secret = ""
                 client.hash_client_secret = False
         elif options["client_type"] and options["client_type"] != client.client_type:
@@ -323,6 +338,10 @@ class Command(BaseCommand):
             policy.require_dpop = options["require_dpop"]
         self._set_authentication(client, policy, options)
         policy.save()
+        if created and client.client_type == Client.CLIENT_CONFIDENTIAL:
+            from cells_oidc.internal import client_secrets
+
+            secret = client_secrets.issue(client)
         self.stdout.write(self.style.SUCCESS(f"{'Created' if created else 'Updated'} {client_id}."))
         if secret:
             self.stdout.write(f"Client secret (shown once, only its hash is stored): {secret}")
