@@ -19,6 +19,8 @@ from cells_oidc.models import (
     AuditEvent,
     Client,
     ClientPolicy,
+    ClientSecret,
+    Consent,
     PersonalAccessToken,
     SigningKey,
     TokenFamily,
@@ -115,10 +117,28 @@ class ClientPolicyInline(admin.StackedInline):
 SECRET_FIELDS = ("client_secret", "hash_client_secret")
 
 
+class ClientSecretInline(admin.TabularInline):
+    """The client's secrets (cells_oidc.internal.client_secrets): when made, until when, last use.
+    Never the secret, nor its hash; new ones come from ``cells_oidc_client rotate-secret``."""
+
+    model = ClientSecret
+    extra = 0
+    can_delete = False
+    fields = ("hint", "created", "expires", "last_used")
+    readonly_fields = fields
+    verbose_name_plural = _("secrets (rotate with manage.py cells_oidc_client rotate-secret)")
+
+    def has_add_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Client)
 class ClientAdmin(admin.ModelAdmin):
     form = ClientForm
-    inlines = [ClientPolicyInline]
+    inlines = [ClientPolicyInline, ClientSecretInline]
     list_display = ("client_id", "name", "client_type", "authorization_grant_type", "skip_authorization")
     list_filter = ("client_type", "authorization_grant_type", "skip_authorization")
     search_fields = ("client_id", "name")
@@ -134,12 +154,42 @@ class ClientAdmin(admin.ModelAdmin):
             fields = [name for name in fields if name not in SECRET_FIELDS]
         return fields
 
+    def change_view(
+        self, request: Any, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> Any:
+        """The change page, with the "test a redirect URI" box (admin/cells_oidc/client/change_form.html)."""
+        extra_context = dict(extra_context or {})
+        client = self.get_object(request, object_id)
+        if client is not None and request.method == "GET":
+            extra_context["redirect_tester"] = redirect_tester(request, client)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+def redirect_tester(request: Any, client: Any) -> dict[str, Any]:
+    """What the tester box shows: the URI tried and :func:`cells_oidc.internal.redirects.explain`'s
+    verdict and reason against the client's saved redirect URIs, in the reader's language."""
+    from django.utils.translation import gettext
+
+    from cells_oidc.conf import app_settings
+    from cells_oidc.internal import redirects
+
+    uri = request.GET.get("test_redirect_uri", "")
+    keep = [(name, value) for name, value in request.GET.items() if name == "_changelist_filters"]
+    tester: dict[str, Any] = {"uri": uri[: redirects.MAX_URI_LENGTH + 1], "keep": keep, "result": None}
+    if "test_redirect_uri" in request.GET:
+        result = redirects.explain(uri, client.redirect_uris or "", app_settings.SITE_URLS)
+        tester["result"] = result
+        tester["message"] = result.message(gettext)
+    return tester
+
 
 @admin.register(TokenFamily)
 class TokenFamilyAdmin(admin.ModelAdmin):
     list_display = ("id", "application", "user", "auth_time", "redeemed", "revoked")
-    list_filter = ("application",)
-    search_fields = ("user__username", "application__client_id")
+    list_filter = ("application", ("revoked", admin.EmptyFieldListFilter), "auth_time")
+    # By user (login or e-mail) and by client (id or name); the code is stored as a checksum only.
+    search_fields = ("user__username", "user__email", "application__client_id", "application__name")
+    list_select_related = ("user", "application")
     readonly_fields = [f.name for f in TokenFamily._meta.fields]
     actions = ["revoke_selected"]
 
@@ -179,6 +229,35 @@ for _model in (
 ):
     if admin.site.is_registered(_model):
         admin.site.unregister(_model)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Listed and searchable, never added or edited here (each has its own path: the consent page,
+    the account page). Issued tokens are reached through their sign-in ("Token families")."""
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Consent)
+class ConsentAdmin(ReadOnlyAdmin):
+    """Remembered consents. Read-only; deleting one withdraws it (the user is asked again)."""
+
+    list_display = ("user", "application", "scope", "created", "expires")
+    list_filter = ("application", "expires")
+    search_fields = ("user__username", "user__email", "application__client_id", "application__name")
+    list_select_related = ("user", "application")
+    fields = ("user", "application", "scope", "created", "expires")
+    readonly_fields = fields
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return admin.ModelAdmin.has_delete_permission(self, request, obj)
 
 
 # ---- personal access tokens ------------------------------------------------------------------

@@ -44,8 +44,10 @@ __all__ = [
     "SERVER_NAME",
     "InvalidPattern",
     "Pattern",
+    "Explanation",
     "default_redirect_uri",
     "expand",
+    "explain",
     "is_loopback_host",
     "origin_allowed",
     "parse_origin_pattern",
@@ -823,3 +825,155 @@ def default_redirect_uri(patterns_text: str, site_urls: Sequence[str]) -> str | 
         return uris[0] if len(uris) == 1 else None
     except Exception:  # fail closed: no default
         return None
+
+
+# ---- explaining a match (the admin's "test a redirect URI" box) ---------------------------
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why a redirect URI matches a registration or not: :func:`explain`'s answer.
+
+    ``matched`` is what :func:`redirect_uri_allowed` says; ``pattern`` the registered value that
+    matched (or came closest); ``reason`` a message for administrators, marked for translation and
+    formatted with ``params`` (``translate(reason) % params``).
+    """
+
+    matched: bool
+    reason: str
+    params: dict[str, str]
+    pattern: str | None = None
+
+    def message(self, translate: Translate = _untranslated) -> str:
+        return translate(self.reason) % self.params
+
+
+def _request_problem(uri: object) -> str:
+    """Which rule of :func:`_parse_request` refuses ``uri`` (a message marked for translation)."""
+    if not isinstance(uri, str) or not uri:
+        return gettext_noop("Enter a redirect URI.")
+    if len(uri) > MAX_URI_LENGTH:
+        return gettext_noop("The URI is longer than %(max)s characters.")
+    if "#" in uri:
+        return gettext_noop("A redirect URI must not have a fragment (RFC 6749 §3.1.2).")
+    if _REQUEST_CHARS_RE.fullmatch(uri) is None:
+        return gettext_noop(
+            "The URI contains a character never allowed: whitespace, a control or non-ASCII character, "
+            "or a backslash."
+        )
+    if _SCHEME_RE.match(uri) is None:
+        return gettext_noop("The URI has no scheme: a redirect URI must be absolute (RFC 6749 §3.1.2).")
+    authority = uri[_SCHEME_RE.match(uri).end() :]  # type: ignore[union-attr]
+    if authority.startswith("//"):
+        host_part = re.split(r"[/?]", authority[2:], maxsplit=1)[0]
+        if "@" in host_part:
+            return gettext_noop("The URI has user information before its host, which is never allowed.")
+        if "%" in host_part:
+            return gettext_noop("The host of the URI is percent-encoded, which is never allowed.")
+        return gettext_noop("The host or port of the URI is malformed.")
+    return gettext_noop("The URI is malformed (its parts are read differently by different parsers).")
+
+
+def _near_miss(pattern: Pattern, request: _URI, sites: tuple[_Site, ...]) -> tuple[int, str] | None:
+    """How close ``request`` comes to ``pattern``: ``(closeness, reason)``, or None for unrelated."""
+    if pattern.host is None:
+        if request.host is None and request.scheme == pattern.scheme:
+            return 3, gettext_noop("%(pattern)s is compared exactly, character for character, and differs.")
+        return None
+    if request.host is None:
+        return None
+    if pattern.server_name:
+        if not sites:
+            return 2, gettext_noop("%(pattern)s uses serverName, but no site URL is configured.")
+        candidates = [_resolve(pattern, site) for site in sites]
+        if any(c[:3] == (request.scheme, request.host, request.port) for c in candidates):
+            return 3, gettext_noop("%(pattern)s stands for %(expanded)s here: the path or query differs.")
+        if any(c[1] == request.host for c in candidates):
+            return 2, gettext_noop("%(pattern)s stands for %(expanded)s here: the scheme or port differs.")
+        return None  # another host: unrelated
+    if request.host != pattern.host:
+        if request.host.lower() == (pattern.host or "").lower():
+            return 2, gettext_noop(
+                "The host of %(pattern)s differs in letter case: hosts are compared exactly."
+            )
+        return None
+    if request.scheme != pattern.scheme:
+        return 1, gettext_noop("%(pattern)s has another scheme.")
+    if not _port_matches(pattern, request.port):
+        if pattern.is_range:
+            return 2, gettext_noop("The port is outside the range of %(pattern)s.")
+        if pattern.port_low is None and pattern.host == "localhost":
+            return 2, gettext_noop(
+                "%(pattern)s has no port: only 127.0.0.1 and [::1] accept any port (RFC 8252 §7.3, §8.3)."
+            )
+        return 2, gettext_noop("The port differs from that of %(pattern)s.")
+    return 3, gettext_noop(
+        "The path or query differs from that of %(pattern)s: they are compared exactly (RFC 9700 §2.1)."
+    )
+
+
+def explain(uri: object, registered: str, site_urls: Sequence[str] = ()) -> Explanation:
+    """Whether ``uri`` matches the registration ``registered`` and why (or which rule refused it).
+
+    The verdict is always :func:`redirect_uri_allowed`'s; the reason names the registered pattern
+    that matched and how (exactly, a port range, ``serverName``, the RFC 8252 §7.3 loopback rule),
+    or the rule that refused the URI, or the registered value that came closest. Never raises.
+    """
+    allowed = redirect_uri_allowed(uri, registered, site_urls)
+    try:
+        request = _parse_request(uri, origin=False)
+        if request is None:
+            return Explanation(False, _request_problem(uri), {"max": str(MAX_URI_LENGTH)})
+        text = registered if isinstance(registered, str) else ""
+        patterns = _valid_patterns(text, False)
+        invalid = [raw for raw in text.split() if raw not in {p.raw for p in patterns}]
+        sites = _sites(site_urls)
+        if allowed:
+            for pattern in patterns:
+                if not _matches(pattern, request, sites):
+                    continue
+                params = {"pattern": pattern.raw}
+                if pattern.host is None:
+                    reason = gettext_noop("Matches %(pattern)s exactly.")
+                elif pattern.server_name:
+                    reason = gettext_noop("Matches %(pattern)s, where serverName stands for this site.")
+                elif pattern.is_range:
+                    reason = gettext_noop("Matches %(pattern)s: the port is within its range.")
+                elif pattern.any_loopback_port and request.port is not None:
+                    reason = gettext_noop(
+                        "Matches %(pattern)s: a loopback IP address without a port accepts any port "
+                        "(RFC 8252 §7.3)."
+                    )
+                else:
+                    reason = gettext_noop("Matches %(pattern)s exactly.")
+                return Explanation(True, reason, params, pattern.raw)
+        if not patterns:
+            if invalid:
+                return Explanation(
+                    False,
+                    gettext_noop("No registered value is valid; invalid ones never match: %(invalid)s"),
+                    {"invalid": ", ".join(_show(raw) for raw in invalid[:5])},
+                )
+            return Explanation(False, gettext_noop("The client has no registered redirect URI."), {})
+        best: tuple[int, str, Pattern] | None = None
+        for pattern in patterns:
+            near = _near_miss(pattern, request, sites)
+            if near is not None and (best is None or near[0] > best[0]):
+                best = (near[0], near[1], pattern)
+        if best is None:
+            return Explanation(
+                False,
+                gettext_noop("No registered redirect URI has this host (registered: %(registered)s)."),
+                {"registered": ", ".join(p.raw for p in patterns[:10])},
+            )
+        pattern = best[2]
+        expanded = expand(pattern, site_urls) if pattern.server_name else None
+        params = {"pattern": pattern.raw, "expanded": ", ".join(expanded or []) or "-"}
+        return Explanation(False, best[1], params, pattern.raw)
+    except Exception:  # fail closed: the verdict stands, the reason is generic
+        reason = (
+            gettext_noop("Matches a registered redirect URI.")
+            if allowed
+            else gettext_noop("Does not match any registered redirect URI.")
+        )
+        return Explanation(allowed, reason, {})
