@@ -702,5 +702,55 @@ class AppSettings:
         every process of the site, or a proof replayed on another process is not noticed."""
         return str(getattr(settings, "CELLS_OIDC_DPOP_CACHE", "default"))
 
+    @property
+    def SERVICE_DOCUMENTATION(self) -> str:
+        """``CELLS_OIDC_SERVICE_DOCUMENTATION``: a URL of human-readable documentation for client
+        developers, published as discovery's ``service_documentation`` (OpenID Connect Discovery
+        §3, RFC 8414 §2); default empty: not published."""
+        return str(getattr(settings, "CELLS_OIDC_SERVICE_DOCUMENTATION", "") or "")
+
+    # ---- OpenID Connect Back-Channel Logout 1.0 (docs/backchannel-logout.md) ---------------
+    @property
+    def BACKCHANNEL_LOGOUT(self) -> bool:
+        """``CELLS_OIDC_BACKCHANNEL_LOGOUT``: queue a logout token (Back-Channel Logout §2.4) for
+        every client with a ``backchannel_logout_uri`` when a user's session or sign-in with it
+        ends, and advertise ``backchannel_logout_supported`` and
+        ``backchannel_logout_session_supported`` in discovery (§2.1). Default ``True``: it acts
+        only for the clients that register a URL. The tokens are sent by ``manage.py
+        cells_oidc_deliver_logouts`` (run it from cron or a loop)."""
+        return bool(getattr(settings, "CELLS_OIDC_BACKCHANNEL_LOGOUT", True))
+
+    @property
+    def BACKCHANNEL_SEND_INLINE(self) -> bool:
+        """``CELLS_OIDC_BACKCHANNEL_SEND_INLINE``: also try each delivery once right after the
+        logout commits, in a background thread of the web process (default ``False``: the command
+        sends them; a failed inline attempt is left to the command's retries)."""
+        return bool(getattr(settings, "CELLS_OIDC_BACKCHANNEL_SEND_INLINE", False))
+
+    @property
+    def BACKCHANNEL_TIMEOUT(self) -> float:
+        """``CELLS_OIDC_BACKCHANNEL_TIMEOUT``: seconds one POST to a client may take, connecting
+        and answering (default 5, at most 30)."""
+        return min(30.0, max(0.5, float(getattr(settings, "CELLS_OIDC_BACKCHANNEL_TIMEOUT", 5))))
+
+    @property
+    def BACKCHANNEL_MAX_ATTEMPTS(self) -> int:
+        """``CELLS_OIDC_BACKCHANNEL_MAX_ATTEMPTS``: attempts of one delivery before it is given up
+        (default 8: with the default delay, the last is about two hours after the logout)."""
+        return max(1, int(getattr(settings, "CELLS_OIDC_BACKCHANNEL_MAX_ATTEMPTS", 8)))
+
+    @property
+    def BACKCHANNEL_RETRY_DELAY(self) -> int:
+        """``CELLS_OIDC_BACKCHANNEL_RETRY_DELAY``: seconds before the second attempt; each further
+        one waits twice as long as the one before, at most a day (default 30)."""
+        return max(1, int(getattr(settings, "CELLS_OIDC_BACKCHANNEL_RETRY_DELAY", 30)))
+
+    @property
+    def BACKCHANNEL_TOKEN_LIFETIME(self) -> int:
+        """``CELLS_OIDC_BACKCHANNEL_TOKEN_LIFETIME``: seconds from a logout token's ``iat`` to its
+        ``exp`` (Back-Channel Logout §2.4 recommends at most two minutes; default 120, 10 to 600).
+        Each attempt signs a new token."""
+        return min(600, max(10, int(getattr(settings, "CELLS_OIDC_BACKCHANNEL_TOKEN_LIFETIME", 120))))
+
 
 app_settings = AppSettings()

@@ -23,6 +23,7 @@ __all__ = [
     "ClientPolicy",
     "ClientSecret",
     "Consent",
+    "LogoutDelivery",
     "PersonalAccessToken",
     "SigningKey",
     "TokenFamily",
@@ -236,6 +237,27 @@ class ClientPolicy(models.Model):
         ),
     )
 
+    # ---- OpenID Connect Back-Channel Logout 1.0 §2.2 (docs/backchannel-logout.md) ----
+    backchannel_logout_uri = models.CharField(
+        _("back-channel logout URL"),
+        max_length=2000,
+        blank=True,
+        default="",
+        help_text=_(
+            "OpenID Connect Back-Channel Logout §2.2: where a logout token is POSTed when a user's "
+            "session with this client ends (logout, an ended session or sign-in). https (http only on "
+            "a loopback host), no fragment. Empty: no back-channel logout."
+        ),
+    )
+    backchannel_logout_session_required = models.BooleanField(
+        _("back-channel logout needs the session id"),
+        default=False,
+        help_text=_(
+            "OpenID Connect Back-Channel Logout §2.2: the client needs the sid claim in logout tokens "
+            "(a sign-in without a browser session, such as the device flow, is then not announced)."
+        ),
+    )
+
     objects = ClientPolicyManager()
 
     class Meta:
@@ -288,6 +310,17 @@ class ClientPolicy(models.Model):
             )
 
         self._clean_client_authentication()
+        if self.backchannel_logout_uri:
+            from cells_oidc.internal.backchannel import logout_uri_error
+
+            problem = logout_uri_error(self.backchannel_logout_uri)
+            if problem:
+                raise ValidationError(
+                    {
+                        "backchannel_logout_uri": _("Not a usable back-channel logout URL: %(reason)s.")
+                        % {"reason": problem}
+                    }
+                )
 
     def _clean_client_authentication(self) -> None:
         from cells_oidc.internal import client_auth
@@ -769,3 +802,55 @@ class ClientSecret(models.Model):
 
     def __str__(self) -> str:
         return f"secret {self.hint or '…'}… of {self.application_id}"
+
+
+class LogoutDeliveryQuerySet(models.QuerySet["LogoutDelivery"]):
+    """The queries callers repeat about back-channel logout deliveries."""
+
+    def pending(self) -> LogoutDeliveryQuerySet:
+        """Deliveries neither made nor given up."""
+        return self.filter(delivered_at__isnull=True, next_attempt__isnull=False)
+
+    def due(self, now: Any = None) -> LogoutDeliveryQuerySet:
+        """Pending deliveries whose next attempt is now or past, oldest first."""
+        return self.pending().filter(next_attempt__lte=now or timezone.now()).order_by("next_attempt", "pk")
+
+    def failed(self) -> LogoutDeliveryQuerySet:
+        """Deliveries given up after ``CELLS_OIDC_BACKCHANNEL_MAX_ATTEMPTS`` attempts."""
+        return self.filter(delivered_at__isnull=True, next_attempt__isnull=True)
+
+
+class LogoutDelivery(models.Model):
+    """One logout token to deliver to a client's ``backchannel_logout_uri`` (OpenID Connect
+    Back-Channel Logout 1.0 §2.5), queued when a session ends and sent by
+    ``manage.py cells_oidc_deliver_logouts`` (:mod:`cells_oidc.internal.backchannel`).
+
+    The token itself is not stored: what it says (client, ``sub``, ``sid``) is, and each attempt
+    signs a fresh one. ``next_attempt`` is empty once delivered or given up.
+    """
+
+    application = models.ForeignKey(
+        oauth2_settings.APPLICATION_MODEL,
+        on_delete=models.CASCADE,
+        related_name="cells_logout_deliveries",
+        verbose_name=_("client"),
+    )
+    sid = models.CharField(_("session id"), max_length=64, blank=True, db_index=True)
+    sub = models.CharField(_("subject"), max_length=255, blank=True)
+    created = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    next_attempt = models.DateTimeField(_("next attempt"), null=True, blank=True, db_index=True)
+    last_attempt = models.DateTimeField(_("last attempt"), null=True, blank=True)
+    last_status = models.PositiveIntegerField(_("last HTTP status"), null=True, blank=True)
+    delivered_at = models.DateTimeField(_("delivered"), null=True, blank=True)
+    error = models.CharField(_("error"), max_length=300, blank=True)
+
+    objects = LogoutDeliveryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("back-channel logout delivery")
+        verbose_name_plural = _("back-channel logout deliveries")
+        ordering = ["-created", "-pk"]
+
+    def __str__(self) -> str:
+        return f"logout of {self.sid[:8] or self.sub} to {self.application_id}"
