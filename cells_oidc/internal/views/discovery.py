@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.core.serializers.json import DjangoJSONEncoder
+from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, HttpResponseRedirect
 from django.urls import get_urlconf
 from django.utils.decorators import method_decorator
 from django.views import View
@@ -120,8 +123,40 @@ def build_provider_metadata() -> dict[str, Any]:
     return metadata
 
 
+# A cached document's bytes and strong validator, by document (the documents are built once per
+# configuration and kept, so the same dict comes back until the configuration changes).
+_serialized_documents: dict[int, tuple[dict[str, Any], bytes, str]] = {}
+
+
+def _serialized(data: dict[str, Any]) -> tuple[bytes, str]:
+    """``data`` as JSON and its ETag (RFC 9110 §8.8.3: a strong validator of those bytes)."""
+    cached = _serialized_documents.get(id(data))
+    if cached is None or cached[0] is not data:
+        body = json.dumps(data, cls=DjangoJSONEncoder).encode()
+        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        if len(_serialized_documents) > 32:  # old configurations' documents
+            _serialized_documents.clear()
+        cached = _serialized_documents[id(data)] = (data, body, etag)
+    return cached[1], cached[2]
+
+
+def _matches(if_none_match: str, etag: str) -> bool:
+    """RFC 9110 §13.1.2: ``*`` or a list of entity tags compared weakly (``W/`` ignored)."""
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    return any(tag.strip().removeprefix("W/") == etag for tag in if_none_match.split(","))
+
+
 def public_json(request: HttpRequest, data: dict[str, Any]) -> HttpResponse:
-    response = JsonResponse(data)
+    body, etag = _serialized(data)
+    if _matches(request.headers.get("If-None-Match", ""), etag):
+        # RFC 9110 §13.1.2, §15.4.5: the client's copy is current; 304 with the validator.
+        response: HttpResponse = HttpResponseNotModified()
+    else:
+        response = HttpResponse(body, content_type="application/json")
+    response["ETag"] = etag
     response["Cache-Control"] = f"public, max-age={PUBLIC_DOCUMENT_MAX_AGE}"
     return add_cors(request, response, public=True)
 
