@@ -21,6 +21,7 @@ from cells_oidc.models import (
     ClientPolicy,
     ClientSecret,
     Consent,
+    LogoutDelivery,
     PersonalAccessToken,
     SigningKey,
     TokenFamily,
@@ -109,6 +110,9 @@ class ClientPolicyInline(admin.StackedInline):
         "jwks_uri",
         # OpenID Connect Registration §2 id_token_signed_response_alg: docs/keys.md.
         "id_token_algorithm",
+        # OpenID Connect Back-Channel Logout 1.0 §2.2: docs/backchannel-logout.md.
+        "backchannel_logout_uri",
+        "backchannel_logout_session_required",
     )
 
 
@@ -213,6 +217,9 @@ class TokenFamilyAdmin(admin.ModelAdmin):
                     family_id=family.pk,
                     reason="admin",
                 )
+                from cells_oidc.internal import backchannel
+
+                backchannel.sign_in_ended(family)  # Back-Channel Logout §2.5
 
 
 # DOT's own admins (docs/admin.md). Its application admin would validate redirect URIs with DOT's
@@ -532,6 +539,42 @@ class SigningKeyAdmin(admin.ModelAdmin):
         import json
 
         return json.dumps(obj.public_jwk, indent=1, sort_keys=True)
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(LogoutDelivery)
+class LogoutDeliveryAdmin(admin.ModelAdmin):
+    """The back-channel logout deliveries (docs/backchannel-logout.md), read-only: queued when a
+    session ends, sent and retried by ``manage.py cells_oidc_deliver_logouts``."""
+
+    list_display = ("created", "application", "sid", "attempts", "last_status", "delivered_at", "error")
+    list_filter = (
+        ("application", admin.RelatedOnlyFieldListFilter),
+        ("delivered_at", admin.EmptyFieldListFilter),
+    )
+    search_fields = ("application__client_id", "sid", "sub")
+    date_hierarchy = "created"
+    fields = (
+        "application",
+        "sid",
+        "sub",
+        "created",
+        "attempts",
+        "last_attempt",
+        "last_status",
+        "next_attempt",
+        "delivered_at",
+        "error",
+    )
+    readonly_fields = fields
 
     def has_add_permission(self, request: Any) -> bool:
         return False

@@ -136,6 +136,9 @@ def revoke(user: Any, family_id: Any, *, reason: str = "account_page") -> bool:
             return False
         family.revoke()
         _revoked(user, family.application, family.pk, reason)
+        from cells_oidc.internal import backchannel
+
+        backchannel.sign_in_ended(family)  # Back-Channel Logout §2.5
         return True
     # A family without a row (tokens issued before cells-oidc): held while a refresh token lives.
     from oauth2_provider.models import get_refresh_token_model

@@ -134,6 +134,10 @@ def forget_session(sender: Any, request: HttpRequest | None, user: Any, **kwargs
             UserSession.objects.filter(session_key=key).delete()
         except DatabaseError:
             logger.exception("could not forget a session")
+    # Back-Channel Logout §2.5: whatever page logged out, the session's clients are told (once).
+    from cells_oidc.internal import backchannel
+
+    backchannel.session_ended(user, {getattr(request, "session", {}).get(SID_KEY, "")})
 
 
 def touch(request: HttpRequest) -> None:
@@ -210,6 +214,10 @@ def revoke_session_tokens(user: Any, sids: set[str], *, reason: str = "logout") 
 
     sids = {sid for sid in sids if sid}
     if sids:
+        from cells_oidc.internal import backchannel
+
+        # Back-Channel Logout §2.5: a logout token for every client of these sessions.
+        backchannel.session_ended(user, sids)
         live = TokenFamily.objects.of_user(user).live().filter(sid__in=sids).select_related("application")
         for family in live:
             family.revoke()

@@ -7,6 +7,7 @@
         [--pkce/--no-pkce] [--confirm/--no-confirm] [--first-party/--third-party] [--scopes "a b"]
         [--allow-admin-scope/--no-allow-admin-scope] [--client-credentials]
         [--auth-method METHOD] [--jwks-file FILE | --jwks-uri URL]
+        [--backchannel-logout-uri URL] [--backchannel-logout-session-required/--no-...]
     manage.py cells_oidc_client rotate-secret CLIENT_ID [--overlap 7d]
     manage.py cells_oidc_client initial-token [--expires 1d] [--multi-use] [--label TEXT]
     manage.py cells_oidc_client remove CLIENT_ID
@@ -170,6 +171,18 @@ class Command(BaseCommand):
             help="Accept only pushed authorization requests from the client (RFC 9126 §5; default: no).",
         )
         put.add_argument(
+            "--backchannel-logout-uri",
+            metavar="URL",
+            help="Where a logout token is POSTed when a user's session with the client ends (OpenID "
+            'Connect Back-Channel Logout §2.2; https, http only on loopback, no fragment); "" clears.',
+        )
+        put.add_argument(
+            "--backchannel-logout-session-required",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="The client needs the sid claim in logout tokens (§2.2; default: no).",
+        )
+        put.add_argument(
             "--require-dpop",
             action=argparse.BooleanOptionalAction,
             default=None,
@@ -267,6 +280,8 @@ class Command(BaseCommand):
             ("allowed resources", " ".join(policy.allowed_resources.split()) or "(none)"),
             ("PAR required", policy.require_pushed_authorization_requests),
             ("DPoP required", policy.require_dpop),
+            ("back-channel logout URL", policy.backchannel_logout_uri or "(none)"),
+            ("back-channel logout sid", policy.backchannel_logout_session_required),
             ("grant", client.authorization_grant_type),
             ("authentication", policy.token_endpoint_auth_method or "client_secret (Basic or body)"),
             ("public keys", policy.jwks_uri or ("inline JWKS" if policy.jwks else "(none)")),
@@ -336,6 +351,7 @@ class Command(BaseCommand):
             policy.require_pushed_authorization_requests = options["require_par"]
         if options["require_dpop"] is not None:
             policy.require_dpop = options["require_dpop"]
+        self._set_backchannel_logout(policy, options)
         self._set_authentication(client, policy, options)
         policy.save()
         if created and client.client_type == Client.CLIENT_CONFIDENTIAL:
@@ -345,6 +361,20 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"{'Created' if created else 'Updated'} {client_id}."))
         if secret:
             self.stdout.write(f"Client secret (shown once, only its hash is stored): {secret}")
+
+    def _set_backchannel_logout(self, policy: ClientPolicy, options: dict[str, Any]) -> None:
+        """--backchannel-logout-uri, --backchannel-logout-session-required (Back-Channel Logout §2.2)."""
+        from cells_oidc.internal.backchannel import logout_uri_error
+
+        uri = options.get("backchannel_logout_uri")
+        if uri is not None:
+            uri = uri.strip()
+            problem = logout_uri_error(uri) if uri else None
+            if problem:
+                raise CommandError(f"--backchannel-logout-uri: {problem}.")
+            policy.backchannel_logout_uri = uri
+        if options.get("backchannel_logout_session_required") is not None:
+            policy.backchannel_logout_session_required = options["backchannel_logout_session_required"]
 
     def _set_authentication(self, client: Client, policy: ClientPolicy, options: dict[str, Any]) -> None:
         """--auth-method, --jwks-file, --jwks-uri: validated as in the admin (RFC 7591 §2)."""
