@@ -32,6 +32,9 @@ GRANT_TYPES = ("authorization_code", "refresh_token", DEVICE_GRANT)
 #: RFC 6749 §4.4, advertised with CELLS_OIDC_SERVICE_ACCOUNTS (the validator's validate_grant_type
 #: allows it to the clients registered with the client-credentials grant).
 CLIENT_CREDENTIALS_GRANT = "client_credentials"
+#: The claims of this provider's ID tokens (OpenID Connect Core §2, §3.1.3.6; ``sid``: Front-
+#: and Back-Channel Logout).
+ID_TOKEN_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "jti", "at_hash", "sid")
 
 # The documents built for a configuration: (name, site URL, URLconf, keys) → document. Emptied by
 # :func:`forget_documents` when a setting changes (connected in ``apps.py``).
@@ -89,17 +92,29 @@ def build_provider_metadata() -> dict[str, Any]:
             client_auth.INTROSPECTION_ENDPOINT_AUTH_METHODS
         ),
         "code_challenge_methods_supported": list(pkce.CODE_CHALLENGE_METHODS),  # RFC 9700 §2.1.1
-        "claims_supported": sorted(
-            {"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "sid", *get_adapter().claim_scopes}
-        ),
+        # OpenID Connect Discovery §3: the claims of ID tokens (OpenID Connect Core §2) and those
+        # the adapter releases by scope (userinfo, ID token).
+        "claims_supported": sorted({*ID_TOKEN_CLAIMS, *get_adapter().claim_scopes}),
+        "claim_types_supported": ["normal"],  # OpenID Connect Core §5.6: no aggregated, distributed
         "prompt_values_supported": list(PROMPT_VALUES),
         "claims_parameter_supported": False,
         "request_parameter_supported": False,
+        # OpenID Connect Core §6.2: a request_uri the provider would fetch is not supported (the
+        # PAR endpoint's request_uri is announced by pushed_authorization_request_endpoint).
         "request_uri_parameter_supported": False,
         "authorization_response_iss_parameter_supported": True,  # RFC 9207 §3
         "frontchannel_logout_supported": False,
-        "backchannel_logout_supported": False,
+        # Back-Channel Logout §2.1: logout tokens (always with sid) to the clients that register a
+        # backchannel_logout_uri (docs/backchannel-logout.md).
+        "backchannel_logout_supported": app_settings.BACKCHANNEL_LOGOUT,
     }
+    if app_settings.BACKCHANNEL_LOGOUT:
+        metadata["backchannel_logout_session_supported"] = True
+    if app_settings.SERVICE_DOCUMENTATION:
+        metadata["service_documentation"] = app_settings.SERVICE_DOCUMENTATION
+    locales = ui_locales()
+    if locales:
+        metadata["ui_locales_supported"] = locales
     if app_settings.SERVICE_ACCOUNTS:
         # docs/service-accounts.md: client credentials (RFC 6749 §4.4) for the clients registered
         # with that grant, and private_key_jwt (RFC 7523 §2.2) for those whose policy names it.
@@ -147,6 +162,21 @@ def _matches(if_none_match: str, etag: str) -> bool:
     if if_none_match.strip() == "*":
         return True
     return any(tag.strip().removeprefix("W/") == etag for tag in if_none_match.split(","))
+
+
+def ui_locales() -> list[str]:
+    """OpenID Connect Discovery §3 ``ui_locales_supported``: the site's ``LANGUAGES`` that the
+    pages speak (English, and the catalogues shipped in ``cells_oidc/locale``), when the site
+    selects a language per browser (``LocaleMiddleware``, docs/i18n.md); else none."""
+    from django.conf import settings
+
+    if not settings.USE_I18N or "django.middleware.locale.LocaleMiddleware" not in settings.MIDDLEWARE:
+        return []
+    from pathlib import Path
+
+    locale = Path(__file__).resolve().parents[2] / "locale"
+    shipped = {"en", *(path.name.lower() for path in locale.iterdir() if (path / "LC_MESSAGES").is_dir())}
+    return [code for code, _name in settings.LANGUAGES if code.split("-")[0].lower() in shipped]
 
 
 def public_json(request: HttpRequest, data: dict[str, Any]) -> HttpResponse:
