@@ -158,6 +158,13 @@ class ClientAdmin(admin.ModelAdmin):
             fields = [name for name in fields if name not in SECRET_FIELDS]
         return fields
 
+    def get_inline_instances(self, request: Any, obj: Any = None) -> list[Any]:
+        inlines = super().get_inline_instances(request, obj)
+        if obj is None or obj.client_type == Client.CLIENT_PUBLIC:
+            # RFC 6749 §2.1: a public client has no secret to list.
+            inlines = [inline for inline in inlines if not isinstance(inline, ClientSecretInline)]
+        return inlines
+
     def change_view(
         self, request: Any, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> Any:

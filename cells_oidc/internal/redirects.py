@@ -955,11 +955,13 @@ def explain(uri: object, registered: str, site_urls: Sequence[str] = ()) -> Expl
                     {"invalid": ", ".join(_show(raw) for raw in invalid[:5])},
                 )
             return Explanation(False, gettext_noop("The client has no registered redirect URI."), {})
-        best: tuple[int, str, Pattern] | None = None
+        best: tuple[tuple[int, bool], str, Pattern] | None = None
         for pattern in patterns:
             near = _near_miss(pattern, request, sites)
-            if near is not None and (best is None or near[0] > best[0]):
-                best = (near[0], near[1], pattern)
+            # The closest pattern; between equals, the one with the same path and query.
+            score = (near[0], pattern.rest == request.rest) if near is not None else None
+            if near is not None and score is not None and (best is None or score > best[0]):
+                best = (score, near[1], pattern)
         if best is None:
             return Explanation(
                 False,
