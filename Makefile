@@ -76,8 +76,13 @@ messages: install
 	cd cells_oidc && ../$(PY) ../manage.py makemessages --no-obsolete $(addprefix -l ,$(LOCALES))
 	cd cells_oidc && ../$(PY) ../manage.py compilemessages $(addprefix -l ,$(LOCALES))
 
+# The hot paths under gunicorn (2 workers, DEBUG off) as ratios to a trivial view, with targets,
+# errors and SQL statements per path (docs/performance.md); not part of `make test`. On the
+# PostgreSQL (and Redis) of DATABASE_URL (REDIS_URL) when set, else a file SQLite. BENCH_P4_ROWS
+# (default 1000000) scales P4's stored sign-ins down for a quick run; BENCH_ARGS e.g. --seconds 3.
 bench: install
-	$(PY) bench/run.py
+	@if [ -n "$$DATABASE_URL" ]; then $(PY) -m pip install --quiet -e '.[test,postgres]'; fi
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 # Two gunicorn workers under mixed traffic for CHAOS_SECONDS (default 30): counts 5xx and lost tokens
 # (docs/deploy.md). On DATABASE_URL/REDIS_URL when set, else a file SQLite and the database cache.

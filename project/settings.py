@@ -89,11 +89,11 @@ SQLITE_OPTIONS = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {**SQLITE_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
 
-# A login-heavy service: Argon2id (RFC 9106) first, so a login costs what the hasher costs
-# (docs/performance.md); the others still check older hashes, which Django rewrites with the first
-# hasher at the user's next successful login.
+# A login-heavy service: Argon2id (RFC 9106) first, with OWASP's parameters (project/hashers.py),
+# so a login costs what the hasher costs (docs/performance.md); the others still check older
+# hashes, which Django rewrites with the first hasher at the user's next successful login.
 PASSWORD_HASHERS = [
-    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "project.hashers.LoginHeavyArgon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
     "django.contrib.auth.hashers.ScryptPasswordHasher",

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.hashers import get_hasher, make_password
+from django.contrib.auth.hashers import Argon2PasswordHasher, get_hasher, make_password
+from django.utils.module_loading import import_string
 
 from project import settings as demo_settings
 from tests.conftest import PASSWORD, Browser
@@ -16,7 +17,10 @@ pytestmark = pytest.mark.django_db
 
 
 def test_the_demo_hashes_new_passwords_with_argon2() -> None:
-    assert demo_settings.PASSWORD_HASHERS[0] == "django.contrib.auth.hashers.Argon2PasswordHasher"
+    first = import_string(demo_settings.PASSWORD_HASHERS[0])()
+    assert isinstance(first, Argon2PasswordHasher)
+    # OWASP's minimum for Argon2id: 19 MiB, 2 passes, one lane (a login costs tens of ms).
+    assert (first.memory_cost, first.time_cost, first.parallelism) == (19 * 1024, 2, 1)
     # The others only check the hashes of before: PBKDF2 (Django's default until now) among them.
     assert "django.contrib.auth.hashers.PBKDF2PasswordHasher" in demo_settings.PASSWORD_HASHERS
 
@@ -42,7 +46,7 @@ def test_a_pbkdf2_user_signs_in_and_the_stored_hash_becomes_argon2(browser: Brow
     response = browser.sign_in("/oidc/account/", username="legacy")
     assert response.status_code == 303, response.content[:300]
     user.refresh_from_db()
-    assert user.password.startswith("argon2$argon2id$")
+    assert user.password.startswith("argon2$argon2id$v=19$m=19456,t=2,p=1$")
     assert user.check_password(PASSWORD)
     # And the next sign-in checks the new hash.
     assert Browser().sign_in("/oidc/account/", username="legacy").status_code == 303
@@ -52,3 +56,15 @@ def test_a_pbkdf2_user_signs_in_and_the_stored_hash_becomes_argon2(browser: Brow
 def test_a_new_user_gets_an_argon2_hash() -> None:
     user = get_user_model().objects.create_user("fresh", password=PASSWORD)
     assert user.password.startswith("argon2$argon2id$")
+
+
+@pytest.mark.usefixtures("demo_hashers")
+def test_an_argon2_hash_of_other_parameters_is_rewritten_at_login(browser: Browser) -> None:
+    # Django's own Argon2 defaults (100 MiB, 8 lanes): same algorithm, other parameters.
+    user = get_user_model().objects.create(
+        username="heavy", password=Argon2PasswordHasher().encode(PASSWORD, Argon2PasswordHasher().salt())
+    )
+    assert "m=102400" in user.password
+    assert browser.sign_in("/oidc/account/", username="heavy").status_code == 303
+    user.refresh_from_db()
+    assert user.password.startswith("argon2$argon2id$v=19$m=19456,t=2,p=1$")
