@@ -206,3 +206,20 @@ def test_bad_arguments() -> None:
         run("--batch-size", "0")
     with pytest.raises(CommandError, match="Not a duration"):
         run("--margin", "forever")
+
+
+def test_audit_events_past_retention_go(settings: Any) -> None:
+    from cells_oidc.models import AuditEvent
+
+    settings.CELLS_OIDC_AUDIT_RETENTION_DAYS = 30
+    now = timezone.now()
+    AuditEvent.objects.bulk_create(
+        [AuditEvent(event="sign_in_failed", time=now - timedelta(days=31)) for _ in range(3)]
+        + [AuditEvent(event="sign_in_failed", time=now - timedelta(days=29))]
+    )
+    assert "Would delete         3 audit events" in run("--dry-run")
+    assert "Deleted         3 audit events" in run("--batch-size", "2")
+    assert AuditEvent.objects.count() == 1
+    settings.CELLS_OIDC_AUDIT_RETENTION_DAYS = 0  # kept for ever
+    AuditEvent.objects.update(time=now - timedelta(days=3650))
+    assert "Deleted         0 audit events" in run()
