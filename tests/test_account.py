@@ -13,36 +13,27 @@ from django.utils import timezone
 from oauth2_provider.models import Application, RefreshToken
 
 from cells_oidc.models import Consent, TokenFamily, UserSession
-from tests.conftest import PASSWORD, SCOPE, Browser, code_from, token_request
+from tests.kit import (
+    CLI_CALLBACK,
+    PASSWORD,
+    Browser,
+    code_from,
+    refresh,
+    sign_in,
+    signed_in,
+    token_request,
+)
 
 pytestmark = pytest.mark.django_db
 
-REDIRECT = "http://localhost:3000/servers/callback"
-
-
-def sign_in_app(browser: Browser, client_id: str = "cells-client") -> dict[str, Any]:
-    """A complete sign-in of cells-client through ``browser``; returns the token response."""
-    response = browser.authorize(
-        {
-            "response_type": "code",
-            "client_id": client_id,
-            "redirect_uri": REDIRECT,
-            "scope": SCOPE,
-            "state": "a1b2c3d4e5f6g7h8",
-        }
-    )
-    code = code_from(response, REDIRECT)["code"]
-    exchange = token_request(
-        {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, "client_id": client_id}
-    )
-    assert exchange.status_code == 200, exchange.content
-    return json.loads(exchange.content)
-
-
-def refresh(refresh_token: str) -> Any:
-    return token_request(
-        {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": "cells-client"}
-    )
+LINUX_FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+IPHONE_SAFARI = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.5 Mobile/15E148 Safari/604.1"
+)
+WINDOWS_EDGE = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/126.0 Safari/537.36 Edg/126.0"
+CURL = "curl/8.5.0"
+ANDROID_CHROME = "Mozilla/5.0 (Linux; Android 14) Chrome/126.0 Mobile Safari/537.36"
 
 
 def test_anonymous_visitors_sign_in_first(db: Any) -> None:
@@ -52,7 +43,7 @@ def test_anonymous_visitors_sign_in_first(db: Any) -> None:
 
 
 def test_revoking_an_application_ends_its_tokens(default_clients: None, alice: Any, browser: Browser) -> None:
-    tokens = sign_in_app(browser)
+    tokens = sign_in(browser, redirect_uri=CLI_CALLBACK)
     page = browser.http.get("/oidc/account/")
     html = page.content.decode()
     assert page.status_code == 200
@@ -61,11 +52,11 @@ def test_revoking_an_application_ends_its_tokens(default_clients: None, alice: A
     family = TokenFamily.objects.get(user=alice)
     assert f'action="/oidc/account/apps/{family.id}/revoke"' in html
     # The refresh token works until the user revokes the application.
-    tokens = json.loads(refresh(tokens["refresh_token"]).content)
+    tokens = json.loads(refresh("cells-client", tokens["refresh_token"]).content)
     response = browser.http.post(f"/oidc/account/apps/{family.id}/revoke")
     assert response.status_code == 303
     assert response["Location"] == "/oidc/account/?done=revoked"
-    refused = refresh(tokens["refresh_token"])
+    refused = refresh("cells-client", tokens["refresh_token"])
     assert refused.status_code == 400 and json.loads(refused.content)["error"] == "invalid_grant"
     info = Client().get("/oidc/userinfo", HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}")
     assert info.status_code == 401
@@ -77,7 +68,7 @@ def test_revoking_an_application_ends_its_tokens(default_clients: None, alice: A
 def test_nobody_revokes_another_users_application(
     default_clients: None, alice: Any, make_user: Any, browser: Browser
 ) -> None:
-    tokens = sign_in_app(browser)
+    tokens = sign_in(browser, redirect_uri=CLI_CALLBACK)
     family = TokenFamily.objects.get(user=alice)
     make_user("mallory")
     mallory = Client()
@@ -85,11 +76,11 @@ def test_nobody_revokes_another_users_application(
     assert "Cells Client" not in mallory.get("/oidc/account/").content.decode()
     response = mallory.post(f"/oidc/account/apps/{family.id}/revoke")
     assert response["Location"] == "/oidc/account/?done=missing"
-    assert refresh(tokens["refresh_token"]).status_code == 200
+    assert refresh("cells-client", tokens["refresh_token"]).status_code == 200
 
 
 def test_account_actions_need_post_and_csrf(default_clients: None, alice: Any, browser: Browser) -> None:
-    sign_in_app(browser)
+    sign_in(browser, redirect_uri=CLI_CALLBACK)
     family = TokenFamily.objects.get(user=alice)
     client = Client(enforce_csrf_checks=True)
     client.login(username="alice", password=PASSWORD)
@@ -132,27 +123,15 @@ def test_consents_are_listed_and_withdrawn(default_clients: None, alice: Any, ma
     assert "Notes App" not in client.get("/oidc/account/").content.decode()
 
 
-def login_browser(user_agent: str) -> Client:
-    client = Client(HTTP_USER_AGENT=user_agent)
-    response = client.post(
-        "/oidc/login/", {"username": "alice", "password": PASSWORD, "next": "/oidc/account/"}
-    )
-    assert response.status_code == 303
-    return client
-
-
 def test_sessions_are_listed_and_ended(default_clients: None, alice: Any) -> None:
-    laptop = login_browser("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0")
-    phone = login_browser(
-        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-        "Version/17.5 Mobile/15E148 Safari/604.1"
-    )
+    laptop = signed_in(login_page=True, HTTP_USER_AGENT=LINUX_FIREFOX)
+    phone = signed_in(login_page=True, HTTP_USER_AGENT=IPHONE_SAFARI)
     rows = UserSession.objects.filter(user=alice)
     assert rows.count() == 2
     phone_row = rows.get(user_agent__contains="iPhone")
     # A token family issued from the phone's session.
     phone_browser = Browser(http=phone)
-    tokens = sign_in_app(phone_browser)
+    tokens = sign_in(phone_browser, redirect_uri=CLI_CALLBACK)
     assert TokenFamily.objects.get(user=alice).sid == phone_row.sid
 
     html = laptop.get("/oidc/account/").content.decode()
@@ -163,7 +142,7 @@ def test_sessions_are_listed_and_ended(default_clients: None, alice: Any) -> Non
     assert not Session.objects.filter(session_key=phone_row.session_key).exists()
     assert not UserSession.objects.filter(pk=phone_row.pk).exists()
     assert phone.get("/oidc/account/").status_code == 302  # signed out there
-    assert refresh(tokens["refresh_token"]).status_code == 400  # and its tokens revoked
+    assert refresh("cells-client", tokens["refresh_token"]).status_code == 400  # and its tokens revoked
     # Ending the current session signs out here.
     laptop_row = UserSession.objects.get(user=alice)
     response = laptop.post(f"/oidc/account/sessions/{laptop_row.pk}/end")
@@ -173,13 +152,13 @@ def test_sessions_are_listed_and_ended(default_clients: None, alice: Any) -> Non
 
 
 def test_sessions_that_ended_elsewhere_disappear(default_clients: None, alice: Any, make_user: Any) -> None:
-    laptop = login_browser("Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/126.0 Safari/537.36 Edg/126.0")
-    other = login_browser("curl/8.5.0")
+    laptop = signed_in(login_page=True, HTTP_USER_AGENT=WINDOWS_EDGE)
+    other = signed_in(login_page=True, HTTP_USER_AGENT=CURL)
     assert UserSession.objects.filter(user=alice).count() == 2
     other.post("/oidc/oauth2/sessions/logout", {"allow": "on"})
     assert UserSession.objects.filter(user=alice).count() == 1  # user_logged_out
     # A session that expired (or was deleted by the site) is dropped from the list.
-    third = login_browser("Mozilla/5.0 (Linux; Android 14) Chrome/126.0 Mobile Safari/537.36")
+    third = signed_in(login_page=True, HTTP_USER_AGENT=ANDROID_CHROME)
     Session.objects.filter(session_key=third.session.session_key).delete()
     html = laptop.get("/oidc/account/").content.decode()
     assert "Chrome on Android" not in html and "Edge on Windows" in html
@@ -196,13 +175,13 @@ def test_sessions_that_ended_elsewhere_disappear(default_clients: None, alice: A
 def test_refresh_tokens_without_family_row_are_listed_and_revocable(
     default_clients: None, alice: Any, browser: Browser
 ) -> None:
-    tokens = sign_in_app(browser)
+    tokens = sign_in(browser, redirect_uri=CLI_CALLBACK)
     TokenFamily.objects.all().delete()  # e.g. tokens issued before cells-oidc was installed
     family_id = RefreshToken.objects.get(revoked__isnull=True).token_family
     html = browser.http.get("/oidc/account/").content.decode()
     assert f"/oidc/account/apps/{family_id}/revoke" in html
     browser.http.post(f"/oidc/account/apps/{family_id}/revoke")
-    assert refresh(tokens["refresh_token"]).status_code == 400
+    assert refresh("cells-client", tokens["refresh_token"]).status_code == 400
 
 
 def test_a_sign_in_without_refresh_token_is_listed_until_its_access_token_expires(
@@ -212,17 +191,17 @@ def test_a_sign_in_without_refresh_token_is_listed_until_its_access_token_expire
         {
             "response_type": "code",
             "client_id": "cells-client",
-            "redirect_uri": REDIRECT,
+            "redirect_uri": CLI_CALLBACK,
             "scope": "openid profile",  # no offline: an access token only
             "state": "a1b2c3d4e5f6g7h8",
         }
     )
-    code = code_from(response, REDIRECT)["code"]
+    code = code_from(response, CLI_CALLBACK)["code"]
     exchange = token_request(
         {
             "grant_type": "authorization_code",
             "code": code,
-            "redirect_uri": REDIRECT,
+            "redirect_uri": CLI_CALLBACK,
             "client_id": "cells-client",
         }
     )

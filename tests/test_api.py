@@ -4,7 +4,7 @@ and its OpenAPI document."""
 from __future__ import annotations
 
 import json
-import secrets
+from functools import partial
 from typing import Any
 
 import pytest
@@ -13,42 +13,15 @@ from django.test import Client
 
 from cells_oidc.internal import pat
 from cells_oidc.models import ClientPolicy, PersonalAccessToken, TokenFamily
-from tests.conftest import Browser, code_from, pkce_pair, token_request
+from tests.kit import Browser, sign_in, token_request
 
 pytestmark = pytest.mark.django_db
 
-CALLBACK = "http://testserver/auth/callback"
 FULL_SCOPE = "openid profile email pydio offline"
 
 
-def sign_in(browser: Browser, scope: str = FULL_SCOPE, username: str = "alice") -> dict[str, Any]:
-    """The cells-frontend sign-in (authorization code + PKCE), returning the token response."""
-    verifier, challenge = pkce_pair()
-    response = browser.authorize(
-        {
-            "response_type": "code",
-            "client_id": "cells-frontend",
-            "redirect_uri": CALLBACK,
-            "scope": scope,
-            "state": secrets.token_urlsafe(16),
-            "nonce": secrets.token_urlsafe(16),
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-        },
-        username=username,
-    )
-    code = code_from(response, CALLBACK)["code"]
-    exchange = token_request(
-        {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": CALLBACK,
-            "client_id": "cells-frontend",
-            "code_verifier": verifier,
-        }
-    )
-    assert exchange.status_code == 200, exchange.content
-    return exchange.json()
+#: The cells-frontend sign-in (authorization code + PKCE), returning the token response.
+frontend_sign_in = partial(sign_in, client_id="cells-frontend", scope=FULL_SCOPE, nonce="n0nce-of-the-page")
 
 
 def call(method: str, path: str, token: str | None = None, body: Any = None) -> Any:
@@ -61,7 +34,7 @@ def call(method: str, path: str, token: str | None = None, body: Any = None) -> 
 
 @pytest.fixture
 def tokens(default_clients: None, alice: Any, browser: Browser) -> dict[str, Any]:
-    return sign_in(browser)
+    return frontend_sign_in(browser)
 
 
 # ---- /a/user/me --------------------------------------------------------------------------------
@@ -84,7 +57,7 @@ def test_me_with_an_access_token(tokens: dict[str, Any], alice: Any) -> None:
 def test_me_without_email_scope_does_not_reveal_the_email(
     default_clients: None, alice: Any, browser: Browser
 ) -> None:
-    tokens = sign_in(browser, scope="openid profile")
+    tokens = frontend_sign_in(browser, scope="openid profile")
     body = call("get", "/a/user/me", tokens["access_token"]).json()
     assert body["login"] == "alice" and body["email"] is None
 
@@ -112,7 +85,7 @@ def test_me_refuses_missing_bad_and_wrong_tokens(tokens: dict[str, Any]) -> None
 
 
 def test_scopes_are_enforced(default_clients: None, alice: Any, browser: Browser) -> None:
-    tokens = sign_in(browser, scope="openid email")
+    tokens = frontend_sign_in(browser, scope="openid email")
     for method, path in (("get", "/a/user/me"), ("get", "/a/tokens"), ("get", "/a/personal-tokens")):
         response = call(method, path, tokens["access_token"])
         assert response.status_code == 403, path
@@ -184,7 +157,7 @@ def test_someone_elses_grant_or_token_is_not_found(
 ) -> None:
     bob = make_user("bob")
     bobs_browser = Browser()
-    bobs_tokens = sign_in(bobs_browser, username="bob")
+    bobs_tokens = frontend_sign_in(bobs_browser, username="bob")
     bobs_family = TokenFamily.objects.get(user=bob)
     bobs_pat = pat.mint(bob, expires_in=pat.parse_duration("1h"))
     for token_id in (
@@ -277,7 +250,7 @@ def test_a_token_never_mints_a_more_powerful_one(
     default_clients: None, alice: Any, browser: Browser, settings: Any
 ) -> None:
     settings.CELLS_OIDC_PAT_SELF_SERVICE = True
-    tokens = sign_in(browser, scope="openid pydio")
+    tokens = frontend_sign_in(browser, scope="openid pydio")
     beyond = call(
         "post", "/a/personal-tokens", tokens["access_token"], {"expires_in": 60, "scope": "profile pydio"}
     )
@@ -301,14 +274,17 @@ def test_admins_mint_for_other_users(default_clients: None, make_user: Any, brow
     bob = make_user("bob")
     # Without the administrative scope an administrator is any user (tests/test_api_authz.py).
     refused = call(
-        "post", "/a/personal-tokens", sign_in(Browser())["access_token"], {"expires_in": 60, "user": "bob"}
+        "post",
+        "/a/personal-tokens",
+        frontend_sign_in(Browser())["access_token"],
+        {"expires_in": 60, "user": "bob"},
     )
     assert refused.status_code == 403
     policy = ClientPolicy.objects.get(application__client_id="cells-frontend")
     policy.allow_admin_scope = True
     policy.allowed_scopes += " cells_oidc:admin"
     policy.save()
-    tokens = sign_in(browser, scope=FULL_SCOPE + " cells_oidc:admin")
+    tokens = frontend_sign_in(browser, scope=FULL_SCOPE + " cells_oidc:admin")
     created = call("post", "/a/personal-tokens", tokens["access_token"], {"expires_in": 3600, "user": "bob"})
     assert created.status_code == 201, created.content
     assert created.json()["owner"] == "bob"

@@ -18,20 +18,8 @@ from django.test import Client
 from jwcrypto import jwk
 
 from cells_oidc.conf import CELLS_LIFETIMES
-from tests.conftest import SCOPE, Browser, basic, code_from
-from tests.test_tokens import (
-    FORM,
-    ISSUER,
-    OOB,
-    api,
-    header_of,
-    post_form,
-    refresh,
-    sign_in,
-    token_call,
-    userinfo,
-    verified_claims,
-)
+from tests.kit import FORM, ISSUER, OOB, SCOPE, Browser, basic, code_from, refresh, sign_in
+from tests.test_tokens import api, header_of, post_form, token_call, userinfo, verified_claims
 
 pytestmark = pytest.mark.django_db
 

@@ -35,7 +35,7 @@ from rest_framework.views import APIView
 from cells_oidc.api.authentication import BearerTokenAuthentication
 from cells_oidc.api.permissions import HasScope
 from cells_oidc.decorators import bearer_token_required
-from tests.conftest import SCOPE, Browser, code_from, token_request
+from tests.kit import SCOPE, Browser, refresh, sign_in, token_request
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.test_resource")]
 
@@ -138,29 +138,6 @@ def api_get(path_: str, token: str | None = None, **extra: Any) -> Any:
     if token is not None:
         extra["HTTP_AUTHORIZATION"] = f"Bearer {token}"
     return Client(enforce_csrf_checks=True).get(path_, **extra)
-
-
-def sign_in(browser: Browser, scope: str = SCOPE) -> dict[str, Any]:
-    """A complete sign-in of cells-client; the token response plus the code it came from."""
-    params = {
-        "response_type": "code",
-        "client_id": "cells-client",
-        "redirect_uri": OOB,
-        "scope": scope,
-        "state": "s" * 16,
-    }
-    code = code_from(browser.authorize(params), OOB)["code"]
-    exchange = token_request(
-        {"grant_type": "authorization_code", "code": code, "redirect_uri": OOB, "client_id": "cells-client"}
-    )
-    assert exchange.status_code == 200, exchange.content
-    return {**json.loads(exchange.content), "_code": code}
-
-
-def refresh(refresh_token: str) -> Any:
-    return token_request(
-        {"grant_type": "refresh_token", "client_id": "cells-client", "refresh_token": refresh_token}
-    )
 
 
 def b64(data: bytes) -> str:
@@ -634,7 +611,7 @@ def test_refresh_rotation_retires_the_previous_access_token(
     default_clients: None, alice: Any, browser: Browser
 ) -> None:
     tokens = sign_in(browser)
-    response = refresh(tokens["refresh_token"])
+    response = refresh("cells-client", tokens["refresh_token"])
     assert response.status_code == 200, response.content
     renewed = response.json()
     assert api_get("/api/me", renewed["access_token"]).status_code == 200
@@ -647,12 +624,12 @@ def test_reuse_of_a_rotated_refresh_token_revokes_the_live_access_token(
     default_clients: None, alice: Any, browser: Browser
 ) -> None:
     tokens = sign_in(browser)
-    renewed = refresh(tokens["refresh_token"]).json()
+    renewed = refresh("cells-client", tokens["refresh_token"]).json()
     assert api_get("/api/me", renewed["access_token"]).status_code == 200
-    replay = refresh(tokens["refresh_token"])  # the stolen, already rotated refresh token
+    replay = refresh("cells-client", tokens["refresh_token"])  # the stolen, already rotated refresh token
     assert replay.status_code == 400
     assert_invalid_token(api_get("/api/me", renewed["access_token"]))
-    assert refresh(renewed["refresh_token"]).status_code == 400
+    assert refresh("cells-client", renewed["refresh_token"]).status_code == 400
 
 
 @REAL_COMMITS

@@ -12,19 +12,15 @@ import hashlib
 import json
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from django.test import Client
 from jwcrypto import jwk, jws
 
-from tests.conftest import SCOPE, Browser, code_from, pkce_pair
+from tests.kit import FORM, ISSUER, SCOPE, Browser, refresh, sign_in
 
 pytestmark = pytest.mark.django_db
-
-FORM = "application/x-www-form-urlencoded"
-ISSUER = "http://testserver/oidc/"
-OOB = "http://testserver/oauth2/oob"
-SYNC_REDIRECT = "http://localhost:3640/servers/callback"
 
 
 # ---- helpers shared with test_endpoints ------------------------------------------------------
@@ -34,60 +30,11 @@ def api() -> Client:
 
 
 def post_form(path: str, data: dict[str, str] | list[tuple[str, str]], **headers: Any) -> Any:
-    from urllib.parse import urlencode
-
     return api().post(path, urlencode(data), content_type=FORM, **headers)
 
 
 def token_call(data: dict[str, str], **headers: Any) -> Any:
     return post_form("/oidc/oauth2/token", data, **headers)
-
-
-def sign_in(
-    browser: Browser,
-    *,
-    client_id: str = "cells-client",
-    scope: str = SCOPE,
-    nonce: str | None = None,
-    username: str = "alice",
-) -> dict[str, Any]:
-    """A complete sign-in: authorize, log in, exchange the code. Returns the token response."""
-    params = {"response_type": "code", "client_id": client_id, "scope": scope, "state": "s" * 16}
-    verifier = None
-    if client_id == "cells-sync":
-        redirect_uri = SYNC_REDIRECT
-        verifier, challenge = pkce_pair()
-        params.update(code_challenge=challenge, code_challenge_method="S256")
-    elif client_id == "cells-mobile":
-        redirect_uri = "cellsauth://callback"
-    else:
-        redirect_uri = OOB
-    params["redirect_uri"] = redirect_uri
-    if nonce is not None:
-        params["nonce"] = nonce
-    response = browser.authorize(params, username=username)
-    result = code_from(response, redirect_uri)
-    assert result["iss"] == ISSUER
-    data = {
-        "grant_type": "authorization_code",
-        "code": result["code"],
-        "redirect_uri": redirect_uri,
-        "client_id": client_id,
-    }
-    if verifier:
-        data["code_verifier"] = verifier
-    exchange = token_call(data)
-    assert exchange.status_code == 200, exchange.content
-    body = json.loads(exchange.content)
-    body["_authorization_response"] = result
-    return body
-
-
-def refresh(client_id: str, refresh_token: str, scope: str | None = None) -> Any:
-    data = {"grant_type": "refresh_token", "client_id": client_id, "refresh_token": refresh_token}
-    if scope is not None:
-        data["scope"] = scope
-    return token_call(data)
 
 
 def b64url_json(part: str) -> dict[str, Any]:
