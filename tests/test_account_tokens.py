@@ -16,25 +16,15 @@ from django.utils import timezone
 from cells_oidc.internal import pat
 from cells_oidc.internal.views.account import describe_duration
 from cells_oidc.models import PersonalAccessToken, checksum
-from tests.conftest import PASSWORD
+from tests.kit import bearer_get, signed_in
 from tests.test_pages import assert_no_inline_code, assert_secure
 
 pytestmark = pytest.mark.django_db
 
 ACCOUNT = "/oidc/account/"
 MINT = "/oidc/account/tokens/new"
+ME = "/a/user/me"
 SECRET_RE = re.compile(pat.TOKEN_PATTERN)
-
-
-def signed_in(username: str = "alice", **client_options: Any) -> Client:
-    client = Client(**client_options)
-    assert client.login(username=username, password=PASSWORD)
-    return client
-
-
-def me(token: str) -> Any:
-    """The demo API's profile endpoint, called with ``token`` as a bearer token (RFC 6750 §2.1)."""
-    return Client().get("/a/user/me", HTTP_AUTHORIZATION=f"Bearer {token}")
 
 
 def tokens_section(html: str) -> str:
@@ -77,7 +67,7 @@ def test_tokens_are_listed_without_secret_or_checksum(alice: Any, make_user: Any
     admin = make_user("root", is_staff=True)
     by_admin = pat.mint(alice, expires_in=timedelta(days=2), label="from the admin", created_by=admin)
     bobs = pat.mint(make_user("bob"), expires_in=timedelta(days=2), label="bob's secret script")
-    me(fixed.secret)  # "last used"
+    bearer_get(ME, fixed.secret)  # "last used"
 
     response = signed_in().get(ACCOUNT)
     html = response.content.decode()
@@ -113,12 +103,12 @@ def test_a_user_without_tokens_is_told_so(alice: Any) -> None:
 # ---- revoking --------------------------------------------------------------------------------------
 def test_revoking_an_own_token_makes_it_refused(alice: Any) -> None:
     minted = pat.mint(alice, expires_in=timedelta(days=2), label="nightly backup")
-    assert me(minted.secret).status_code == 200
+    assert bearer_get(ME, minted.secret).status_code == 200
     client = signed_in()
     response = client.post(f"/oidc/account/tokens/{minted.token.pk}/revoke")
     assert response.status_code == 303
     assert response["Location"] == "/oidc/account/?done=token-revoked#tokens"
-    refused = me(minted.secret)
+    refused = bearer_get(ME, minted.secret)
     assert refused.status_code == 401
     assert 'error="invalid_token"' in refused["WWW-Authenticate"]
     page = client.get(response["Location"]).content.decode()
@@ -126,7 +116,7 @@ def test_revoking_an_own_token_makes_it_refused(alice: Any) -> None:
     assert 'class="badge ended">revoked<' in tokens_section(page)
     # Revoking again changes nothing and says the same.
     again = client.post(f"/oidc/account/tokens/{minted.token.pk}/revoke")
-    assert again.status_code == 303 and me(minted.secret).status_code == 401
+    assert again.status_code == 303 and bearer_get(ME, minted.secret).status_code == 401
 
 
 def test_nobody_revokes_someone_elses_token(alice: Any, make_user: Any) -> None:
@@ -137,7 +127,7 @@ def test_nobody_revokes_someone_elses_token(alice: Any, make_user: Any) -> None:
     assert_secure(response)
     assert "does not exist or is not yours" in response.content.decode()
     assert PersonalAccessToken.objects.get(pk=bobs.token.pk).revoked is None
-    assert me(bobs.secret).status_code == 200
+    assert bearer_get(ME, bobs.secret).status_code == 200
     # Unknown ids get the same answer, whatever their size.
     for pk in (bobs.token.pk + 1000, 10**30):
         assert client.post(f"/oidc/account/tokens/{pk}/revoke").status_code == 404
@@ -153,7 +143,7 @@ def test_anonymous_visitors_cannot_mint_or_revoke(alice: Any, settings: Any) -> 
         )
         assert response.status_code == 302 and response["Location"].startswith("/oidc/login/?next=")
     assert PersonalAccessToken.objects.count() == 1
-    assert me(minted.secret).status_code == 200
+    assert bearer_get(ME, minted.secret).status_code == 200
 
 
 def test_account_token_forms_need_csrf(alice: Any, self_service: None) -> None:
@@ -163,13 +153,13 @@ def test_account_token_forms_need_csrf(alice: Any, self_service: None) -> None:
     assert client.post(f"/oidc/account/tokens/{minted.token.pk}/revoke").status_code == 403
     assert client.get(f"/oidc/account/tokens/{minted.token.pk}/revoke").status_code == 405
     assert client.post(MINT, form).status_code == 403
-    assert PersonalAccessToken.objects.count() == 1 and me(minted.secret).status_code == 200
+    assert PersonalAccessToken.objects.count() == 1 and bearer_get(ME, minted.secret).status_code == 200
     # With the token the page's forms carry, both work.
     html = client.get(ACCOUNT).content.decode()
     csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', tokens_section(html)).group(1)
     assert client.post(MINT, {**form, "csrfmiddlewaretoken": csrf}).status_code == 200
     revoke = client.post(f"/oidc/account/tokens/{minted.token.pk}/revoke", {"csrfmiddlewaretoken": csrf})
-    assert revoke.status_code == 303 and me(minted.secret).status_code == 401
+    assert revoke.status_code == 303 and bearer_get(ME, minted.secret).status_code == 401
 
 
 # ---- minting ---------------------------------------------------------------------------------------
@@ -198,7 +188,7 @@ def test_minting_shows_the_secret_once_and_it_works(
     assert token.auto_refresh_seconds is None
     assert abs((token.expires - timezone.now()) - timedelta(days=7)) < timedelta(minutes=1)
     assert token.created_by == alice
-    profile = me(secret)
+    profile = bearer_get(ME, secret)
     assert profile.status_code == 200
     assert profile.json()["login"] == "alice" and profile.json()["token"]["kind"] == "pat"
     assert profile.json()["token"]["scope"] == "profile pydio"
@@ -234,7 +224,7 @@ def test_minting_an_auto_refreshing_token(alice: Any, self_service: None, settin
     assert token.auto_refresh_seconds == 3600 and token.scope == "email"
     assert abs(token.max_expires - (timezone.now() + timedelta(days=90))) < timedelta(minutes=1)
     # "email" alone does not open the profile endpoint: the token has exactly the chosen scopes.
-    assert me(secret).status_code == 403
+    assert bearer_get(ME, secret).status_code == 403
 
 
 def test_each_form_mints_once_but_a_new_form_mints_again(alice: Any, self_service: None) -> None:

@@ -20,7 +20,7 @@ from oauth2_provider.models import get_application_model, get_grant_model
 from cells_oidc.internal import sessions
 from cells_oidc.internal.views import authorize
 from cells_oidc.models import ClientPolicy
-from tests.conftest import PASSWORD, SCOPE, Browser, pkce_pair, query, token_request
+from tests.kit import PASSWORD, SCOPE, Browser, exchange, pkce_pair, query, signed_in, token_request
 
 pytestmark = pytest.mark.django_db
 
@@ -110,16 +110,6 @@ def cli_params(**extra: str) -> dict[str, str]:
     return params
 
 
-def signed_in(username: str = "alice", **client_kwargs: Any) -> Client:
-    """A browser with a session that existed before the authorization request."""
-    http = Client(**client_kwargs)
-    login_page = http.get(LOGIN)
-    csrf = str(login_page.context["csrf_token"])
-    response = http.post(LOGIN, {"username": username, "password": PASSWORD, "csrfmiddlewaretoken": csrf})
-    assert response.status_code == 303, response.content[:300]
-    return http
-
-
 def assert_error_page(response: Any, error: str | None = None) -> None:
     assert response.status_code == 400, (response.status_code, response.get("Location"))
     assert not response.has_header("Location")
@@ -169,14 +159,6 @@ def confirm(http: Client, page: Any, *, allow: bool = True, **overrides: str) ->
         data["allow"] = "on"
     data.update(overrides)
     return http.post(page.wsgi_request.get_full_path(), data)
-
-
-def exchange(code: str, redirect_uri: str, client_id: str, **extra: str) -> Any:
-    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
-    if client_id:
-        data["client_id"] = client_id
-    data.update(extra)
-    return token_request(data)
 
 
 # ---- fatal errors: an error page, never a redirect -----------------------------------------
@@ -253,7 +235,7 @@ MOBILE_ATTACKS = [
 def test_unregistered_redirect_uris_get_an_error_page(
     default_clients: None, alice: Any, redirect_uri: str, session: bool
 ) -> None:
-    http = signed_in() if session else Client()
+    http = signed_in(login_page=True) if session else Client()
     for prompt in ("", "none"):
         params = sync_params(redirect_uri=redirect_uri)
         if prompt:
@@ -267,7 +249,7 @@ def test_unregistered_redirect_uris_get_an_error_page(
 def test_custom_scheme_lookalikes_get_an_error_page(
     default_clients: None, alice: Any, redirect_uri: str
 ) -> None:
-    http = signed_in()
+    http = signed_in(login_page=True)
     params = {
         "response_type": "code",
         "client_id": "cells-mobile",
@@ -315,7 +297,7 @@ def test_every_port_of_the_range_is_accepted(default_clients: None, alice: Any, 
 def test_unknown_or_missing_client_gets_an_error_page(
     default_clients: None, alice: Any, params: dict[str, Any], session: bool
 ) -> None:
-    http = signed_in() if session else Client()
+    http = signed_in(login_page=True) if session else Client()
     request = sync_params()
     for key, value in params.items():
         if value is None:
@@ -386,7 +368,7 @@ def _apply(params: dict[str, str], changes: dict[str, Any]) -> dict[str, str]:
 def test_bad_requests_for_a_valid_redirect_uri_are_redirected_with_the_error(
     default_clients: None, alice: Any, changes: dict[str, Any], error: str, session: bool
 ) -> None:
-    http = signed_in() if session else Client()
+    http = signed_in(login_page=True) if session else Client()
     response = http.get(url(**_apply(sync_params(), changes)))
     # Refused before any login page: a bad request must never lead the user on.
     assert_redirect_error(response, SYNC_URI, error)
@@ -406,7 +388,7 @@ def test_scope_outside_the_clients_allowed_scopes(make_app: Callable[..., Any], 
         "redirect_uri": "https://rp.example.com/cb",
         "state": STATE,
     }
-    http = signed_in()
+    http = signed_in(login_page=True)
     for scope in ("openid email", "openid offline", "openid pydio profile"):
         response = http.get(url(scope=scope, **params))
         assert_redirect_error(response, "https://rp.example.com/cb", "invalid_scope")
@@ -419,7 +401,7 @@ def test_scope_outside_the_clients_allowed_scopes(make_app: Callable[..., Any], 
 def test_a_client_without_the_code_grant_is_unauthorized(make_app: Callable[..., Any], alice: Any) -> None:
     app = make_app("machine", "https://rp.example.com/cb", confidential=True)
     get_application_model().objects.filter(pk=app.pk).update(authorization_grant_type="client-credentials")
-    response = signed_in().get(
+    response = signed_in(login_page=True).get(
         url(response_type="code", client_id="machine", redirect_uri="https://rp.example.com/cb", state=STATE)
     )
     assert_redirect_error(response, "https://rp.example.com/cb", "unauthorized_client")
@@ -452,7 +434,7 @@ MALFORMED_QUERIES = [
 def test_malformed_requests_get_an_error_page(
     default_clients: None, alice: Any, extra: str, session: bool
 ) -> None:
-    http = signed_in() if session else Client()
+    http = signed_in(login_page=True) if session else Client()
     base = dict(sync_params())
     for key in {part.split("=", 1)[0] for part in extra.split("&")}:
         base.pop(key, None)
@@ -494,7 +476,7 @@ def test_malformed_requests_get_an_error_page(
 def test_odd_inputs_never_reach_a_500_or_another_uri(
     default_clients: None, alice: Any, extra: str, session: bool
 ) -> None:
-    http = signed_in() if session else Client()
+    http = signed_in(login_page=True) if session else Client()
     base = sync_params()
     for key in {part.split("=", 1)[0] for part in extra.split("&")}:
         base.pop(key, None)
@@ -514,7 +496,7 @@ def test_redirect_uri_may_be_omitted_for_a_single_concrete_registration_without_
     make_app: Callable[..., Any], alice: Any
 ) -> None:
     make_app("single", "https://rp.example.com/cb", confirm_existing_session=False)
-    http = signed_in()
+    http = signed_in(login_page=True)
     response = http.get(url(response_type="code", client_id="single", scope="pydio offline", state=STATE))
     code = assert_code(response, "https://rp.example.com/cb")
     # RFC 6749 §4.1.3: then the token request may omit it too.
@@ -535,7 +517,7 @@ def test_openid_requests_must_name_the_redirect_uri(
     params = {"response_type": "code", "client_id": "single", "state": STATE}
     if scope is not None:
         params["scope"] = scope
-    for http in (Client(), signed_in()):
+    for http in (Client(), signed_in(login_page=True)):
         assert_error_page(http.get(url(**params)), "invalid_request")
         # A broken request without redirect_uri is not redirected to the default one either.
         assert_error_page(http.get(url(**{**params, "response_type": "token"})))
@@ -561,7 +543,7 @@ def test_redirect_uri_may_not_be_omitted_when_ambiguous(
         # Written past the model's validation, as a careless migration or raw SQL could.
         get_application_model().objects.filter(pk=app.pk).update(redirect_uris=registration)
     params = {"response_type": "code", "client_id": client_id, "scope": "pydio", "state": STATE}
-    assert_error_page(signed_in().get(url(**params)))
+    assert_error_page(signed_in(login_page=True).get(url(**params)))
     assert_error_page(Client().get(url(prompt="none", **params)))
 
 
@@ -571,9 +553,9 @@ def test_a_server_name_registration_is_a_default_only_with_one_site_url(
     make_app("server-name", "https://serverName/cb", confirm_existing_session=False)
     params = {"response_type": "code", "client_id": "server-name", "scope": "pydio", "state": STATE}
     # One public site URL: serverName stands for exactly one URI.
-    assert_code(signed_in().get(url(**params)), "http://testserver/cb")
+    assert_code(signed_in(login_page=True).get(url(**params)), "http://testserver/cb")
     settings.CELLS_OIDC_SITE_URL = "http://testserver https://cells.example.com"
-    assert_error_page(signed_in().get(url(**params)))
+    assert_error_page(signed_in(login_page=True).get(url(**params)))
 
 
 # ---- prompt, max_age, id_token_hint ----------------------------------------------------------
@@ -587,7 +569,7 @@ def test_prompt_none_without_a_session_answers_login_required(default_clients: N
 def test_prompt_none_with_a_session_needing_confirmation_answers_interaction_required(
     default_clients: None, alice: Any
 ) -> None:
-    response = signed_in().get(url(**sync_params(prompt="none")))
+    response = signed_in(login_page=True).get(url(**sync_params(prompt="none")))
     assert_redirect_error(response, SYNC_URI, "interaction_required")
 
 
@@ -595,7 +577,7 @@ def test_prompt_none_with_a_session_needing_consent_answers_consent_required(
     third_party: Any, alice: Any
 ) -> None:
     params = {"response_type": "code", "client_id": "third-party", "redirect_uri": THIRD_URI, "state": STATE}
-    response = signed_in().get(url(scope="openid email", prompt="none", **params))
+    response = signed_in(login_page=True).get(url(scope="openid email", prompt="none", **params))
     assert_redirect_error(response, THIRD_URI, "consent_required")
 
 
@@ -609,14 +591,14 @@ def test_prompt_none_succeeds_when_nothing_needs_asking(make_app: Callable[..., 
         "state": STATE,
         "prompt": "none",
     }
-    assert_code(signed_in().get(url(**params)), "https://rp.example.com/cb")
+    assert_code(signed_in(login_page=True).get(url(**params)), "https://rp.example.com/cb")
 
 
 def test_prompt_login_forces_a_new_login_then_continues(
     default_clients: None, alice: Any, time_machine: Any
 ) -> None:
     time_machine.move_to(time.time())
-    http = signed_in()
+    http = signed_in(login_page=True)
     before = http.session[sessions.AUTH_TIME_KEY]
     sid_before = http.session[sessions.SID_KEY]
     params = cli_params(prompt="login")
@@ -640,7 +622,7 @@ def test_prompt_login_forces_a_new_login_then_continues(
 
 
 def test_prompt_login_keeps_the_other_prompt_values(default_clients: None, alice: Any) -> None:
-    response = signed_in().get(url(**cli_params(prompt="login consent")))
+    response = signed_in(login_page=True).get(url(**cli_params(prompt="login consent")))
     assert is_login_redirect(response)
     assert query(query(response["Location"])["next"])["prompt"] == "consent"
 
@@ -668,7 +650,7 @@ def test_a_fresh_login_marker_is_only_for_its_own_request(default_clients: None,
 
 
 def test_max_age_exceeded_forces_a_login(default_clients: None, alice: Any) -> None:
-    http = signed_in()
+    http = signed_in(login_page=True)
     session = http.session
     session[sessions.AUTH_TIME_KEY] = int(time.time()) - 600
     session.save()
@@ -683,7 +665,7 @@ def test_max_age_exceeded_forces_a_login(default_clients: None, alice: Any) -> N
 
 
 def test_max_age_zero_always_logs_in_again_then_continues(default_clients: None, alice: Any) -> None:
-    http = signed_in()
+    http = signed_in(login_page=True)
     session = http.session
     session[sessions.AUTH_TIME_KEY] = int(time.time()) - 5
     session.save()
@@ -710,7 +692,7 @@ def _id_token_of(username: str, make_user: Callable[..., Any]) -> str:
 
 def test_id_token_hint_of_another_user(default_clients: None, alice: Any, make_user: Any) -> None:
     bobs_token = _id_token_of("bob", make_user)
-    http = signed_in("alice")
+    http = signed_in("alice", login_page=True)
     # prompt=none: the signed-in user is not the one named.
     response = http.get(url(**cli_params(prompt="none", id_token_hint=bobs_token)))
     assert_redirect_error(response, CLI_URI, "login_required")
@@ -731,7 +713,7 @@ def test_id_token_hint_of_the_signed_in_user_and_invalid_hints(
     default_clients: None, alice: Any, make_user: Any
 ) -> None:
     alices_token = _id_token_of("alice", make_user=lambda name: None)
-    http = signed_in("alice")
+    http = signed_in("alice", login_page=True)
     page = http.get(url(**cli_params(id_token_hint=alices_token)))
     assert page.status_code == 200 and page.context["page"] == "confirm"
     forged = alices_token[:-4] + ("AAAA" if not alices_token.endswith("AAAA") else "BBBB")
@@ -760,7 +742,9 @@ def test_posted_authorization_request_works(default_clients: None, alice: Any) -
 def test_posted_authorization_request_with_a_bad_redirect_gets_the_error_page(
     default_clients: None, alice: Any
 ) -> None:
-    response = signed_in().post(AUTH, cli_params(redirect_uri="https://evil.example/cb"), follow=True)
+    response = signed_in(login_page=True).post(
+        AUTH, cli_params(redirect_uri="https://evil.example/cb"), follow=True
+    )
     assert_error_page(response)
 
 
@@ -785,7 +769,7 @@ def test_a_pre_existing_session_gets_the_continue_as_page(
     ]
     params = sync_params() if client_id == "cells-sync" else cli_params()
     params.update(client_id=client_id, redirect_uri=redirect_uri)
-    http = signed_in()
+    http = signed_in(login_page=True)
     page = http.get(url(**params))
     assert page.status_code == 200
     assert page.context["page"] == "confirm"
@@ -800,22 +784,22 @@ def test_a_pre_existing_session_gets_the_continue_as_page(
 
 def test_the_confirmation_can_be_turned_off_per_client(default_clients: None, alice: Any) -> None:
     ClientPolicy.objects.filter(application__client_id="cells-client").update(confirm_existing_session=False)
-    assert_code(signed_in().get(url(**cli_params())), CLI_URI)
+    assert_code(signed_in(login_page=True).get(url(**cli_params())), CLI_URI)
     # The other clients still ask.
-    assert signed_in().get(url(**sync_params())).status_code == 200
+    assert signed_in(login_page=True).get(url(**sync_params())).status_code == 200
 
 
 def test_a_confidential_first_party_client_is_not_asked(make_app: Callable[..., Any], alice: Any) -> None:
     make_app("portal", "https://portal.example.com/cb", confidential=True)
     params = {"response_type": "code", "client_id": "portal", "scope": "openid", "state": STATE}
     assert_code(
-        signed_in().get(url(redirect_uri="https://portal.example.com/cb", **params)),
+        signed_in(login_page=True).get(url(redirect_uri="https://portal.example.com/cb", **params)),
         "https://portal.example.com/cb",
     )
 
 
 def test_cancel_on_the_continue_as_page_is_access_denied(default_clients: None, alice: Any) -> None:
-    http = signed_in()
+    http = signed_in(login_page=True)
     page = http.get(url(**sync_params()))
     response = confirm(http, page, allow=False)
     assert_redirect_error(response, SYNC_URI, "access_denied")
@@ -831,7 +815,7 @@ def test_select_account_shows_the_account(make_app: Callable[..., Any], alice: A
         "scope": "openid",
         "state": STATE,
     }
-    http = signed_in()
+    http = signed_in(login_page=True)
     page = http.get(url(prompt="select_account", **params))
     assert page.status_code == 200 and page.context["page"] == "confirm"
     assert b"Sign in with another account" in page.content
@@ -868,7 +852,7 @@ def test_deny_on_the_consent_page_is_access_denied(third_party: Any, alice: Any)
         "redirect_uri": THIRD_URI,
         "scope": "openid",
     }
-    http = signed_in()
+    http = signed_in(login_page=True)
     page = http.get(url(state=STATE, **params))
     assert_redirect_error(confirm(http, page, allow=False), THIRD_URI, "access_denied")
     # Without state, none comes back.
@@ -891,7 +875,7 @@ def test_prompt_consent_asks_a_first_party_client_too(default_clients: None, ali
 def test_tampered_fields_on_the_consent_post_are_ignored(
     default_clients: None, third_party: Any, alice: Any
 ) -> None:
-    http = signed_in()
+    http = signed_in(login_page=True)
     verifier, challenge = pkce_pair()
     params = {
         "response_type": "code",
@@ -929,7 +913,7 @@ def test_tampered_fields_on_the_consent_post_are_ignored(
     ids=["empty", "garbage", "colons", "huge", "forged"],
 )
 def test_a_tampered_signed_request_gets_the_error_page(default_clients: None, alice: Any, value: str) -> None:
-    http = signed_in()
+    http = signed_in(login_page=True)
     page = http.get(url(**sync_params()))
     response = confirm(http, page, authorization=value)
     assert_error_page(response, "invalid_request")
@@ -937,7 +921,7 @@ def test_a_tampered_signed_request_gets_the_error_page(default_clients: None, al
 
 
 def test_a_signed_request_altered_by_one_character_is_refused(default_clients: None, alice: Any) -> None:
-    http = signed_in()
+    http = signed_in(login_page=True)
     page = http.get(url(**sync_params()))
     value = page.context["form"].initial["authorization"]
     altered = value[:5] + ("A" if value[5] != "A" else "B") + value[6:]
@@ -948,11 +932,11 @@ def test_a_signed_request_of_another_user_or_session_is_refused(
     default_clients: None, alice: Any, make_user: Any
 ) -> None:
     make_user("bob")
-    alice_http = signed_in("alice")
+    alice_http = signed_in("alice", login_page=True)
     page = alice_http.get(url(**sync_params()))
     alices_value = page.context["form"].initial["authorization"]
     # Posted from bob's session: refused.
-    bob_http = signed_in("bob")
+    bob_http = signed_in("bob", login_page=True)
     bob_page = bob_http.get(url(**sync_params()))
     assert_error_page(confirm(bob_http, bob_page, authorization=alices_value))
     # Posted by alice after she signed in again (a new session id): refused too.
@@ -964,14 +948,14 @@ def test_a_signed_request_of_another_user_or_session_is_refused(
 def test_an_old_confirmation_page_expires(
     default_clients: None, alice: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    http = signed_in()
+    http = signed_in(login_page=True)
     page = http.get(url(**sync_params()))
     monkeypatch.setattr(authorize, "CONFIRM_MAX_AGE", -1)
     assert_error_page(confirm(http, page))
 
 
 def test_the_consent_post_validates_the_registration_again(default_clients: None, alice: Any) -> None:
-    http = signed_in()
+    http = signed_in(login_page=True)
     page = http.get(url(**cli_params()))
     app = get_application_model().objects.get(client_id="cells-client")
     app.redirect_uris = "http://localhost:3636"
@@ -981,7 +965,7 @@ def test_the_consent_post_validates_the_registration_again(default_clients: None
 
 
 def test_the_consent_post_requires_a_signed_in_user(default_clients: None, alice: Any) -> None:
-    http = signed_in()
+    http = signed_in(login_page=True)
     page = http.get(url(**cli_params()))
     http.post("/oidc/oauth2/sessions/logout")  # whatever the logout answers, end the session
     http.logout()
@@ -993,7 +977,7 @@ def test_the_consent_post_requires_a_signed_in_user(default_clients: None, alice
 
 
 def test_the_consent_post_requires_csrf(default_clients: None, alice: Any) -> None:
-    http = signed_in(enforce_csrf_checks=True)
+    http = signed_in(login_page=True, enforce_csrf_checks=True)
     page = http.get(url(**sync_params()))
     assert page.status_code == 200
     # Without the token (a cross-site form): refused, nothing issued.
@@ -1011,7 +995,7 @@ def test_the_consent_post_requires_csrf(default_clients: None, alice: Any) -> No
 
 def test_a_post_without_the_form_is_a_posted_authorization_request(default_clients: None, alice: Any) -> None:
     # No cells_oidc_step field: treated as a (CSRF-free) authorization request, not a consent.
-    http = signed_in(enforce_csrf_checks=True)
+    http = signed_in(login_page=True, enforce_csrf_checks=True)
     response = http.post(AUTH, {**cli_params(), "allow": "on"})
     assert response.status_code == 303
     assert urlsplit(response["Location"]).path == AUTH
@@ -1019,7 +1003,7 @@ def test_a_post_without_the_form_is_a_posted_authorization_request(default_clien
 
 
 def test_the_step_field_alone_does_not_get_a_code(default_clients: None, alice: Any) -> None:
-    http = signed_in()
+    http = signed_in(login_page=True)
     for data in (
         {"cells_oidc_step": "confirm", "allow": "on"},
         {"cells_oidc_step": "confirm", "allow": "on", **cli_params()},
@@ -1047,7 +1031,7 @@ def test_the_step_field_alone_does_not_get_a_code(default_clients: None, alice: 
 def test_prompt_paths_inherited_from_dot_never_fail(
     default_clients: None, alice: Any, query_string: str, session: bool
 ) -> None:
-    http = signed_in() if session else Client()
+    http = signed_in(login_page=True) if session else Client()
     response = http.get(f"{url(**cli_params())}&{query_string}")
     assert response.status_code in (200, 302, 400)
     if response.status_code == 302:
@@ -1090,7 +1074,7 @@ def _third_party_params(scope: str = "openid email", **extra: str) -> dict[str, 
 def test_an_allowed_consent_is_remembered_for_the_same_scopes(
     third_party: Any, alice: Any, make_user: Any
 ) -> None:
-    http = signed_in()
+    http = signed_in(login_page=True)
     page = http.get(url(**_third_party_params()))
     assert page.context["page"] == "consent"
     assert_code(confirm(http, page), THIRD_URI)
@@ -1103,11 +1087,11 @@ def test_an_allowed_consent_is_remembered_for_the_same_scopes(
     assert http.get(url(**_third_party_params(prompt="consent"))).context["page"] == "consent"
     # Another user is asked.
     make_user("bob")
-    assert signed_in("bob").get(url(**_third_party_params())).context["page"] == "consent"
+    assert signed_in("bob", login_page=True).get(url(**_third_party_params())).context["page"] == "consent"
 
 
 def test_a_denied_consent_is_not_remembered(third_party: Any, alice: Any) -> None:
-    http = signed_in()
+    http = signed_in(login_page=True)
     page = http.get(url(**_third_party_params()))
     assert_redirect_error(confirm(http, page, allow=False), THIRD_URI, "access_denied")
     assert http.get(url(**_third_party_params())).context["page"] == "consent"
@@ -1115,7 +1099,7 @@ def test_a_denied_consent_is_not_remembered(third_party: Any, alice: Any) -> Non
 
 def test_consent_is_not_remembered_with_a_zero_lifetime(third_party: Any, alice: Any, settings: Any) -> None:
     settings.CELLS_OIDC_CONSENT_LIFETIME = 0
-    http = signed_in()
+    http = signed_in(login_page=True)
     assert_code(confirm(http, http.get(url(**_third_party_params()))), THIRD_URI)
     assert http.get(url(**_third_party_params())).context["page"] == "consent"
 
@@ -1127,7 +1111,7 @@ def test_a_public_third_party_client_still_gets_the_continue_as_page(
     # the user consented to (Hydra does not skip consent for public clients either).
     make_app("native", "com.example.app:/cb", skip_authorization=False)
     params = {"response_type": "code", "client_id": "native", "redirect_uri": "com.example.app:/cb"}
-    http = signed_in()
+    http = signed_in(login_page=True)
     page = http.get(url(scope="openid", state=STATE, **params))
     assert page.context["page"] == "consent"
     assert_code(confirm(http, page), "com.example.app:/cb")
@@ -1146,7 +1130,7 @@ def test_a_public_third_party_client_still_gets_the_continue_as_page(
 def test_the_page_lets_its_form_redirect_to_the_client_only(
     default_clients: None, third_party: Any, alice: Any, params: dict[str, str], source: str
 ) -> None:
-    page = signed_in().get(url(**params))
+    page = signed_in(login_page=True).get(url(**params))
     assert page.status_code == 200
     csp = page["Content-Security-Policy"]
     assert f"form-action 'self' {source}" in csp

@@ -15,7 +15,7 @@ from django.utils import timezone
 from oauth2_provider.models import DeviceGrant
 
 from cells_oidc.models import ClientPolicy, TokenFamily
-from tests.conftest import PASSWORD, basic, form_post, query, token_request
+from tests.kit import PASSWORD, basic, form_post, query, signed_in, token_request
 
 pytestmark = pytest.mark.django_db
 
@@ -53,12 +53,6 @@ def poll_now(device_code: str, client_id: str = "cells-client") -> Any:
 
     cache.delete(f"cells_oidc:device-poll:{checksum(device_code)}")
     return poll(device_code, client_id)
-
-
-def user(username: str = "alice") -> Client:
-    client = Client()
-    assert client.login(username=username, password=PASSWORD)
-    return client
 
 
 def enter(client: Client, user_code: str) -> Any:
@@ -155,7 +149,7 @@ def test_user_code_is_case_and_dash_insensitive(default_clients: None, alice: An
     typed = typed.format(
         code=code, lower=code.lower(), nodash=code.replace("-", ""), spaced=code.replace("-", " ")
     )
-    client = user()
+    client = signed_in()
     response = enter(client, typed)
     assert response.status_code == 303
     page = client.get("/oidc/device/confirm")
@@ -172,7 +166,7 @@ def test_user_code_is_case_and_dash_insensitive(default_clients: None, alice: An
 
 def test_wrong_codes_are_rate_limited_per_session_and_per_user(default_clients: None, alice: Any) -> None:
     body = start()
-    first = user()
+    first = signed_in()
     for _ in range(5):
         wrong = enter(first, "BCDF-GHJK")
         assert wrong.status_code == 400
@@ -181,16 +175,16 @@ def test_wrong_codes_are_rate_limited_per_session_and_per_user(default_clients: 
     assert blocked.status_code == 429
     assert b"Too many wrong codes" in blocked.content
     # A new session of the same user is blocked too (per user).
-    assert enter(user(), body["user_code"]).status_code == 429
+    assert enter(signed_in(), body["user_code"]).status_code == 429
     # Another user is not.
     from django.contrib.auth import get_user_model
 
     get_user_model().objects.create_user("bob", password=PASSWORD)
-    assert enter(user("bob"), body["user_code"]).status_code == 303
+    assert enter(signed_in("bob"), body["user_code"]).status_code == 303
 
 
 def test_unknown_expired_or_used_codes_are_refused(default_clients: None, alice: Any) -> None:
-    client = user()
+    client = signed_in()
     assert enter(client, "").status_code == 400
     assert enter(client, "x" * 500).status_code == 400
     body = start()
@@ -202,7 +196,7 @@ def test_unknown_expired_or_used_codes_are_refused(default_clients: None, alice:
 
 
 def test_confirm_without_a_code_or_with_a_stale_one(default_clients: None, alice: Any) -> None:
-    client = user()
+    client = signed_in()
     assert client.get("/oidc/device/confirm").status_code == 400
     assert client.post("/oidc/device/confirm", {"action": "approve"}).status_code == 400
     body = start()
@@ -214,7 +208,7 @@ def test_confirm_without_a_code_or_with_a_stale_one(default_clients: None, alice
 
 def test_one_decision_per_code(default_clients: None, alice: Any) -> None:
     body = start()
-    first, second = user(), user()
+    first, second = signed_in(), signed_in()
     assert enter(first, body["user_code"]).status_code == 303
     assert enter(second, body["user_code"]).status_code == 303
     assert first.post("/oidc/device/confirm", {"action": "deny"}).status_code == 200
@@ -234,7 +228,7 @@ def test_approve_then_the_device_gets_tokens_once(default_clients: None, alice: 
     body = start()
     pending = poll(body["device_code"])
     assert pending.status_code == 400 and error_of(pending) == "authorization_pending"
-    done = decide(user(), body["user_code"], "approve")
+    done = decide(signed_in(), body["user_code"], "approve")
     assert done.status_code == 200 and b"Device connected" in done.content
     tokens = poll(body["device_code"])
     assert tokens.status_code == 200, tokens.content
@@ -266,7 +260,7 @@ def test_approve_then_the_device_gets_tokens_once(default_clients: None, alice: 
 
 def test_deny_gives_access_denied(default_clients: None, alice: Any) -> None:
     body = start()
-    done = decide(user(), body["user_code"], "deny")
+    done = decide(signed_in(), body["user_code"], "deny")
     assert done.status_code == 200 and b"Device denied" in done.content
     response = poll(body["device_code"])
     assert response.status_code == 400 and error_of(response) == "access_denied"
@@ -291,7 +285,7 @@ def test_polling_errors(default_clients: None, alice: Any) -> None:
 
 def test_device_grant_needs_the_client_policy(default_clients: None, alice: Any) -> None:
     body = start()
-    decide(user(), body["user_code"], "approve")
+    decide(signed_in(), body["user_code"], "approve")
     ClientPolicy.objects.filter(application__client_id="cells-client").update(allow_device_flow=False)
     response = poll(body["device_code"])
     assert response.status_code == 400 and error_of(response) == "unauthorized_client"
@@ -307,7 +301,7 @@ def test_verification_pages_are_secure(default_clients: None, alice: Any) -> Non
     from tests.test_pages import assert_no_inline_code, assert_secure
 
     body = start()
-    client = user()
+    client = signed_in()
     for response in (
         client.get("/oidc/device?" + urlencode({"user_code": body["user_code"]})),
         enter(client, "nope"),

@@ -18,7 +18,18 @@ from oauth2_provider.models import get_access_token_model, get_grant_model, get_
 
 from cells_oidc.internal.validators import CellsOAuth2Validator
 from cells_oidc.models import ClientPolicy, TokenFamily
-from tests.conftest import SCOPE, Browser, basic, code_from, pkce_pair, token_request
+from tests.kit import (
+    SCOPE,
+    Browser,
+    basic,
+    code_from,
+    exchange,
+    ok,
+    pkce_pair,
+    refresh,
+    sign_in,
+    token_request,
+)
 from tests.test_authorize import SECRET, THIRD_URI, make_app, third_party  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.django_db
@@ -55,33 +66,6 @@ def authorize(
     return code_from(response, redirect_uri)["code"]
 
 
-def exchange(code: str, redirect_uri: str | None, client_id: str | None, **extra: str) -> Any:
-    data = {"grant_type": "authorization_code", "code": code}
-    if redirect_uri is not None:
-        data["redirect_uri"] = redirect_uri
-    if client_id is not None:
-        data["client_id"] = client_id
-    headers = {k: v for k, v in extra.items() if k.startswith("HTTP_")}
-    data.update({k: v for k, v in extra.items() if not k.startswith("HTTP_")})
-    return token_request(data, **headers)
-
-
-def refresh(client_id: str | None, refresh_token: str, scope: str | None = None, **extra: str) -> Any:
-    data = {"grant_type": "refresh_token", "refresh_token": refresh_token}
-    if client_id is not None:
-        data["client_id"] = client_id
-    if scope is not None:
-        data["scope"] = scope
-    headers = {k: v for k, v in extra.items() if k.startswith("HTTP_")}
-    data.update({k: v for k, v in extra.items() if not k.startswith("HTTP_")})
-    return token_request(data, **headers)
-
-
-def ok(response: Any) -> dict[str, Any]:
-    assert response.status_code == 200, response.content
-    return json.loads(response.content)
-
-
 def refused(response: Any, error: str, status: int = 400) -> dict[str, Any]:
     assert response.status_code == status, (response.status_code, response.content)
     assert response["Content-Type"].startswith("application/json")
@@ -96,23 +80,13 @@ def userinfo_status(access_token: str) -> int:
     return Client().get("/oidc/userinfo", HTTP_AUTHORIZATION=f"Bearer {access_token}").status_code
 
 
-def sync_tokens(**extra: str) -> dict[str, Any]:
-    verifier, challenge = pkce_pair()
-    code = authorize("cells-sync", SYNC_URI, challenge=challenge)
-    return ok(exchange(code, SYNC_URI, "cells-sync", code_verifier=verifier, **extra))
-
-
-def cli_tokens(scope: str = SCOPE) -> dict[str, Any]:
-    return ok(exchange(authorize("cells-client", CLI_URI, scope=scope), CLI_URI, "cells-client"))
-
-
 # ---- PKCE (RFC 7636, RFC 9700 §2.1.1) ------------------------------------------------------
 
 
 def test_a_code_with_a_challenge_is_redeemed_with_the_right_verifier(
     default_clients: None, alice: Any
 ) -> None:
-    tokens = sync_tokens()
+    tokens = sign_in(Browser(), client_id="cells-sync", redirect_uri=SYNC_URI)
     assert tokens["refresh_token"] and tokens["id_token"]
     assert userinfo_status(tokens["access_token"]) == 200
 
@@ -246,7 +220,7 @@ def test_a_replay_revokes_the_access_token_of_a_sign_in_without_refresh_token(
 
 
 def test_a_replay_does_not_touch_other_sign_ins(default_clients: None, alice: Any) -> None:
-    other = cli_tokens()
+    other = sign_in(Browser(), redirect_uri=CLI_URI)
     code = authorize("cells-client", CLI_URI)
     ok(exchange(code, CLI_URI, "cells-client"))
     refused(exchange(code, CLI_URI, "cells-client"), "invalid_grant")
@@ -342,7 +316,7 @@ def test_two_redemptions_in_sequence_give_one_token_set(default_clients: None, a
 
 
 def test_refresh_rotates_and_always_returns_a_refresh_token(default_clients: None, alice: Any) -> None:
-    tokens = cli_tokens()
+    tokens = sign_in(Browser(), redirect_uri=CLI_URI)
     seen = {tokens["refresh_token"]}
     for scope in (SCOPE, None, SCOPE):
         tokens = ok(refresh("cells-client", tokens["refresh_token"], scope))
@@ -353,7 +327,7 @@ def test_refresh_rotates_and_always_returns_a_refresh_token(default_clients: Non
 
 
 def test_replaying_a_rotated_out_refresh_token_revokes_the_family(default_clients: None, alice: Any) -> None:
-    first = cli_tokens()
+    first = sign_in(Browser(), redirect_uri=CLI_URI)
     second = ok(refresh("cells-client", first["refresh_token"], SCOPE))
     third = ok(refresh("cells-client", second["refresh_token"], SCOPE))
     # An attacker (or a confused client) replays the first one.
@@ -364,8 +338,8 @@ def test_replaying_a_rotated_out_refresh_token_revokes_the_family(default_client
 
 
 def test_a_replay_does_not_revoke_another_family(default_clients: None, alice: Any) -> None:
-    mine = cli_tokens()
-    other = cli_tokens()
+    mine = sign_in(Browser(), redirect_uri=CLI_URI)
+    other = sign_in(Browser(), redirect_uri=CLI_URI)
     ok(refresh("cells-client", mine["refresh_token"], SCOPE))
     refused(refresh("cells-client", mine["refresh_token"], SCOPE), "invalid_grant")
     ok(refresh("cells-client", other["refresh_token"], SCOPE))
@@ -373,7 +347,7 @@ def test_a_replay_does_not_revoke_another_family(default_clients: None, alice: A
 
 @pytest.mark.parametrize("scope", ["openid email profile pydio", "openid", "pydio", "openid profile email"])
 def test_no_refresh_token_without_offline_scope(default_clients: None, alice: Any, scope: str) -> None:
-    tokens = cli_tokens(scope=scope)
+    tokens = sign_in(Browser(), redirect_uri=CLI_URI, scope=scope)
     assert "refresh_token" not in tokens
     assert get_refresh_token_model().objects.filter(revoked__isnull=True).count() == 0
 
@@ -382,7 +356,7 @@ def test_no_refresh_token_without_offline_scope(default_clients: None, alice: An
 def test_offline_or_offline_access_gives_a_refresh_token(
     default_clients: None, alice: Any, scope: str
 ) -> None:
-    tokens = cli_tokens(scope=scope)
+    tokens = sign_in(Browser(), redirect_uri=CLI_URI, scope=scope)
     assert tokens["refresh_token"]
     assert ("id_token" in tokens) == ("openid" in scope)
     refreshed = ok(refresh("cells-client", tokens["refresh_token"]))
@@ -391,7 +365,7 @@ def test_offline_or_offline_access_gives_a_refresh_token(
 
 
 def test_a_narrowed_refresh_still_rotates(default_clients: None, alice: Any) -> None:
-    tokens = cli_tokens()
+    tokens = sign_in(Browser(), redirect_uri=CLI_URI)
     narrowed = ok(refresh("cells-client", tokens["refresh_token"], "openid pydio"))
     assert narrowed["scope"] == "openid pydio"
     # The old refresh token must not stay usable just because no offline scope was asked for.
@@ -400,14 +374,14 @@ def test_a_narrowed_refresh_still_rotates(default_clients: None, alice: Any) -> 
 
 
 def test_refreshing_with_a_broader_scope_is_refused(default_clients: None, alice: Any) -> None:
-    tokens = cli_tokens(scope="openid pydio offline")
+    tokens = sign_in(Browser(), redirect_uri=CLI_URI, scope="openid pydio offline")
     refused(refresh("cells-client", tokens["refresh_token"], "openid pydio offline email"), "invalid_scope")
     # The refusal does not spend the token.
     ok(refresh("cells-client", tokens["refresh_token"], "openid pydio offline"))
 
 
 def test_refresh_of_another_clients_token_is_refused(default_clients: None, alice: Any) -> None:
-    tokens = cli_tokens()
+    tokens = sign_in(Browser(), redirect_uri=CLI_URI)
     refused(refresh("cells-mobile", tokens["refresh_token"], SCOPE), "invalid_grant")
     refused(
         refresh(None, tokens["refresh_token"], SCOPE, HTTP_AUTHORIZATION=basic("cells-sync")), "invalid_grant"
@@ -423,7 +397,7 @@ def test_unknown_refresh_tokens_fail(default_clients: None, alice: Any, token: s
 
 
 def test_a_refresh_token_of_a_revoked_family_fails(default_clients: None, alice: Any) -> None:
-    tokens = cli_tokens()
+    tokens = sign_in(Browser(), redirect_uri=CLI_URI)
     TokenFamily.objects.get().revoke()
     refused(refresh("cells-client", tokens["refresh_token"], SCOPE), "invalid_grant")
 
@@ -431,7 +405,7 @@ def test_a_refresh_token_of_a_revoked_family_fails(default_clients: None, alice:
 def test_the_refreshed_id_token_keeps_the_sign_in(default_clients: None, alice: Any) -> None:
     from cells_oidc.internal import tokens as jwt
 
-    first = cli_tokens()
+    first = sign_in(Browser(), redirect_uri=CLI_URI)
     refreshed = ok(refresh("cells-client", first["refresh_token"], SCOPE))
     a = jwt.verify(first["id_token"], typ=jwt.ID_TOKEN_TYP)
     b = jwt.verify(refreshed["id_token"], typ=jwt.ID_TOKEN_TYP)
@@ -463,7 +437,7 @@ def test_basic_with_a_wrong_secret_is_refused_for_a_public_client(
         code, SYNC_URI, client_id, code_verifier=verifier, HTTP_AUTHORIZATION=basic("cells-sync", "wrong")
     )
     refused(response, "invalid_client", status=401)
-    tokens = sync_tokens()
+    tokens = sign_in(Browser(), client_id="cells-sync", redirect_uri=SYNC_URI)
     response = refresh(client_id, tokens["refresh_token"], SCOPE, HTTP_AUTHORIZATION=basic("cells-sync", "x"))
     refused(response, "invalid_client", status=401)
 
@@ -492,7 +466,7 @@ def test_basic_with_a_wrong_secret_is_refused_for_a_public_client(
     ],
 )
 def test_malformed_basic_credentials_are_refused(default_clients: None, alice: Any, header: str) -> None:
-    tokens = sync_tokens()
+    tokens = sign_in(Browser(), client_id="cells-sync", redirect_uri=SYNC_URI)
     response = refresh("cells-sync", tokens["refresh_token"], SCOPE, HTTP_AUTHORIZATION=header)
     assert response.status_code in (400, 401), response.content
     assert json.loads(response.content)["error"] in ("invalid_client", "invalid_request")
@@ -500,7 +474,7 @@ def test_malformed_basic_credentials_are_refused(default_clients: None, alice: A
 
 
 def test_a_public_client_sending_a_secret_in_the_body_is_refused(default_clients: None, alice: Any) -> None:
-    tokens = sync_tokens()
+    tokens = sign_in(Browser(), client_id="cells-sync", redirect_uri=SYNC_URI)
     refused(
         token_request(
             {

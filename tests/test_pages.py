@@ -14,7 +14,7 @@ from oauth2_provider.models import Application
 
 from cells_oidc.internal import pages
 from cells_oidc.models import Consent
-from tests.conftest import PASSWORD, SCOPE, Browser, code_from
+from tests.kit import PASSWORD, SCOPE, Browser, code_from, signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -64,7 +64,7 @@ def third_party(db: Any) -> Application:
 
 
 def third_party_params(scope: str = "openid profile email", **extra: str) -> dict[str, str]:
-    from tests.conftest import pkce_pair
+    from tests.kit import pkce_pair
 
     _verifier, challenge = pkce_pair()
     return {
@@ -79,18 +79,12 @@ def third_party_params(scope: str = "openid profile email", **extra: str) -> dic
     }
 
 
-def signed_in_browser() -> Browser:
-    browser = Browser()
-    assert browser.http.login(username="alice", password=PASSWORD)
-    return browser
-
-
 # ---- headers and markup of every page -------------------------------------------------------------
 def test_every_page_is_secure_and_has_no_inline_code(
     default_clients: None, alice: Any, third_party: Any
 ) -> None:
     anonymous = Client()
-    browser = signed_in_browser()
+    browser = Browser(signed_in())
     responses = {
         "login": anonymous.get("/oidc/login/?" + urlencode({"next": "/oidc/account/"})),
         "logged-out": anonymous.get("/oidc/logged-out/"),
@@ -132,7 +126,7 @@ def test_csp_source() -> None:
 def test_form_action_allows_only_the_validated_redirect_target(
     default_clients: None, alice: Any, third_party: Any
 ) -> None:
-    browser = signed_in_browser()
+    browser = Browser(signed_in())
     consent = browser.http.get("/oidc/oauth2/auth?" + urlencode(third_party_params()))
     assert "form-action 'self' https://notes.example.org;" in consent["Content-Security-Policy"]
     # The login page of an authorization request allows the client's redirect URI, no other.
@@ -232,7 +226,7 @@ def test_login_failures_look_the_same_and_keep_the_request(default_clients: None
 
 
 def test_login_page_says_who_is_signed_in(default_clients: None, alice: Any) -> None:
-    browser = signed_in_browser()
+    browser = Browser(signed_in())
     html = browser.http.get("/oidc/login/?" + urlencode({"next": auth_url()})).content.decode()
     assert "signed in as <strong>alice</strong> — not you?" in html
     assert 'href="/oidc/oauth2/sessions/logout"' in html
@@ -250,7 +244,7 @@ def test_login_post_is_answered_with_303_and_reaches_the_client(default_clients:
 def test_consent_page_lists_scopes_in_plain_words(
     default_clients: None, alice: Any, third_party: Any
 ) -> None:
-    browser = signed_in_browser()
+    browser = Browser(signed_in())
     page = browser.http.get("/oidc/oauth2/auth?" + urlencode(third_party_params()))
     assert page.status_code == 200
     html = page.content.decode()
@@ -277,7 +271,7 @@ def answer(browser: Browser, params: dict[str, str], allow: bool) -> Any:
 def test_allow_is_remembered_per_user_client_and_scopes(
     default_clients: None, alice: Any, make_user: Any, third_party: Any
 ) -> None:
-    browser = signed_in_browser()
+    browser = Browser(signed_in())
     params = third_party_params("openid profile")
     assert "code" in code_from(answer(browser, params, allow=True), THIRD_PARTY_REDIRECT)
     remembered = Consent.objects.get(user=alice, application=third_party)
@@ -312,7 +306,7 @@ def test_allow_is_remembered_per_user_client_and_scopes(
 def test_deny_redirects_with_access_denied_state_and_iss(
     default_clients: None, alice: Any, third_party: Any
 ) -> None:
-    browser = signed_in_browser()
+    browser = Browser(signed_in())
     params = third_party_params()
     result = code_from(answer(browser, params, allow=False), THIRD_PARTY_REDIRECT)
     assert result["error"] == "access_denied"
@@ -326,7 +320,7 @@ def test_consent_lifetime_zero_remembers_nothing(
     default_clients: None, alice: Any, third_party: Any, settings: Any
 ) -> None:
     settings.CELLS_OIDC_CONSENT_LIFETIME = 0
-    browser = signed_in_browser()
+    browser = Browser(signed_in())
     code_from(answer(browser, third_party_params(), allow=True), THIRD_PARTY_REDIRECT)
     assert not Consent.objects.exists()
     again = browser.http.get("/oidc/oauth2/auth?" + urlencode(third_party_params()))
@@ -393,7 +387,7 @@ def test_csrf_failure_page(default_clients: None, alice: Any, settings: Any) -> 
 
 
 def test_logout_page_offers_to_stay_signed_in(default_clients: None, alice: Any) -> None:
-    browser = signed_in_browser()
+    browser = Browser(signed_in())
     page = browser.http.get("/oidc/oauth2/sessions/logout")
     html = page.content.decode()
     assert '<a class="button secondary" href="/oidc/account/">Stay signed in</a>' in html

@@ -20,7 +20,7 @@ from django.utils import timezone
 from cells_oidc.internal import pat
 from cells_oidc.internal.jws import InvalidToken
 from cells_oidc.models import PersonalAccessToken
-from tests.conftest import PASSWORD, basic, form_post
+from tests.kit import PASSWORD, basic, bearer_get, form_post
 
 pytestmark = pytest.mark.django_db
 
@@ -37,10 +37,6 @@ def create(*args: str) -> tuple[str, PersonalAccessToken]:
     """Mint with the command (-v 0 prints only the secret) and return the secret and its row."""
     secret = command("create", "-v", "0", *args).strip()
     return secret, PersonalAccessToken.objects.get(token_checksum=hashlib.sha256(secret.encode()).hexdigest())
-
-
-def me(token: str) -> Any:
-    return Client().get(ME, HTTP_AUTHORIZATION=f"Bearer {token}")
 
 
 def stored_text() -> str:
@@ -97,7 +93,7 @@ def test_command_lifecycle_created_used_listed_revoked_refused(alice: Any) -> No
     assert token.scope == "profile email pydio"
     assert abs((token.expires - timezone.now()) - timedelta(hours=24)) < timedelta(seconds=5)
 
-    response = me(secret)
+    response = bearer_get(ME, secret)
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["login"] == "alice"
@@ -116,7 +112,7 @@ def test_command_lifecycle_created_used_listed_revoked_refused(alice: Any) -> No
     assert "active" in listing
 
     assert "Revoked token" in command("revoke", str(token.pk))
-    refused = me(secret)
+    refused = bearer_get(ME, secret)
     assert refused.status_code == 401
     assert 'error="invalid_token"' in refused["WWW-Authenticate"]
     assert "already revoked" in command("revoke", str(token.pk))
@@ -170,7 +166,7 @@ def test_scope_option(alice: Any) -> None:
     secret, token = create("--user", "alice", "--expires", "1h", "--scope", "pydio")
     assert token.scope == "pydio"
     # /a/user/me needs "profile": the token works, but not there.
-    response = me(secret)
+    response = bearer_get(ME, secret)
     assert response.status_code == 403
     assert 'error="insufficient_scope"' in response["WWW-Authenticate"]
     assert Client().get("/a/tokens", HTTP_AUTHORIZATION=f"Bearer {secret}").status_code == 200
@@ -179,9 +175,9 @@ def test_scope_option(alice: Any) -> None:
 # ---- refusals ----------------------------------------------------------------------------------
 def test_fixed_expiry_in_the_past_is_refused(alice: Any) -> None:
     secret, token = create("--user", "alice", "--expires", "1h")
-    assert me(secret).status_code == 200
+    assert bearer_get(ME, secret).status_code == 200
     PersonalAccessToken.objects.filter(pk=token.pk).update(expires=timezone.now() - timedelta(seconds=1))
-    assert me(secret).status_code == 401
+    assert bearer_get(ME, secret).status_code == 401
     # A fixed expiry is never pushed forward by use.
     assert PersonalAccessToken.objects.get(pk=token.pk).expires < timezone.now()
 
@@ -190,11 +186,11 @@ def test_inactive_user_unknown_and_malformed_tokens_are_refused(alice: Any) -> N
     secret, _token = create("--user", "alice", "--expires", "1h")
     alice.is_active = False
     alice.save()
-    assert me(secret).status_code == 401
+    assert bearer_get(ME, secret).status_code == 401
     unknown = pat.generate()
     with pytest.raises(InvalidToken):
         pat.authenticate_pat(unknown)
-    assert me(unknown).status_code == 401
+    assert bearer_get(ME, unknown).status_code == 401
 
 
 def test_malformed_token_costs_no_query(alice: Any, django_assert_num_queries: Any) -> None:
@@ -218,7 +214,7 @@ def test_auto_refresh_window_extends_on_use_but_never_past_max(alice: Any) -> No
     PersonalAccessToken.objects.filter(pk=token.pk).update(
         expires=now + timedelta(minutes=5), last_used=now - timedelta(minutes=5)
     )
-    assert me(secret).status_code == 200
+    assert bearer_get(ME, secret).status_code == 200
     token.refresh_from_db()
     assert abs(token.expires - (timezone.now() + window)) < timedelta(seconds=5)
 
@@ -227,7 +223,7 @@ def test_auto_refresh_window_extends_on_use_but_never_past_max(alice: Any) -> No
     PersonalAccessToken.objects.filter(pk=token.pk).update(
         expires=timezone.now() + timedelta(minutes=1), max_expires=cap, last_used=None
     )
-    assert me(secret).status_code == 200
+    assert bearer_get(ME, secret).status_code == 200
     token.refresh_from_db()
     assert token.expires == cap
 
@@ -235,7 +231,7 @@ def test_auto_refresh_window_extends_on_use_but_never_past_max(alice: Any) -> No
     PersonalAccessToken.objects.filter(pk=token.pk).update(
         expires=timezone.now() + timedelta(minutes=5), max_expires=timezone.now() - timedelta(seconds=1)
     )
-    assert me(secret).status_code == 401
+    assert bearer_get(ME, secret).status_code == 401
 
 
 def test_auto_refresh_token_left_unused_longer_than_its_window_expires(alice: Any) -> None:
@@ -243,7 +239,7 @@ def test_auto_refresh_token_left_unused_longer_than_its_window_expires(alice: An
     PersonalAccessToken.objects.filter(pk=token.pk).update(
         expires=timezone.now() - timedelta(seconds=1), last_used=timezone.now() - timedelta(minutes=11)
     )
-    assert me(secret).status_code == 401
+    assert bearer_get(ME, secret).status_code == 401
     # And using it does not bring it back.
     assert PersonalAccessToken.objects.get(pk=token.pk).expires < timezone.now()
 
@@ -367,7 +363,7 @@ def test_admin_mints_a_token_and_shows_the_secret_once(admin_client: Client, ali
     token = PersonalAccessToken.objects.get()
     assert token.user == alice and token.auto_refresh_seconds == 600 and token.created_by.username == "root"
     assert secrets[0] not in stored_text()
-    assert me(secrets[0]).status_code == 200
+    assert bearer_get(ME, secrets[0]).status_code == 200
 
     listing = admin_client.get("/admin/cells_oidc/personalaccesstoken/")
     change = admin_client.get(f"/admin/cells_oidc/personalaccesstoken/{token.pk}/change/")
@@ -390,7 +386,7 @@ def test_admin_mints_a_token_and_shows_the_secret_once(admin_client: Client, ali
         {"action": "revoke_selected", "_selected_action": [str(token.pk)]},
     )
     assert revoked.status_code == 302
-    assert me(secrets[0]).status_code == 401
+    assert bearer_get(ME, secrets[0]).status_code == 401
 
 
 def test_admin_form_refuses_impossible_tokens(admin_client: Client, alice: Any) -> None:

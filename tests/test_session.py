@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 from oauth2_provider.models import Application
 
-from tests.conftest import PASSWORD, SCOPE, Browser, code_from, pkce_pair, query, token_request
+from tests.kit import PASSWORD, SCOPE, Browser, query, sign_in, token_request
 
 pytestmark = pytest.mark.django_db
 
@@ -78,36 +78,10 @@ def rp(default_clients: None) -> Application:
     return app
 
 
-def signed_in(browser: Browser) -> dict[str, Any]:
-    verifier, challenge = pkce_pair()
-    redirect_uri = "http://localhost:3640/servers/callback"
-    params = {
-        "response_type": "code",
-        "client_id": "cells-sync",
-        "redirect_uri": redirect_uri,
-        "scope": SCOPE,
-        "state": "t" * 16,
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-    }
-    code = code_from(browser.authorize(params), redirect_uri)["code"]
-    response = token_request(
-        {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": redirect_uri,
-            "client_id": "cells-sync",
-            "code_verifier": verifier,
-        }
-    )
-    assert response.status_code == 200
-    return json.loads(response.content)
-
-
 def test_logout_with_a_valid_hint_signs_out_and_redirects_to_the_registered_uri(
     rp: Application, alice: Any, browser: Browser
 ) -> None:
-    tokens = signed_in(browser)
+    tokens = sign_in(browser, client_id="cells-sync")
     target = "http://localhost:3641/servers/logout"
     response = browser.http.get(
         "/oidc/oauth2/sessions/logout?"
@@ -137,7 +111,7 @@ def test_logout_with_a_valid_hint_signs_out_and_redirects_to_the_registered_uri(
 def test_logout_never_redirects_to_an_unregistered_uri(
     rp: Application, alice: Any, browser: Browser, target: str
 ) -> None:
-    tokens = signed_in(browser)
+    tokens = sign_in(browser, client_id="cells-sync")
     response = browser.http.get(
         "/oidc/oauth2/sessions/logout?"
         + urlencode({"id_token_hint": tokens["id_token"], "post_logout_redirect_uri": target})
@@ -148,7 +122,7 @@ def test_logout_never_redirects_to_an_unregistered_uri(
 
 
 def test_logout_without_a_hint_asks_first(rp: Application, alice: Any, browser: Browser) -> None:
-    signed_in(browser)
+    sign_in(browser, client_id="cells-sync")
     page = browser.http.get("/oidc/oauth2/sessions/logout")
     assert page.status_code == 200
     assert b"Sign out?" in page.content
@@ -165,7 +139,7 @@ def test_logout_without_a_hint_asks_first(rp: Application, alice: Any, browser: 
 
 
 def test_logout_with_a_forged_hint_is_an_error(rp: Application, alice: Any, browser: Browser) -> None:
-    tokens = signed_in(browser)
+    tokens = sign_in(browser, client_id="cells-sync")
     header, payload, _signature = tokens["id_token"].split(".")
     forged = f"{header}.{payload}.{'A' * 342}"
     response = browser.http.get("/oidc/oauth2/sessions/logout?" + urlencode({"id_token_hint": forged}))
@@ -174,7 +148,7 @@ def test_logout_with_a_forged_hint_is_an_error(rp: Application, alice: Any, brow
 
 
 def test_an_access_token_is_not_an_id_token_hint(rp: Application, alice: Any, browser: Browser) -> None:
-    tokens = signed_in(browser)
+    tokens = sign_in(browser, client_id="cells-sync")
     response = browser.http.get(
         "/oidc/oauth2/sessions/logout?" + urlencode({"id_token_hint": tokens["access_token"]})
     )
