@@ -35,7 +35,7 @@ from rest_framework.views import APIView
 from cells_oidc.api.authentication import BearerTokenAuthentication
 from cells_oidc.api.permissions import HasScope
 from cells_oidc.decorators import bearer_token_required
-from tests.kit import SCOPE, Browser, refresh, sign_in, token_request
+from tests.kit import SCOPE, Browser, exchange, refresh, sign_in
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.test_resource")]
 
@@ -638,14 +638,7 @@ def test_replay_of_the_authorization_code_revokes_its_access_token(
 ) -> None:
     tokens = sign_in(browser)
     assert api_get("/api/me", tokens["access_token"]).status_code == 200
-    replay = token_request(
-        {
-            "grant_type": "authorization_code",
-            "code": tokens["_code"],
-            "redirect_uri": OOB,
-            "client_id": "cells-client",
-        }
-    )
+    replay = exchange(tokens["_code"], OOB, "cells-client")
     assert replay.status_code == 400
     assert_invalid_token(api_get("/api/me", tokens["access_token"]))
 
@@ -657,14 +650,7 @@ def test_replay_of_a_code_that_gave_no_refresh_token_revokes_its_access_token(
     tokens = sign_in(browser, scope="openid profile pydio")  # no offline scope: no refresh token
     assert "refresh_token" not in tokens
     assert api_get("/api/me", tokens["access_token"]).status_code == 200
-    replay = token_request(
-        {
-            "grant_type": "authorization_code",
-            "code": tokens["_code"],
-            "redirect_uri": OOB,
-            "client_id": "cells-client",
-        }
-    )
+    replay = exchange(tokens["_code"], OOB, "cells-client")
     assert replay.status_code == 400
     assert_invalid_token(api_get("/api/me", tokens["access_token"]))
 
