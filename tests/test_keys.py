@@ -344,10 +344,12 @@ def test_a_next_key_published_too_briefly_is_not_promoted(settings: Any, default
 
 
 def test_import_a_pem_file(tmp_path: Any, default_clients: None) -> None:
-    run("import", "--from-settings")
     key = jwk.JWK.generate(kty="EC", crv="P-256")
     path = tmp_path / "ec.pem"
     path.write_bytes(key.export_to_pem(private_key=True, password=None))
+    # Before the settings key is stored, another key would silently replace it: refused.
+    assert "import --from-settings" in fails("import", str(path))
+    run("import", "--from-settings")
     assert f"Imported {key.thumbprint()} (ES256, current)" in run(
         "import", str(path), "--use", "access_token"
     )

@@ -537,6 +537,13 @@ def settings_keys() -> list[SigningKey]:
 all_keys = settings_keys
 
 
+def _settings_keys_or_none() -> list[SigningKey]:
+    try:
+        return settings_keys()
+    except (ValueError, TypeError, ImproperlyConfigured):
+        return []
+
+
 def key_by_kid(kid: object) -> PublishedKey | None:
     return key_set().by_kid.get(kid) if isinstance(kid, str) else None
 
@@ -654,6 +661,8 @@ def import_key(
     now = now or timezone.now()
     _fernet()
     with transaction.atomic():
+        if key.thumbprint() not in {k.kid for k in _settings_keys_or_none()}:
+            _table_empty_guard()
         ring = {
             row.state: row
             for row in Row.objects.select_for_update()
