@@ -23,6 +23,7 @@ import json
 import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -30,7 +31,18 @@ import pytest
 from django.core import signing
 from django.test import Client
 
-from tests.conftest import PASSWORD, SCOPE, Browser, basic, code_from, pkce_pair, token_request
+from tests.kit import (
+    CLI_CALLBACK,
+    PASSWORD,
+    SCOPE,
+    Browser,
+    basic,
+    code_from,
+    exchange,
+    pkce_pair,
+    sign_in,
+    token_request,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -39,7 +51,6 @@ FORM = "application/x-www-form-urlencoded"
 TOKEN = "/oidc/oauth2/token"
 AUTHORIZE = "/oidc/oauth2/auth"
 LOGOUT = "/oidc/oauth2/sessions/logout"
-CLI_CALLBACK = "http://localhost:3000/servers/callback"
 SECRET = "resource-server-secret-0123456789"
 
 Pairs = list[tuple[str, str]]
@@ -489,7 +500,7 @@ def sends_code(response: Any) -> bool:
     return response.status_code == 302 and "code" in dict(parse_qsl(urlsplit(location).query))
 
 
-def signed_in(client: Client) -> bool:
+def has_session(client: Client) -> bool:
     return "_auth_user_id" in client.session
 
 
@@ -555,28 +566,13 @@ def cli_params(**extra: str) -> dict[str, str]:
     }
 
 
-def exchange(code: str, **extra: str) -> Any:
-    """Redeem a code of cells-client (RFC 6749 §4.1.3)."""
-    data = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": CLI_CALLBACK,
-        "client_id": "cells-client",
-    }
-    return token_request({**data, **extra})
-
-
-def sign_in_tokens(browser: Browser, username: str = "alice") -> dict[str, Any]:
-    """Real tokens of cells-client from a real authorization code flow."""
-    response = browser.authorize(cli_params(), username=username)
-    answer = exchange(code_from(response, CLI_CALLBACK)["code"])
-    assert answer.status_code == 200, answer.content
-    return json.loads(answer.content)
+#: Redeem a code of cells-client (RFC 6749 §4.1.3).
+cli_exchange = partial(exchange, redirect_uri=CLI_CALLBACK, client_id="cells-client")
 
 
 @pytest.fixture
 def real_tokens(browser_in: Browser) -> dict[str, Any]:
-    return sign_in_tokens(browser_in)
+    return sign_in(browser_in, redirect_uri=CLI_CALLBACK)
 
 
 # ---- 1. transport garbage on every entry point -------------------------------------------------
@@ -693,7 +689,7 @@ def test_entry_points_survive_transport_garbage(
         sweep.send(
             browser.http, path=path, checks=checks_for(kind, request["query"], request["body"]), **request
         )
-        if who == "signed in" and not signed_in(browser.http):
+        if who == "signed in" and not has_session(browser.http):
             browser.sign_in("/")  # a logout answered: sign in again for the next request
     sweep.assert_clean()
 
@@ -797,7 +793,7 @@ def test_authorization_endpoint_parameters(
         if rng.random() < 0.2:  # OpenID Connect Core §3.1.2.1: the same request as a form POST
             checks = [redirects_only_to(ids), writes_nothing_unless(sends_code, ["grant", "family"])]
             sweep.send(browser.http, "POST", AUTHORIZE, body=encode(pairs), checks=checks, note=label)
-        if not signed_in(browser.http):
+        if not has_session(browser.http):
             browser.sign_in("/")
     sweep.assert_clean()
 
@@ -857,7 +853,7 @@ def test_confirmation_and_consent_forms(
         for http in (browser.http, strict):
             checks = [redirects_only_to([client_id]), writes_nothing_unless(sends_code, ["grant", "family"])]
             sweep.send(http, "POST", AUTHORIZE, body=encode(filled), checks=checks, note=label)
-        if not signed_in(browser.http):
+        if not has_session(browser.http):
             browser.sign_in("/")
     # Forged but validly signed requests: each must be validated again.
     for label, pairs in mutations(
@@ -1056,10 +1052,10 @@ def test_revocation_endpoint(clients: None, sweep: Sweep, rng: random.Random, br
     base = [("token", "<token>"), ("token_type_hint", "refresh_token"), ("client_id", "cells-client")]
     requests = [(label, pairs, {}) for label, pairs in mutations(base, rng, per_key=6)]
     requests += [(h[:40], base[:2], {"HTTP_AUTHORIZATION": h}) for h in AUTHORIZATION]
-    tokens = sign_in_tokens(browser_in)
+    tokens = sign_in(browser_in, redirect_uri=CLI_CALLBACK)
     for label, pairs, meta in requests:
         if rng.random() < 0.1:
-            tokens = sign_in_tokens(browser_in)  # now and then a live token again
+            tokens = sign_in(browser_in, redirect_uri=CLI_CALLBACK)  # now and then a live token again
         secret = tokens["refresh_token"] if rng.random() < 0.5 else tokens["access_token"]
         body = encode([(k, secret if v == "<token>" else v) for k, v in pairs])
         checks = [
@@ -1175,7 +1171,7 @@ def test_logout_endpoint(clients: None, sweep: Sweep, rng: random.Random, browse
         ("ui_locales", "de"),
         ("logout_hint", "alice"),
         ("id_token_hint", id_token[:-4] + "AAAA"),
-        ("id_token_hint", sign_in_tokens(browser_in)["id_token"]),
+        ("id_token_hint", sign_in(browser_in, redirect_uri=CLI_CALLBACK)["id_token"]),
         ("client_id", "third-party"),
         ("post_logout_redirect_uri", "https://app.example/bye"),
     ]
@@ -1185,11 +1181,11 @@ def test_logout_endpoint(clients: None, sweep: Sweep, rng: random.Random, browse
         check = redirects_only_to(ids, "post_logout_redirect_uris")
         for http in (anonymous, browser_in.http):
             sweep.send(http, "GET", LOGOUT, query=encode(pairs), checks=[check], note=label)
-            if not signed_in(browser_in.http):
+            if not has_session(browser_in.http):
                 browser_in.sign_in("/")
         body = encode([*pairs, ("allow", "on")])
         sweep.send(browser_in.http, "POST", LOGOUT, body=body, checks=[check], note=f"POST {label}")
-        if not signed_in(browser_in.http):
+        if not has_session(browser_in.http):
             browser_in.sign_in("/")
     sweep.assert_clean()
 
@@ -1302,7 +1298,7 @@ def bob(clients: None, make_user: Any) -> Bob:
     user = make_user("bob")
     browser = Browser()
     assert browser.sign_in("/", username="bob").status_code == 303
-    sign_in_tokens(browser, "bob")
+    sign_in(browser, redirect_uri=CLI_CALLBACK, username="bob")
     third = get_application_model().objects.get(client_id="third-party")
     consent.remember(user, third, ["openid"])
     pat.mint(user, expires_in=pat.parse_duration("1d"), label="bob's")
@@ -1738,11 +1734,11 @@ def test_a_code_exchange_with_a_bad_resource_writes_nothing(
     # stored: the invalid_target error left an ID token behind (or was a 500).
     code = code_from(browser_in.authorize(cli_params()), CLI_CALLBACK)["code"]
     before = state_counts()
-    response = exchange(code, resource=resource)
+    response = cli_exchange(code, resource=resource)
     assert response.status_code == 400, response.content
     assert json.loads(response.content)["error"] == "invalid_target"
     assert state_counts() == before  # no ID token left behind, and the code is not spent:
-    assert exchange(code).status_code == 200
+    assert cli_exchange(code).status_code == 200
 
 
 @pytest.mark.parametrize("resource", ["http://[::1", "not a uri", "https://other.example/"])
@@ -1759,7 +1755,7 @@ def test_a_refresh_with_a_bad_or_wider_resource_writes_nothing(
     code = code_from(browser_in.authorize(cli_params(resource="https://api.example/files")), CLI_CALLBACK)[
         "code"
     ]
-    tokens = json.loads(exchange(code).content)
+    tokens = json.loads(cli_exchange(code).content)
     before = state_counts()
     response = token_request(
         {
@@ -1831,7 +1827,7 @@ def test_a_claims_request_nested_deeply_does_not_break_the_code_exchange(
         ).get("Location", "")
     )
     code = code_from(response, CLI_CALLBACK)["code"]
-    answer = exchange(code)
+    answer = cli_exchange(code)
     assert answer.status_code == 200, (depth, answer.content[:200])
     assert json.loads(answer.content)["id_token"]
 
@@ -2044,7 +2040,7 @@ def test_empty_parameters_of_a_refresh_are_omitted(clients: None, sweep: Sweep, 
     for key, empty, omitted in empty_and_omitted(base, [*(k for k, _ in base), "client_secret", "resource"]):
         answers = []
         for pairs in (empty, omitted):
-            current = sign_in_tokens(browser_in)["refresh_token"]
+            current = sign_in(browser_in, redirect_uri=CLI_CALLBACK)["refresh_token"]
             body = encode([(k, current if v == "<rt>" else v) for k, v in pairs])
             answers.append(sweep.send(Client(), "POST", TOKEN, body=body, checks=token_checks(), note=key))
         same_as_omitted(sweep, f"refresh {key}", *answers, api_answer)
@@ -2110,13 +2106,13 @@ def test_empty_parameters_of_revocation_and_introspection_are_omitted(
     ):
         answers = []
         for pairs in (empty, omitted):
-            secret = sign_in_tokens(browser_in)["refresh_token"]
+            secret = sign_in(browser_in, redirect_uri=CLI_CALLBACK)["refresh_token"]
             body = encode([(k, secret if v == "<token>" else v) for k, v in pairs])
             answers.append(
                 sweep.send(Client(), "POST", "/oidc/oauth2/revoke", body=body, checks=checks(), note=key)
             )
         same_as_omitted(sweep, f"revoke {key}", *answers, api_answer)
-    tokens = sign_in_tokens(browser_in)
+    tokens = sign_in(browser_in, redirect_uri=CLI_CALLBACK)
     confidential = {"HTTP_AUTHORIZATION": basic("files-api", SECRET)}
     for token in ("access_token", "refresh_token"):
         base = [("token", tokens[token]), ("token_type_hint", token)]
@@ -2199,7 +2195,7 @@ def test_empty_parameters_of_logout_are_omitted(clients: None, sweep: Sweep) -> 
                         browser.http, "POST", LOGOUT, body=encode(filled), checks=[check], note=key
                     )
                 answers.append(response)
-                sessions.append(signed_in(browser.http))
+                sessions.append(has_session(browser.http))
             same_as_omitted(sweep, f"logout {method} {key}", *answers, browser_answer)
             if sessions[0] != sessions[1]:
                 sweep.failures.append(
