@@ -13,7 +13,6 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from oauth2_provider.compat import login_not_required
 from oauth2_provider.scopes import get_scopes_backend
-from oauth2_provider.settings import oauth2_settings
 
 from cells_oidc.adapter import get_adapter
 from cells_oidc.conf import app_settings
@@ -54,14 +53,17 @@ def _once(key: tuple[Any, ...], build: Any) -> dict[str, Any]:
 
 
 def provider_metadata() -> dict[str, Any]:
-    """The discovery document, built once per configuration (:func:`build_provider_metadata`)."""
-    return _once(("metadata", app_settings.SITE_URL, get_urlconf()), build_provider_metadata)
+    """The discovery document, built once per configuration (:func:`build_provider_metadata`):
+    site URL, URLconf and the algorithms the current keys sign ID tokens with (a key change that
+    alters them, seen through the shared key-set version, builds it again)."""
+    algorithms = tuple(keys.id_token_algorithms())
+    return _once(("metadata", app_settings.SITE_URL, get_urlconf(), algorithms), build_provider_metadata)
 
 
 def jwks() -> dict[str, Any]:
-    """The JWK Set, built once per set of keys (:func:`cells_oidc.internal.keys.jwks`)."""
-    pems = (oauth2_settings.OIDC_RSA_PRIVATE_KEY, *(oauth2_settings.OIDC_RSA_PRIVATE_KEYS_INACTIVE or ()))
-    return _once(("jwks", pems), keys.jwks)
+    """The JWK Set (:func:`cells_oidc.internal.keys.jwks`): built once per key set, which every
+    process reloads when ``cells_oidc_keys`` changes a key (the shared key-set version)."""
+    return keys.jwks()
 
 
 def build_provider_metadata() -> dict[str, Any]:
@@ -85,7 +87,9 @@ def build_provider_metadata() -> dict[str, Any]:
         "device_authorization_endpoint": absolute_url("device-authorization"),
         "grant_types_supported": list(GRANT_TYPES),
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": [keys.ALGORITHM],
+        # OpenID Connect Discovery §3: exactly the algorithms a current key signs ID tokens with
+        # (RS256 always, per client ES256/EdDSA when such a key exists).
+        "id_token_signing_alg_values_supported": keys.id_token_algorithms(),
         "token_endpoint_auth_methods_supported": list(client_auth.TOKEN_ENDPOINT_AUTH_METHODS),
         "revocation_endpoint_auth_methods_supported": list(client_auth.TOKEN_ENDPOINT_AUTH_METHODS),
         "introspection_endpoint_auth_methods_supported": list(
@@ -179,7 +183,9 @@ def ui_locales() -> list[str]:
     return [code for code, _name in settings.LANGUAGES if code.split("-")[0].lower() in shipped]
 
 
-def public_json(request: HttpRequest, data: dict[str, Any]) -> HttpResponse:
+def public_json(
+    request: HttpRequest, data: dict[str, Any], *, max_age: int = PUBLIC_DOCUMENT_MAX_AGE
+) -> HttpResponse:
     body, etag = _serialized(data)
     if _matches(request.headers.get("If-None-Match", ""), etag):
         # RFC 9110 §13.1.2, §15.4.5: the client's copy is current; 304 with the validator.
@@ -187,7 +193,7 @@ def public_json(request: HttpRequest, data: dict[str, Any]) -> HttpResponse:
     else:
         response = HttpResponse(body, content_type="application/json")
     response["ETag"] = etag
-    response["Cache-Control"] = f"public, max-age={PUBLIC_DOCUMENT_MAX_AGE}"
+    response["Cache-Control"] = f"public, max-age={max_age}"
     return add_cors(request, response, public=True)
 
 
@@ -205,7 +211,9 @@ class DiscoveryView(View):
 @method_decorator(login_not_required, name="dispatch")
 class JwksView(DiscoveryView):
     def get(self, request: HttpRequest) -> HttpResponse:
-        return public_json(request, jwks())
+        # docs/keys.md: cached for less than a next key is published before it signs, so a client
+        # knows every key before its first token.
+        return public_json(request, jwks(), max_age=keys.jwks_max_age())
 
 
 @method_decorator(login_not_required, name="dispatch")
