@@ -21,7 +21,6 @@ import uuid
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 from django.db import DatabaseError, connection, transaction
@@ -50,7 +49,6 @@ EVENT = "http://schemas.openid.net/event/backchannel-logout"
 LOGOUT_TOKEN_TYP = "logout+jwt"
 #: The longest answer read from a client (its body is not used; §2.8 defines only the status).
 MAX_RESPONSE_BYTES = 4096
-MAX_URI_LENGTH = 2000
 #: The longest wait between two attempts of one delivery.
 MAX_RETRY_DELAY = 24 * 3600
 #: Back-Channel Logout §2.8: 200 OK; "some Web frameworks will substitute a 204 No Content".
@@ -61,33 +59,10 @@ DELIVERED_STATUSES = frozenset({200, 204})
 def logout_uri_error(uri: str) -> str | None:
     """Why ``uri`` may not be a client's ``backchannel_logout_uri``, or ``None``.
 
-    §2.2: an absolute URL without a fragment (it may have a query). As for redirect URIs
-    (:mod:`cells_oidc.internal.redirects`), https is required, http only on a loopback host.
+    §2.2: an absolute URL without a fragment (it may have a query); the rule of every URL this
+    server calls, :func:`cells_oidc.internal.redirects.server_url_error`.
     """
-    if not isinstance(uri, str) or not uri or len(uri) > MAX_URI_LENGTH:
-        return "an absolute URL of at most 2000 characters"
-    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in uri) or not uri.isascii():
-        return "no spaces, control or non-ASCII characters"
-    parts = urlsplit(uri)
-    try:
-        host = parts.hostname or ""
-        parts.port  # noqa: B018 - raises ValueError for a malformed port
-    except ValueError:
-        return "not a URL"
-    if "#" in uri or parts.username or parts.password or not host:
-        return "an absolute URL with a host, without credentials or fragment"
-    if parts.scheme == "https":
-        return None
-    if parts.scheme == "http" and redirects.is_loopback_host(_netloc_host(parts.netloc)):
-        return None
-    return "https is required (http only on a loopback host)"
-
-
-def _netloc_host(netloc: str) -> str:
-    """``[::1]:8080`` → ``[::1]``, ``127.0.0.1:80`` → ``127.0.0.1`` (the form of LOOPBACK_HOSTS)."""
-    if netloc.startswith("["):
-        return netloc[: netloc.find("]") + 1]
-    return netloc.rsplit(":", 1)[0] if ":" in netloc else netloc
+    return redirects.server_url_error(uri)
 
 
 def _policy_uri(application: Any) -> str:

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import json
 import logging
 import re
 import time
 from typing import Any
-from urllib.parse import unquote_plus, urlsplit
+from urllib.parse import unquote_plus
 
 __all__ = [
     "ASSERTION_SIGNING_ALGORITHMS",
@@ -339,29 +338,11 @@ def parse_jwks(text: str) -> list[Any]:
 
 
 def jwks_uri_error(uri: str) -> str | None:
-    """Why ``uri`` may not be a client's ``jwks_uri`` (https, or http on a loopback host), or ``None``."""
-    parts = urlsplit(uri)
-    try:
-        host = parts.hostname or ""
-        parts.port  # noqa: B018 - raises ValueError for a malformed port
-    except ValueError:
-        return "not a URL"
-    if parts.username or parts.password or parts.fragment or not host:
-        return "an absolute URL with a host, without credentials or fragment"
-    if parts.scheme == "https":
-        return None
-    if parts.scheme == "http" and _is_loopback(host):
-        return None
-    return "https is required (http only on a loopback host)"
+    """Why ``uri`` may not be a client's ``jwks_uri`` (https, or http on a loopback host), or ``None``:
+    the rule of every URL this server calls, :func:`cells_oidc.internal.redirects.server_url_error`."""
+    from cells_oidc.internal.redirects import server_url_error
 
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return server_url_error(uri)
 
 
 def _cache() -> Any:

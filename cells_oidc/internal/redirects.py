@@ -55,6 +55,7 @@ __all__ = [
     "parse_redirect_pattern",
     "parse_redirect_patterns",
     "redirect_uri_allowed",
+    "server_url_error",
     "validation_errors",
 ]
 
@@ -299,6 +300,18 @@ def _split_request_authority(authority: str) -> tuple[str, int | None] | None:
     return None if port is None else (host, port)
 
 
+def _split_authority(after: str) -> tuple[str, str]:
+    """``//host:port/path?q`` → ``("host:port", "/path?q")``: RFC 3986 §3.2, the authority ends at
+    the first ``/`` or ``?`` (``#`` never reaches here: both callers refuse it first)."""
+    body = after[2:]
+    cut = len(body)
+    for delimiter in "/?":
+        index = body.find(delimiter)
+        if 0 <= index < cut:
+            cut = index
+    return body[:cut], body[cut:]
+
+
 def _parse_request(value: object, *, origin: bool) -> _URI | None:
     """Parse an untrusted redirect URI (or ``Origin`` value), or return None to reject it."""
     if not isinstance(value, str) or not value or len(value) > MAX_URI_LENGTH:
@@ -313,13 +326,7 @@ def _parse_request(value: object, *, origin: bool) -> _URI | None:
     scheme = match.group(1)
     after = value[match.end() :]
     if after.startswith("//"):
-        body = after[2:]
-        cut = len(body)
-        for delimiter in "/?":
-            index = body.find(delimiter)
-            if 0 <= index < cut:
-                cut = index
-        authority, rest = body[:cut], body[cut:]
+        authority, rest = _split_authority(after)
         if "@" in authority or "%" in authority:
             return None  # userinfo / percent-encoded host
         split = _split_request_authority(authority)
@@ -543,13 +550,7 @@ def _parse_pattern(raw: object, *, origin: bool, translate: Translate = _untrans
             fail(gettext_noop("Python's urlsplit reads this URI differently (ambiguous URI)"))
         return Pattern(raw, scheme, None, None, None, after, False, origin)
 
-    body = after[2:]
-    cut = len(body)
-    for delimiter in "/?":
-        index = body.find(delimiter)
-        if 0 <= index < cut:
-            cut = index
-    authority, rest = body[:cut], body[cut:]
+    authority, rest = _split_authority(after)
     if "@" in authority:
         fail(gettext_noop("userinfo ('user@' before the host) is not allowed"))
     if "%" in authority:
@@ -726,6 +727,44 @@ def _resolve(pattern: Pattern, site: _Site) -> tuple[str, str, int | None, str]:
 def is_loopback_host(host: str) -> bool:
     """Whether ``host`` is exactly ``localhost``, ``127.0.0.1`` or ``[::1]`` (case-sensitive)."""
     return isinstance(host, str) and host in LOOPBACK_HOSTS
+
+
+#: Longest URL of a client's endpoint that this server calls (:func:`server_url_error`).
+MAX_SERVER_URL_LENGTH = 2000
+
+
+def server_url_error(uri: object) -> str | None:
+    """Why ``uri`` may not be a URL of a client's that this server calls, or ``None``.
+
+    One rule for every such URL (``backchannel_logout_uri``, Back-Channel Logout §2.2, and
+    ``jwks_uri``, RFC 7591 §2): an absolute URL with a host, no credentials and no fragment
+    (it may have a query); https is required, http only on a loopback host, as for redirect
+    URIs (RFC 8252 §7.3, :data:`LOOPBACK_HOSTS`).
+    """
+    if not isinstance(uri, str) or not uri or len(uri) > MAX_SERVER_URL_LENGTH:
+        return "an absolute URL of at most 2000 characters"
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in uri) or not uri.isascii():
+        return "no spaces, control or non-ASCII characters"
+    parts = urlsplit(uri)
+    try:
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
+        return "not a URL"
+    if "#" in uri or parts.username or parts.password or not host:
+        return "an absolute URL with a host, without credentials or fragment"
+    if parts.scheme == "https":
+        return None
+    if parts.scheme == "http" and is_loopback_host(_netloc_host(parts.netloc)):
+        return None
+    return "https is required (http only on a loopback host)"
+
+
+def _netloc_host(netloc: str) -> str:
+    """``[::1]:8080`` → ``[::1]``, ``127.0.0.1:80`` → ``127.0.0.1`` (the form of LOOPBACK_HOSTS)."""
+    if netloc.startswith("["):
+        return netloc[: netloc.find("]") + 1]
+    return netloc.rsplit(":", 1)[0] if ":" in netloc else netloc
 
 
 def _port_matches(pattern: Pattern, port: int | None) -> bool:
