@@ -350,3 +350,24 @@ def test_the_admin_shows_the_policy_fields(default_clients: None, admin_client: 
     assert page.status_code == 200
     assert b"require_dpop" in page.content
     assert b"require_pushed_authorization_requests" in page.content
+
+
+def test_a_browser_client_may_send_a_proof_and_read_the_nonce(default_clients: None) -> None:
+    # cells-sync exchanges its code from JavaScript served on http://localhost:36xx: CORS must let the
+    # DPoP header through (RFC 9449 §4.1) and expose DPoP-Nonce (§8) to the script.
+    origin = "http://localhost:3640"
+    preflight = Client().options(
+        "/oidc/oauth2/token",
+        HTTP_ORIGIN=origin,
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
+        HTTP_ACCESS_CONTROL_REQUEST_HEADERS="content-type, dpop",
+    )
+    assert preflight["Access-Control-Allow-Origin"] == origin
+    assert "dpop" in preflight["Access-Control-Allow-Headers"].lower().replace(" ", "").split(",")
+    answer = Client().post(
+        "/oidc/oauth2/token",
+        {"grant_type": "refresh_token", "refresh_token": "unknown", "client_id": "cells-sync"},
+        HTTP_ORIGIN=origin,
+    )
+    assert answer["Access-Control-Allow-Origin"] == origin
+    assert "DPoP-Nonce" in answer["Access-Control-Expose-Headers"]

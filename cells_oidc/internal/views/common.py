@@ -110,7 +110,8 @@ def add_cors(
         patch_vary_headers(response, ["Origin"])
     else:
         return response
-    response["Access-Control-Expose-Headers"] = "WWW-Authenticate"
+    # RFC 9449 §8: a browser client must read the server's DPoP nonce.
+    response["Access-Control-Expose-Headers"] = "WWW-Authenticate, DPoP-Nonce"
     return response
 
 
@@ -118,7 +119,8 @@ def preflight(request: HttpRequest, methods: list[str], *, public: bool = False)
     response = HttpResponse(status=204)
     if add_cors(request, response, public=public).has_header("Access-Control-Allow-Origin"):
         response["Access-Control-Allow-Methods"] = ", ".join([*methods, "OPTIONS"])
-        response["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+        # RFC 9449 §4.1: a browser client sends its proof in the DPoP header.
+        response["Access-Control-Allow-Headers"] = "Authorization, Content-Type, DPoP"
         response["Access-Control-Max-Age"] = str(app_settings.CORS_MAX_AGE)
     return response
 
