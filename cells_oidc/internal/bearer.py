@@ -96,7 +96,7 @@ def _header_token(request: Any) -> str | None:
         header = header.decode("latin-1")
     header = header.strip(" \t")  # RFC 9110 §5.5: optional whitespace around a field value
     scheme, _, rest = header.partition(" ")
-    if not header or scheme.lower() != "bearer":
+    if not header or scheme.lower() not in ("bearer", "dpop"):  # RFC 9449 §7.1: DPoP too
         return None
     credentials = rest.lstrip(" ")
     if not credentials:
@@ -123,7 +123,11 @@ def _quoted(value: str) -> str:
 
 
 def challenge(
-    error: str | None = None, description: str | None = None, *, scope: Iterable[str] | None = None
+    error: str | None = None,
+    description: str | None = None,
+    *,
+    scope: Iterable[str] | None = None,
+    dpop: bool = False,
 ) -> str:
     """THE RFC 6750 §3 ``WWW-Authenticate`` value: ``Bearer realm="…"`` and, on a failure, the error.
 
@@ -137,11 +141,23 @@ def challenge(
             parts.append(f"error_description={_quoted(description)}")
     if scope:
         parts.append(f"scope={_quoted(' '.join(sorted(scope)))}")
+    if dpop:
+        # RFC 9449 §7.1: a refusal for DPoP's sake names the error in a DPoP challenge, beside a
+        # plain Bearer one (RFC 9110 §11.6.1: several challenges, comma-separated).
+        from cells_oidc.internal.dpop import ALGORITHMS
+
+        dpop_parts = [parts[0], f"algs={_quoted(' '.join(ALGORITHMS))}", *parts[1:]]
+        return "DPoP " + ", ".join(dpop_parts) + ", Bearer " + parts[0]
     return "Bearer " + ", ".join(parts)
 
 
 def refusal(
-    status: int, error: str | None, description: str, *, scope: Iterable[str] | None = None
+    status: int,
+    error: str | None,
+    description: str,
+    *,
+    scope: Iterable[str] | None = None,
+    dpop: bool = False,
 ) -> JsonResponse:
     """A refusal of a bearer request: the :func:`challenge` and an RFC 6749 §5.2-style JSON body.
 
@@ -151,7 +167,7 @@ def refusal(
     response = JsonResponse(
         {"error": error or "invalid_token", "error_description": description}, status=status
     )
-    response["WWW-Authenticate"] = challenge(error, description, scope=scope)
+    response["WWW-Authenticate"] = challenge(error, description, scope=scope, dpop=dpop)
     response["Cache-Control"] = "no-store"
     return response
 
