@@ -246,8 +246,9 @@ for _model in (
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """Listed and searchable, never added or edited here (each has its own path: the consent page,
-    the account page). Issued tokens are reached through their sign-in ("Token families")."""
+    """Listed and searchable, never added, edited or deleted here: each such model has its own path
+    (the consent page, the account page, ``cells_oidc_keys``, ``cells_oidc_cleanup``,
+    ``cells_oidc_deliver_logouts``). Issued tokens are reached through their sign-in ("Token families")."""
 
     def has_add_permission(self, request: Any) -> bool:
         return False
@@ -464,7 +465,7 @@ _add_unlock_action()
 
 # ---- the audit trail (docs/audit.md): read-only -------------------------------------------------
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     """The audit trail, as written: listed, filtered and searched, never added, edited or deleted
     here (``cells_oidc_cleanup`` deletes entries past ``CELLS_OIDC_AUDIT_RETENTION_DAYS``)."""
 
@@ -500,18 +501,9 @@ class AuditEventAdmin(admin.ModelAdmin):
 
         return json.dumps(obj.details, indent=1, sort_keys=True, ensure_ascii=False)
 
-    def has_add_permission(self, request: Any) -> bool:
-        return False
-
-    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(SigningKey)
-class SigningKeyAdmin(admin.ModelAdmin):
+class SigningKeyAdmin(ReadOnlyAdmin):
     """The signing keys, read-only (docs/keys.md): changed only by ``manage.py cells_oidc_keys``,
     which publishes a key before it signs and tells every process. The private key, even
     encrypted, is never shown."""
@@ -547,18 +539,9 @@ class SigningKeyAdmin(admin.ModelAdmin):
 
         return json.dumps(obj.public_jwk, indent=1, sort_keys=True)
 
-    def has_add_permission(self, request: Any) -> bool:
-        return False
-
-    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(LogoutDelivery)
-class LogoutDeliveryAdmin(admin.ModelAdmin):
+class LogoutDeliveryAdmin(ReadOnlyAdmin):
     """The back-channel logout deliveries (docs/backchannel-logout.md), read-only: queued when a
     session ends, sent and retried by ``manage.py cells_oidc_deliver_logouts``."""
 
@@ -582,12 +565,3 @@ class LogoutDeliveryAdmin(admin.ModelAdmin):
         "error",
     )
     readonly_fields = fields
-
-    def has_add_permission(self, request: Any) -> bool:
-        return False
-
-    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
-        return False
