@@ -1,18 +1,24 @@
 """An independent client library, oauth4webapi (npm, tests/js/), signs in with a pushed
-authorization request (RFC 9126), PKCE and DPoP (RFC 9449) against a live server."""
+authorization request (RFC 9126), PKCE and DPoP (RFC 9449) against a live server, and registers
+itself (RFC 7591) before signing in with the client it registered."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import pytest
+import requests
 
-from tests.test_authlib import provider, sign_in_like_a_browser  # noqa: F401 - the live-server fixture
+from cells_oidc.models import Client
+from tests.conftest import PASSWORD
+from tests.test_authlib import TIMEOUT, provider, sign_in_like_a_browser  # noqa: F401 - the live-server fixture
 
 JS = Path(__file__).parent / "js"
 REDIRECT_URI = "http://localhost:3640/servers/callback"
@@ -64,3 +70,94 @@ def test_oauth4webapi_signs_in_with_par_and_dpop(provider: str) -> None:  # noqa
     assert result["bearer_status"] == 401
     assert result["bearer_challenge"].startswith("DPoP ")
     assert result["refresh_without_proof"] == "invalid_grant"
+
+
+def _sign_in_and_allow(authorization_url: str) -> tuple[str, list[str]]:
+    """Log in on the provider's pages and approve what they ask; the callback and the pages approved."""
+    browser = requests.Session()
+    response = browser.get(authorization_url, allow_redirects=False, timeout=TIMEOUT)
+    assert response.status_code == 302
+    login_url = urljoin(authorization_url, response.headers["Location"])
+    page = browser.get(login_url, timeout=TIMEOUT)
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+    assert csrf
+    response = browser.post(
+        login_url,
+        data={
+            "csrfmiddlewaretoken": csrf.group(1),
+            "username": "alice",
+            "password": PASSWORD,
+            "next": parse_qs(urlsplit(login_url).query)["next"][0],
+        },
+        headers={"Referer": login_url},
+        allow_redirects=False,
+        timeout=TIMEOUT,
+    )
+    assert response.status_code == 303, response.text[:300]
+    response = browser.get(
+        urljoin(login_url, response.headers["Location"]), allow_redirects=False, timeout=TIMEOUT
+    )
+    approved: list[str] = []
+    while response.status_code == 200 and len(approved) < 3:
+        # The confirmation/consent page: submit its form as the "Allow" button does.
+        form = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', response.text))
+        assert "cells_oidc_step" in form, response.text[:500]
+        approved.append(form["cells_oidc_step"])
+        response = browser.post(
+            response.url,
+            data={**form, "allow": "on"},
+            headers={"Referer": response.url},
+            allow_redirects=False,
+            timeout=TIMEOUT,
+        )
+    assert response.status_code == 302, response.text[:300]
+    return response.headers["Location"], approved
+
+
+@pytest.mark.django_db(transaction=True)
+def test_oauth4webapi_registers_a_public_client_and_signs_in_with_it(
+    provider: str,  # noqa: F811
+    settings: Any,
+) -> None:
+    node = _node()
+    settings.CELLS_OIDC_REGISTRATION = "open"
+    before = Client.objects.count()
+    redirect_uri = "http://127.0.0.1:53682/callback"  # a native app's loopback listener, RFC 8252 §7.3
+    bad_redirect_uri = "http://evil.example/cb"  # http on a host that is not loopback
+    script = subprocess.Popen(
+        [node, str(JS / "registration.mjs"), f"{provider}/oidc/", redirect_uri, bad_redirect_uri],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert script.stdout is not None and script.stdin is not None
+        registered_line = script.stdout.readline().strip()
+        assert registered_line, script.stderr.read()  # type: ignore[union-attr]
+        client_id = json.loads(registered_line)["client_id"]
+        # The refused registration stored nothing; the other one a third-party public client.
+        assert Client.objects.count() == before + 1
+        client = Client.objects.get(client_id=client_id)
+        assert client.client_type == Client.CLIENT_PUBLIC and not client.skip_authorization
+        assert client.redirect_uris.split() == [redirect_uri]
+        authorization_url = script.stdout.readline().strip()
+        assert authorization_url.startswith(f"{provider}/oidc/"), authorization_url
+        callback, approved = _sign_in_and_allow(authorization_url)
+        assert callback.startswith(redirect_uri + "?"), callback
+        stdout, stderr = script.communicate(callback + "\n", timeout=60)
+    finally:
+        if script.poll() is None:
+            script.kill()
+    assert script.returncode == 0, stderr
+    result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
+    # RFC 7591 §3.2.2: the library reads the refusal as an OAuth error response.
+    assert result["refused"] == {"status": 400, "error": "invalid_redirect_uri"}
+    assert result["client_id"] == client_id
+    assert result["token_endpoint_auth_method"] == "none" and not result["has_secret"]
+    assert result["has_registration_access_token"]  # RFC 7592 §3
+    # A registered client is third party: the user was asked for consent before any code.
+    assert "consent" in approved
+    assert result["id_token_aud"] in (client_id, [client_id])
+    assert result["token_type"].lower() == "bearer"
+    assert result["userinfo_sub"] == result["sub"]
