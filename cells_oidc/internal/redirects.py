@@ -799,14 +799,7 @@ def redirect_uri_allowed(uri: object, patterns_text: str, site_urls: Sequence[st
     Never raises. Invalid registered values never match (fail closed); the valid ones of the
     same registration still do.
     """
-    try:
-        request = _parse_request(uri, origin=False)
-        if request is None or not isinstance(patterns_text, str):
-            return False
-        sites = _sites(site_urls)
-        return any(_matches(pattern, request, sites) for pattern in _valid_patterns(patterns_text, False))
-    except Exception:  # a bug must not open the door: fail closed
-        return False
+    return _allowed(uri, patterns_text, site_urls, origin=False)
 
 
 def origin_allowed(origin: object, patterns_text: str, site_urls: Sequence[str]) -> bool:
@@ -815,13 +808,17 @@ def origin_allowed(origin: object, patterns_text: str, site_urls: Sequence[str])
     The origin must be exactly ``scheme://host[:port]`` (RFC 6454 §6.2). ``null`` never
     matches. Never raises.
     """
+    return _allowed(origin, patterns_text, site_urls, origin=True)
+
+
+def _allowed(value: object, patterns_text: str, site_urls: Sequence[str], *, origin: bool) -> bool:
     try:
-        request = _parse_request(origin, origin=True)
+        request = _parse_request(value, origin=origin)
         if request is None or not isinstance(patterns_text, str):
             return False
         sites = _sites(site_urls)
-        return any(_matches(pattern, request, sites) for pattern in _valid_patterns(patterns_text, True))
-    except Exception:  # fail closed
+        return any(_matches(pattern, request, sites) for pattern in _valid_patterns(patterns_text, origin))
+    except Exception:  # a bug must not open the door: fail closed
         return False
 
 
