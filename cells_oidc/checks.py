@@ -210,8 +210,7 @@ def check_signing_keys(app_configs: Any = None, databases: Any = None, **kwargs:
         if algorithm in keys.SUPPORTED_ALGORITHMS and not signing & {(algorithm, use), (algorithm, "both")}:
             messages.append(
                 Error(
-                    f"No current {algorithm} signing key signs {use.replace('_', ' ')}s: none can be "
-                    "issued.",
+                    f"No current {algorithm} signing key signs {use.replace('_', ' ')}s: none can be issued.",
                     hint=f"manage.py cells_oidc_keys create --algorithm {algorithm}",
                     id="cells_oidc.E018",
                 )
@@ -351,6 +350,18 @@ def _audience_messages() -> list[Any]:
 PROCESS_LOCAL_BACKENDS = ("LocMemCache", "DummyCache")
 
 
+#: Django's caches that cull entries when they reach ``MAX_ENTRIES`` (default 300).
+CULLING_BACKENDS = frozenset({"DatabaseCache", "FileBasedCache"})
+MIN_CACHE_ENTRIES = 100_000
+
+
+def _max_entries(config: dict[str, Any]) -> int:
+    try:
+        return int((config.get("OPTIONS") or {}).get("MAX_ENTRIES", 300))
+    except (TypeError, ValueError):
+        return 300
+
+
 @register(Tags.security, Tags.caches)
 def check_shared_state(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """The deny-list and the throttles live in caches every process shares (docs/deploy.md)."""
@@ -390,6 +401,21 @@ def check_shared_state(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     "(run 'manage.py createcachetable') or FileBasedCache. A test suite running in one "
                     "process may set CELLS_OIDC_ALLOW_PROCESS_LOCAL_CACHE = True.",
                     id="cells_oidc.E013",
+                )
+            )
+        elif (
+            backend.rsplit(".", 1)[-1] in CULLING_BACKENDS and _max_entries(caches[alias]) < MIN_CACHE_ENTRIES
+        ):
+            # Django's database and file caches delete a third of their entries when MAX_ENTRIES
+            # (default 300) is reached: a culled deny-list entry is a revoked token accepted again.
+            messages.append(
+                Error(
+                    f"The cache {alias!r} ({backend.rsplit('.', 1)[-1]}) backs {use} but keeps at most "
+                    f"{_max_entries(caches[alias])} entries: past that it deletes entries at random, so a "
+                    "revoked token can be accepted again and a throttle forgets its counts.",
+                    hint=f'Set "OPTIONS": {{"MAX_ENTRIES": 1_000_000}} (at least {MIN_CACHE_ENTRIES}) on it, '
+                    "or use Redis.",
+                    id="cells_oidc.E019",
                 )
             )
     configured = getattr(settings, "CELLS_OIDC_THROTTLES", None)

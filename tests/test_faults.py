@@ -57,7 +57,7 @@ def no_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
             f" 'PORT': {closed_port()}, 'NAME': 'cells', 'USER': 'cells', 'CONN_HEALTH_CHECKS': True,"
             " 'OPTIONS': {'connect_timeout': 3}}}\n"
             "CACHES = {'default': {'BACKEND': 'django.core.cache.backends.filebased.FileBasedCache',"
-            f" 'LOCATION': {str(site.directory / 'filecache')!r}}}}}"
+            f" 'LOCATION': {str(site.directory / 'filecache')!r}, 'OPTIONS': {{'MAX_ENTRIES': 1_000_000}}}}}}"
         )
         site.start()
         yield site

@@ -229,7 +229,12 @@ def test_the_deny_list_fails_closed_when_its_cache_is_down(
 # ---- the checks ---------------------------------------------------------------------------------
 LOCMEM = "django.core.cache.backends.locmem.LocMemCache"
 DUMMY = "django.core.cache.backends.dummy.DummyCache"
-SHARED = {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "t"}
+SHARED = {
+    "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+    "LOCATION": "t",
+    "OPTIONS": {"MAX_ENTRIES": 1_000_000},
+}
+FILES = "django.core.cache.backends.filebased.FileBasedCache"
 
 
 @pytest.mark.parametrize(
@@ -247,6 +252,18 @@ SHARED = {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": 
         ({"CELLS_OIDC_THROTTLES": {"login_account": "ten"}}, {"cells_oidc.E014"}),
         ({"CELLS_OIDC_THROTTLES": {"login_account": (0, 60)}}, {"cells_oidc.E014"}),
         ({"MIDDLEWARE": ["django.contrib.sessions.middleware.SessionMiddleware"]}, {"cells_oidc.W007"}),
+        # Django's database and file caches cull at MAX_ENTRIES (default 300): a culled deny-list
+        # entry is a revoked token accepted again.
+        ({"CACHES": {"default": {**SHARED, "OPTIONS": {}}}}, {"cells_oidc.E019"}),
+        ({"CACHES": {"default": {"BACKEND": FILES, "LOCATION": "/tmp/x"}}}, {"cells_oidc.E019"}),
+        (
+            {
+                "CACHES": {
+                    "default": {"BACKEND": FILES, "LOCATION": "/tmp/x", "OPTIONS": {"MAX_ENTRIES": 10**6}}
+                }
+            },
+            set(),
+        ),
     ],
 )
 def test_shared_state_checks(settings: Any, overrides: dict[str, Any], expected: set[str]) -> None:

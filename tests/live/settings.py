@@ -46,6 +46,7 @@ else:
         "default": {
             "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
             "LOCATION": str(_DIR / "cache"),
+            "OPTIONS": {"MAX_ENTRIES": 1_000_000},
         }
     }
 OAUTH2_PROVIDER = oauth2_provider_settings(signing_key=(_DIR / "signing-key.pem").read_text())

@@ -25,6 +25,7 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
         "LOCATION": str(_DIR / "cache"),
+        "OPTIONS": {"MAX_ENTRIES": 1_000_000},
     }
 }
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; never in production
