@@ -143,7 +143,7 @@ def test_rotating_twice_breaks_no_token_and_a_revoked_key_fails_at_once(site: Li
     keeper = Holder(site, 1)
     victim = Holder(site, 0)
     assert victim.kid == keeper.kid == third.kid
-    output = site.manage("cells_oidc_keys", "revoke", third.kid)
+    output = site.manage("cells_oidc_keys", "revoke", "--", third.kid)
     assert f"Revoked {third.kid}" in output
     victim.refused_everywhere()
     keeper.refused_everywhere()

@@ -307,15 +307,15 @@ def test_create_rotate_retire_revoke_and_their_errors(
             assert "no current key in the database for EdDSA" in fails("rotate", "--algorithm", "EdDSA")
 
             assert "no stored key has the kid" in fails("revoke", "no-such-kid")
-            assert "already retired" in fails("retire", first)
-            revoked = run("revoke", first)
+            assert "already retired" in fails("retire", "--", first)
+            revoked = run("revoke", "--", first)
             assert f"Revoked {first}" in revoked
             assert first not in jwks_kids()
-            assert "already revoked" in fails("revoke", first)
-            assert "already revoked" in fails("retire", first)
+            assert "already revoked" in fails("revoke", "--", first)
+            assert "already revoked" in fails("retire", "--", first)
 
             # Retiring the current key promotes the next one: something always signs.
-            retired = run("retire", upcoming)
+            retired = run("retire", "--", upcoming)
             assert f"{newest} now signs RS256 tokens" in retired
             assert keys.signing_key().kid == newest
             assert "Give either a PEM file or --from-settings" in fails("import")
@@ -373,7 +373,7 @@ def test_a_revoked_keys_tokens_fail_at_once(default_clients: None, alice: Any, b
     tokens = sign_in(browser)
     kid = header(tokens["access_token"])["kid"]
     assert me(tokens["access_token"]) == 200 and userinfo(tokens["access_token"]) == 200
-    run("revoke", kid)
+    run("revoke", "--", kid)
     assert me(tokens["access_token"]) == 401
     assert userinfo(tokens["access_token"]) == 401
     # The next key took over: a refresh gives working tokens signed by it.

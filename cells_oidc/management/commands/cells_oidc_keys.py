@@ -67,9 +67,10 @@ class Command(BaseCommand):
         retire = actions.add_parser(
             "retire", help="Stop signing with a key; published until its tokens expire."
         )
-        retire.add_argument("kid")
+        kid_help = "The key's kid (a kid starting with '-' follows '--': retire -- -Xy…)."
+        retire.add_argument("kid", help=kid_help)
         revoke = actions.add_parser("revoke", help="Withdraw a key at once: its tokens fail everywhere.")
-        revoke.add_argument("kid")
+        revoke.add_argument("kid", help=kid_help)
 
         imported = actions.add_parser("import", help="Store a PEM private key, or the settings' keys.")
         imported.add_argument("path", nargs="?", help="A PEM private key file (RSA, EC P-256 or Ed25519).")
