@@ -29,6 +29,8 @@ import time
 from typing import Any
 from urllib.parse import unquote_plus
 
+from cells_oidc.internal.cache import isolated
+
 __all__ = [
     "ASSERTION_SIGNING_ALGORITHMS",
     "CLIENT_ASSERTION_TYPE",
@@ -359,7 +361,8 @@ def _cache_call(call: Any) -> Any:
     from cells_oidc.internal.throttle import ThrottleUnavailable
 
     try:
-        return call(_cache())
+        with isolated(_cache()) as cache:
+            return call(cache)
     except ThrottleUnavailable:
         raise
     except Exception as exc:  # noqa: BLE001 - any backend error (Redis down, missing table …)

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
 
+from cells_oidc.internal.cache import isolated
 from cells_oidc.internal.jws import InvalidToken
 
 __all__ = [
@@ -251,7 +252,8 @@ def check_request(
     def first_use(jti: str) -> bool:
         digest = hashlib.sha256(jti.encode("utf-8")).hexdigest()
         # add() is atomic across processes in every shared cache backend.
-        return bool(cache.add(f"cells_oidc:dpop-jti:{digest}", 1, timeout=2 * window + 5))
+        with isolated(cache):
+            return bool(cache.add(f"cells_oidc:dpop-jti:{digest}", 1, timeout=2 * window + 5))
 
     return verify_proof(
         value.strip(),

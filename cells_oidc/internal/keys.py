@@ -45,6 +45,7 @@ from jwcrypto import jwk
 from oauth2_provider.settings import oauth2_settings
 
 from cells_oidc.conf import app_settings
+from cells_oidc.internal.cache import isolated
 
 if TYPE_CHECKING:
     from cryptography.fernet import MultiFernet
@@ -284,11 +285,11 @@ def _cache() -> Any:
 def _shared_version() -> str | None:
     """The key-set version in the shared cache (set when missing), or ``None`` if unreachable."""
     try:
-        cache = _cache()
-        version = cache.get(VERSION_CACHE_KEY)
-        if version is None:
-            cache.add(VERSION_CACHE_KEY, uuid.uuid4().hex, None)
+        with isolated(_cache()) as cache:
             version = cache.get(VERSION_CACHE_KEY)
+            if version is None:
+                cache.add(VERSION_CACHE_KEY, uuid.uuid4().hex, None)
+                version = cache.get(VERSION_CACHE_KEY)
     except Exception:  # noqa: BLE001 - an unreachable cache falls back to the time bound
         logger.warning("The key-set version cannot be read from the shared cache.", exc_info=True)
         return None

@@ -18,6 +18,7 @@ from django.core.cache import caches
 from django.http import QueryDict
 
 from cells_oidc.conf import app_settings
+from cells_oidc.internal.cache import isolated
 
 __all__ = ["REQUEST_URI_PREFIX", "RequestUriError", "consume", "push"]
 
@@ -55,13 +56,16 @@ def consume(request_uri: Any, client_id: Any) -> QueryDict:
         raise RequestUriError("unknown request_uri")
     cache = caches[app_settings.DPOP_CACHE]
     key = _key(request_uri)
-    entry = cache.get(key)
+    with isolated(cache):
+        entry = cache.get(key)
     if not isinstance(entry, dict):
         raise RequestUriError("unknown, expired or used request_uri")
     if entry.get("client_id") != client_id:
         # Not spent: the client it belongs to may still use it.
         raise RequestUriError("the request_uri was pushed by another client")
-    if not cache.delete(key):
+    with isolated(cache):
+        spent = cache.delete(key)
+    if not spent:
         raise RequestUriError("the request_uri was used")  # a concurrent request won
     if not isinstance(entry.get("exp"), (int, float)) or entry["exp"] <= time.time():
         raise RequestUriError("the request_uri expired")

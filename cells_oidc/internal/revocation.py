@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from cells_oidc import models
 from cells_oidc.conf import app_settings
+from cells_oidc.internal.cache import isolated
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,8 @@ def deny_checksum(checksum: str, expires_at: float) -> None:
     timeout = math.ceil(expires_at + app_settings.RESOURCE_LEEWAY + MARGIN_SECONDS - time.time())
     if not checksum or timeout <= 0:
         return
-    revocation_cache().set(KEY_PREFIX + checksum, 1, timeout)
+    with isolated(revocation_cache()) as cache:
+        cache.set(KEY_PREFIX + checksum, 1, timeout)
 
 
 def deny(token: str, expires_at: float) -> None:
@@ -71,7 +73,8 @@ def is_revoked(token: str) -> bool:
     logged): an API must not accept a token it cannot check.
     """
     try:
-        return revocation_cache().get(KEY_PREFIX + models.checksum(token)) is not None
+        with isolated(revocation_cache()) as cache:
+            return cache.get(KEY_PREFIX + models.checksum(token)) is not None
     except Exception as exc:  # noqa: BLE001 - any backend error
         logger.exception("The revocation cache is unavailable; refusing the token.")
         raise RevocationStatusUnavailable from exc

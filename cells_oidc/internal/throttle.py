@@ -31,6 +31,7 @@ from django.http import HttpRequest
 
 from cells_oidc.conf import app_settings
 from cells_oidc.internal import metrics
+from cells_oidc.internal.cache import isolated
 
 __all__ = [
     "Rule",
@@ -103,7 +104,8 @@ def count(rule: Rule, identity: str) -> tuple[int, int]:
     """``(events so far, seconds until the window ends)`` of ``identity``."""
     key, left = _key(rule, identity, time.time())
     try:
-        return int(_cache().get(key) or 0), left
+        with isolated(_cache()) as cache:
+            return int(cache.get(key) or 0), left
     except Exception as exc:  # noqa: BLE001 - any backend error (Redis down, missing table …)
         _unavailable(exc)
         return 0, left
@@ -121,14 +123,14 @@ def hit(rule: Rule, identity: str) -> int:
     key, left = _key(rule, identity, time.time())
     timeout = left + 5
     try:
-        cache = _cache()
-        if cache.add(key, 1, timeout):
-            return 1
-        try:
-            return int(cache.incr(key))
-        except ValueError:  # expired between add and incr
-            cache.set(key, 1, timeout)
-            return 1
+        with isolated(_cache()) as cache:
+            if cache.add(key, 1, timeout):
+                return 1
+            try:
+                return int(cache.incr(key))
+            except ValueError:  # expired between add and incr
+                cache.set(key, 1, timeout)
+                return 1
     except Exception as exc:  # noqa: BLE001
         _unavailable(exc)
         return 0

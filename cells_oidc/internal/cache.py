@@ -1,0 +1,30 @@
+"""Cache calls that cannot poison the current database transaction.
+
+Django's database cache runs SQL on the site's own connection. On PostgreSQL a failed statement (a
+cache table that was never created, say) aborts the whole transaction around it — a token request's
+or a revocation's — and every later statement fails. Inside a transaction, a database-cache call
+therefore runs in a savepoint of its own: a failure rolls back the savepoint only, and the caller's
+error handling (fail closed, fall back) works as it does for Redis. Other backends pay nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from django.core.cache.backends.db import DatabaseCache
+from django.db import router, transaction
+
+
+@contextlib.contextmanager
+def isolated(cache: Any) -> Iterator[Any]:
+    """Run the cache calls of the block in a savepoint when ``cache`` is a database cache and a
+    transaction is open on its database; yields ``cache``."""
+    if isinstance(cache, DatabaseCache):
+        using = router.db_for_write(cache.cache_model_class)
+        if transaction.get_connection(using).in_atomic_block:
+            with transaction.atomic(using=using):
+                yield cache
+            return
+    yield cache
