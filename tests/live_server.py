@@ -15,7 +15,6 @@ project as a site runs it), on its own port of 127.0.0.1, all sharing:
 
 from __future__ import annotations
 
-import hashlib
 import html
 import os
 import re
@@ -32,6 +31,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 from jwcrypto import jwk
+
+from tests.kit import pkce_pair  # noqa: F401 - the one PKCE helper, re-exported for the live tests
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "live provider password 42"  # tests/live/seed.py creates alice with it
@@ -51,14 +52,6 @@ def http() -> requests.Session:
     session = requests.Session()
     session.trust_env = False  # only 127.0.0.1, never through a proxy
     return session
-
-
-def pkce_pair() -> tuple[str, str]:
-    import base64
-
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    return verifier, challenge
 
 
 def gunicorn_available() -> bool:

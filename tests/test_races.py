@@ -20,7 +20,6 @@ import html
 import os
 import re
 import secrets
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -40,6 +39,7 @@ import requests
 from jwcrypto import jwk
 
 from tests.conftest import pkce_pair
+from tests.live_server import free_port, http
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "live provider password 42"
@@ -52,18 +52,6 @@ pytestmark = pytest.mark.skipif(
     subprocess.run([sys.executable, "-c", "import gunicorn"], capture_output=True).returncode != 0,
     reason="gunicorn is not installed (pip install -e '.[test]')",
 )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def http() -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False  # only 127.0.0.1, never through a proxy
-    return session
 
 
 def sha256(value: str) -> str:
