@@ -33,6 +33,7 @@ class CellsOidcConfig(AppConfig):
             )
         _connect_resource_receivers()
         _connect_discovery_receivers()
+        _connect_key_receivers()
         _connect_event_receivers(application_model)
 
 
@@ -53,6 +54,16 @@ def _connect_resource_receivers() -> None:
     setting_changed.connect(clear_remote_cache, dispatch_uid="cells_oidc.internal.resource.settings")
 
 
+def _connect_key_receivers() -> None:
+    # The key-set version is read once per request (cells_oidc.internal.keys, docs/keys.md).
+    from django.core.signals import request_finished, request_started
+
+    from cells_oidc.internal import keys
+
+    request_started.connect(keys.on_request_started, dispatch_uid="cells_oidc.keys.request_started")
+    request_finished.connect(keys.on_request_finished, dispatch_uid="cells_oidc.keys.request_finished")
+
+
 def _connect_discovery_receivers() -> None:
     # The discovery document and the JWKS are built once per configuration; a changed setting
     # (override_settings in tests) builds them again.
@@ -61,6 +72,9 @@ def _connect_discovery_receivers() -> None:
     from cells_oidc.internal.views.discovery import forget_documents
 
     setting_changed.connect(forget_documents, dispatch_uid="cells_oidc.internal.views.discovery")
+    from cells_oidc.internal import endpoints
+
+    setting_changed.connect(endpoints.forget, dispatch_uid="cells_oidc.internal.endpoints")
 
 
 def _connect_event_receivers(application_model: type) -> None:

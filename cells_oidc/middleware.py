@@ -255,7 +255,8 @@ class ProviderMiddleware:
             ip = throttle.client_ip(request)
             client = requesting_client_id(request) or ""
             if url_name == "token":
-                throttle.consume(throttle.rule("token_ip"), ip)
-                throttle.consume(throttle.rule("token_client_ip"), f"{client}\n{ip}")
+                throttle.consume_many(
+                    [(throttle.rule("token_ip"), ip), (throttle.rule("token_client_ip"), f"{client}\n{ip}")]
+                )
             else:
                 throttle.consume(throttle.rule("introspect_client_ip"), f"{client}\n{ip}")

@@ -137,7 +137,7 @@ if DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql"):
 if os.environ.get("REDIS_URL"):
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "cells_oidc.caches.RedisCache",
             "LOCATION": os.environ["REDIS_URL"],
             "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
         }

@@ -28,7 +28,7 @@ else:
 if os.environ.get("REDIS_URL"):
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "cells_oidc.caches.RedisCache",
             "LOCATION": os.environ["REDIS_URL"],
             # A throw-away server (scripts/services.sh): every test starts with an empty cache (conftest).
             "KEY_PREFIX": "cells-oidc-tests",

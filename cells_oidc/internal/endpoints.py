@@ -8,11 +8,18 @@ request's ``Host`` header.
 
 from __future__ import annotations
 
-from django.urls import get_script_prefix, reverse
+from typing import Any
+
+from django.conf import settings
+from django.urls import get_script_prefix, get_urlconf, reverse
 
 from cells_oidc.conf import app_settings
 
 NAMESPACE = "cells_oidc"
+
+# URLs of views without arguments, by everything the answer depends on: reverse() walks the
+# URLconf on every call, and the issuer is asked for on every token issued or verified.
+_memo: dict[tuple[Any, ...], str] = {}
 
 
 def site_path(path: str) -> str:
@@ -25,7 +32,21 @@ def site_path(path: str) -> str:
 
 def absolute_url(name: str, *args: object, **kwargs: object) -> str:
     """The absolute public URL of the named view of this app (``"token"``, ``"jwks"`` …)."""
-    return site_path(reverse(f"{NAMESPACE}:{name}", args=args or None, kwargs=kwargs or None))
+    if args or kwargs:
+        return site_path(reverse(f"{NAMESPACE}:{name}", args=args or None, kwargs=kwargs or None))
+    memo_key = (name, app_settings.SITE_URL, get_script_prefix(), get_urlconf(), settings.ROOT_URLCONF)
+    url = _memo.get(memo_key)
+    if url is None:
+        url = site_path(reverse(f"{NAMESPACE}:{name}"))
+        if len(_memo) > 1000:  # many script prefixes or URLconfs: start again
+            _memo.clear()
+        _memo[memo_key] = url
+    return url
+
+
+def forget(**kwargs: Any) -> None:
+    """Drop the remembered URLs (a ``setting_changed`` receiver)."""
+    _memo.clear()
 
 
 def issuer() -> str:

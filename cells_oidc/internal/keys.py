@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from asgiref.local import Local
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -282,8 +283,44 @@ def _cache() -> Any:
     return revocation_cache()
 
 
+# The version read by the current request (docs/performance.md): a request that signs two tokens
+# and verifies one reads the shared cache once, not once per key look-up. Reset when a request
+# starts (Django's request_started, connected in apps.py) and when it finishes; outside a request
+# (management commands, tasks) every look-up reads the cache. asgiref's Local is per thread and
+# per asyncio context, so concurrent requests never share a read.
+_request = Local()
+_UNREAD = object()
+
+
+def on_request_started(**kwargs: Any) -> None:
+    _request.version = _UNREAD
+
+
+def on_request_finished(**kwargs: Any) -> None:
+    _request.version = None
+
+
 def _shared_version() -> str | None:
-    """The key-set version in the shared cache (set when missing), or ``None`` if unreachable."""
+    """The key-set version in the shared cache (set when missing), or ``None`` if unreachable;
+    read once per request."""
+    memo = getattr(_request, "version", None)
+    if memo is not None and memo is not _UNREAD:
+        return str(memo)
+    version = _read_shared_version()
+    if memo is _UNREAD and version is not None:
+        _request.version = version
+    return version
+
+
+def note_shared_version(version: object) -> None:
+    """Remember ``version``, read from the shared cache by another look-up of the same request
+    (:func:`cells_oidc.internal.revocation.is_revoked` reads it with the deny-list entry: one
+    round trip for both)."""
+    if version is not None and getattr(_request, "version", None) is _UNREAD:
+        _request.version = str(version)
+
+
+def _read_shared_version() -> str | None:
     try:
         with isolated(_cache()) as cache:
             version = cache.get(VERSION_CACHE_KEY)
@@ -320,6 +357,8 @@ def forget(**kwargs: Any) -> None:
     """Drop this process's key set (also a ``setting_changed`` receiver)."""
     global _current
     _current = None
+    if getattr(_request, "version", None) is not None:
+        _request.version = _UNREAD  # the current request reads the version again
 
 
 def _settings_ref() -> tuple[Any, ...]:

@@ -126,6 +126,11 @@ def authenticate_token(
 
 def _verify_access_token(token: str, *, key_for: Any, expected_issuer: str) -> TokenInfo:
     """An RFC 9068 §4 access token for this resource server, not revoked."""
+    # The deny-list first: its read also brings the key-set version the verification needs.
+    try:
+        revoked = revocation.is_revoked(token)
+    except revocation.RevocationStatusUnavailable:
+        revoked = None
     claims = verify_jws(
         token,
         key_for=key_for,
@@ -135,10 +140,8 @@ def _verify_access_token(token: str, *, key_for: Any, expected_issuer: str) -> T
         required=ACCESS_TOKEN_CLAIMS,
         leeway=app_settings.RESOURCE_LEEWAY,
     )
-    try:
-        revoked = revocation.is_revoked(token)
-    except revocation.RevocationStatusUnavailable:
-        raise InvalidToken("revocation status unavailable") from None
+    if revoked is None:
+        raise InvalidToken("revocation status unavailable")
     if revoked:
         raise InvalidToken("revoked")
     return TokenInfo.of_access_token(claims)

@@ -72,12 +72,19 @@ def is_revoked(token: str) -> bool:
     Raises :class:`RevocationStatusUnavailable` when the cache cannot be read (the error is
     logged): an API must not accept a token it cannot check.
     """
+    from cells_oidc.internal import keys
+
+    key = KEY_PREFIX + models.checksum(token)
     try:
         with isolated(revocation_cache()) as cache:
-            return cache.get(KEY_PREFIX + models.checksum(token)) is not None
+            # The key-set version lives in the same cache: read with the entry, it spares the
+            # verification of the same request its own round trip (docs/performance.md).
+            values = cache.get_many([key, keys.VERSION_CACHE_KEY])
     except Exception as exc:  # noqa: BLE001 - any backend error
         logger.exception("The revocation cache is unavailable; refusing the token.")
         raise RevocationStatusUnavailable from exc
+    keys.note_shared_version(values.get(keys.VERSION_CACHE_KEY))
+    return values.get(key) is not None
 
 
 #: When (epoch seconds) this process last failed to write the deny-list, for ``/readyz``.

@@ -39,6 +39,8 @@ __all__ = [
     "Throttled",
     "check",
     "client_ip",
+    "consume",
+    "consume_many",
     "hit",
     "login_failed",
     "login_locked",
@@ -124,6 +126,8 @@ def hit(rule: Rule, identity: str) -> int:
     timeout = left + 5
     try:
         with isolated(_cache()) as cache:
+            if hasattr(cache, "incr_counters"):  # cells_oidc.caches.RedisCache: one round trip
+                return int(cache.incr_counters([(key, timeout)])[0])
             if cache.add(key, 1, timeout):
                 return 1
             try:
@@ -138,8 +142,29 @@ def hit(rule: Rule, identity: str) -> int:
 
 def consume(rule: Rule, identity: str) -> None:
     """Count a request of ``identity`` and raise :class:`Throttled` past the limit (rate limits)."""
-    if hit(rule, identity) > rule.limit:
-        raise Throttled(rule, _key(rule, identity, time.time())[1])
+    consume_many([(rule, identity)])
+
+
+def consume_many(limits: Iterable[tuple[Rule, str]]) -> None:
+    """:func:`consume` on every ``(rule, identity)`` of one request; a cache with native counters
+    (:class:`cells_oidc.caches.RedisCache`) counts them all in one round trip."""
+    limits = list(limits)
+    cache = _cache()
+    if not hasattr(cache, "incr_counters"):
+        for rule_, identity in limits:
+            if hit(rule_, identity) > rule_.limit:
+                raise Throttled(rule_, _key(rule_, identity, time.time())[1])
+        return
+    now = time.time()
+    keys = [_key(rule_, identity, now) for rule_, identity in limits]
+    try:
+        counts = cache.incr_counters([(key, left + 5) for key, left in keys])
+    except Exception as exc:  # noqa: BLE001
+        _unavailable(exc)
+        return
+    for (rule_, _identity), (_counter, left), events in zip(limits, keys, counts, strict=True):
+        if events > rule_.limit:
+            raise Throttled(rule_, left)
 
 
 def reset(rule: Rule, identity: str) -> None:
