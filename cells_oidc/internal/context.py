@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from cells_oidc.models import TokenFamily
 
-__all__ = ["SignInContext", "authorization_credentials", "sign_in_context"]
+__all__ = ["SignInContext", "authorization_credentials", "sign_in_context", "token_request_context"]
 
 # The one attribute of an oauthlib request that holds the context; named nowhere else.
 _ATTRIBUTE = "cells_sign_in"
@@ -50,6 +50,12 @@ class SignInContext:
     #: RFC 8707 §2.2: the resources of the grant being redeemed, which the refresh token keeps
     #: even when the access token is narrowed; ``None`` when no grant binds the request.
     granted_resources: list[str] | None = None
+    #: The client as the token view read it (its policy joined) for the DPoP check, handed to
+    #: the validator so that it is read once per request (docs/performance.md).
+    client: Any = None
+    #: The access token row this request issued: what DOT's ``app_authorized`` signal carries,
+    #: without DOT's read of the row it has just written.
+    access_token: Any = None
 
     def bind(self, family: TokenFamily) -> None:
         """Answer for ``family``: its ``auth_time`` and ``sid`` go into every token issued
@@ -59,12 +65,30 @@ class SignInContext:
         self.sid = family.sid or ""
 
 
+# The token view hands its context to oauthlib in the request's META, which DOT copies into the
+# oauthlib request's headers (OAuthLibCore.extract_headers). No HTTP header can have this name
+# (those are HTTP_*).
+_META_KEY = "cells_oidc.sign_in_context"
+
+
 def sign_in_context(request: Any) -> SignInContext:
-    """The :class:`SignInContext` of the oauthlib ``request``, created on first use."""
+    """The :class:`SignInContext` of the oauthlib ``request``: the one the token view handed over
+    (:func:`token_request_context`), else created on first use."""
     context = getattr(request, _ATTRIBUTE, None)
     if not isinstance(context, SignInContext):
-        context = SignInContext()
+        headers = getattr(request, "headers", None)
+        handed = headers.get(_META_KEY) if headers is not None else None
+        context = handed if isinstance(handed, SignInContext) else SignInContext()
         setattr(request, _ATTRIBUTE, context)
+    return context
+
+
+def token_request_context(django_request: Any) -> SignInContext:
+    """The context of a token request, shared by the token view and the oauthlib callbacks it
+    leads to (created on first use)."""
+    context = django_request.META.get(_META_KEY)
+    if not isinstance(context, SignInContext):
+        context = django_request.META[_META_KEY] = SignInContext()
     return context
 
 

@@ -183,6 +183,11 @@ class CellsOAuth2Validator(OAuth2Validator):
         # DOT's, with the client's policy (ClientPolicy, read by nearly every token request)
         # joined to the one read of the client (docs/performance.md); DOT's own for the rest
         # (a cached client, a Client ID Metadata Document URL, a client_id no database can hold).
+        handed = sign_in_context(request).client
+        if not request.client and handed is not None and handed.client_id == client_id:
+            if handed.is_usable(request):
+                request.client = handed  # read by the token view already (its DPoP check)
+                return handed
         if not request.client and isinstance(client_id, str) and "\x00" not in client_id:
             client = (
                 get_application_model()
@@ -793,6 +798,7 @@ class CellsOAuth2Validator(OAuth2Validator):
         )
         self._set_token_value(access_token, token["access_token"])
         access_token.save()
+        sign_in_context(request).access_token = access_token
         return access_token
 
     def revoke_token(
