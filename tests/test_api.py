@@ -52,6 +52,10 @@ def test_me_with_an_access_token(tokens: dict[str, Any], alice: Any) -> None:
     assert body["token"]["kind"] == "jwt"
     assert body["token"]["client_id"] == "cells-frontend"
     assert set(body["token"]["scope"].split()) == set(FULL_SCOPE.split())
+    # Exactly what the documented serializer (the OpenAPI schema) says, field for field.
+    from cells_oidc.internal.api_serializers import UserSerializer
+
+    assert body == UserSerializer(body).data
 
 
 def test_me_without_email_scope_does_not_reveal_the_email(

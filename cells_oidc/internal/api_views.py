@@ -230,7 +230,9 @@ class MeView(BearerAPIView):
                 "expires_at": info.expires_at,
             },
         }
-        return Response(UserSerializer(data).data)
+        # Already the shape UserSerializer documents (the OpenAPI schema): no second pass over it
+        # on the hottest API call (docs/performance.md).
+        return Response(data)
 
 
 # ---- grants and personal tokens ---------------------------------------------------------------
