@@ -15,6 +15,11 @@ trivial req/s, path req/s, their ratio, the target, PASS/FAIL, errors (any answe
 status, any connection error) and the SQL statements the path ran (``X-Bench-Queries``; BEGIN and
 COMMIT are not statements of a cursor and are not counted).
 
+After the table, the CPU milliseconds each request cost each kind of process of this machine, for
+the path and for the trivial view of the same rounds (from /proc: the site's gunicorn processes,
+PostgreSQL, Redis, this load generator): where a row's time goes, and what bounds its ratio when the
+database shares the cores with the site.
+
 P3b compares login POSTs with the configured password hasher's own rate (two processes checking a
 password as fast as they can, interleaved with the logins); P4 compares the p99 latency of refreshes
 with 10,000 stored sign-ins and with ``BENCH_P4_ROWS`` (default 1,000,000, seeded in batches with
@@ -238,6 +243,54 @@ def _hasher_loop(args: tuple[str, float]) -> tuple[int, float]:
     return count, time.monotonic() - started
 
 
+# ---- where the CPU goes -------------------------------------------------------------------------
+def cpu_seconds() -> Counter[str]:
+    """CPU seconds used so far by the processes of this machine, by kind: the site's gunicorn
+    processes, PostgreSQL, Redis, this load generator (Linux /proc; empty elsewhere)."""
+    out: Counter[str] = Counter()
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    me = os.getpid()
+    try:
+        pids = [entry for entry in os.listdir("/proc") if entry.isdigit()]
+    except OSError:
+        return out
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                stat = handle.read()
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                command = handle.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        used = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        parent = int(fields[1])
+        if "gunicorn" in command:
+            kind = "app"
+        elif "postgres" in command:
+            kind = "PostgreSQL"
+        elif "redis-server" in command:
+            kind = "Redis"
+        elif int(pid) == me or parent == me:
+            kind = "load"
+        else:
+            continue
+        out[kind] += used
+    return out
+
+
+def cpu_note(before: Counter[str], after: Counter[str], requests: int) -> str:
+    """``app 12.70, PostgreSQL 3.30 …``: CPU milliseconds per request of each kind of process."""
+    if not requests:
+        return ""
+    parts = [
+        f"{kind} {(after[kind] - before[kind]) * 1000 / requests:.2f}"
+        for kind in ("app", "PostgreSQL", "Redis", "load")
+        if after[kind] - before[kind] > 0 or kind == "app"
+    ]
+    return ", ".join(parts)
+
+
 # ---- the site ----------------------------------------------------------------------------------
 class Bench:
     def __init__(self, options: argparse.Namespace) -> None:
@@ -245,6 +298,8 @@ class Bench:
         self.directory = Path(tempfile.mkdtemp(prefix="cells-bench-"))
         self.site = LiveSite(self.directory, processes=1, workers=2, extra_settings=EXTRA_SETTINGS)
         self.rows: list[tuple[str, ...]] = []
+        #: (row, CPU ms per request of the trivial view, of the path) by kind of process.
+        self.cpu_rows: list[tuple[str, str, str]] = []
 
     @property
     def port(self) -> int:
@@ -289,9 +344,15 @@ class Bench:
         opts = self.options
         base, path = Result(), Result()
         base_rates, path_rates = [], []
+        cpu = {"trivial": Counter(), "path": Counter()}
         for _ in range(opts.rounds):
+            before = cpu_seconds()
             b = load.run(trivial, opts.seconds)
+            middle = cpu_seconds()
             p = load.run(phase, opts.seconds)
+            after = cpu_seconds()
+            cpu["trivial"].update(middle - before)
+            cpu["path"].update(after - middle)
             base.merge(b)
             path.merge(p)
             base_rates.append(b.rate)
@@ -314,6 +375,13 @@ class Bench:
             queries,
             note,
             path.error_samples,
+        )
+        self.cpu_rows.append(
+            (
+                name,
+                cpu_note(Counter(), cpu["trivial"], base.count + base.errors),
+                cpu_note(Counter(), cpu["path"], path.count + path.errors),
+            )
         )
 
     def add(
@@ -373,6 +441,12 @@ class Bench:
         print("|---|---|---|---|---|---|---|---|")
         for row in self.rows:
             print("| " + " | ".join(row[:8]) + (f" {row[8]}" if row[8] else "") + " |")
+        if self.cpu_rows:
+            print("\nCPU milliseconds per request, by process (same run):\n")
+            print("| row | trivial view | path |")
+            print("|---|---|---|")
+            for name, trivial_cpu, path_cpu in self.cpu_rows:
+                print(f"| {name} | {trivial_cpu} | {path_cpu} |")
 
     def _rows(
         self, load: Load, seeded: dict[str, Any], wanted: Callable[[str], bool], per_round: float

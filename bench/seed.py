@@ -141,6 +141,26 @@ def seed_sign_ins(count: int, *, client: Any, user: Any, batch: int, keep: bool)
     return kept
 
 
+def settle(models: list[Any]) -> None:
+    """Bring the database to the steady state a site's is in, after a bulk load: statistics up to
+    date and the load's maintenance done (VACUUM ANALYZE and a checkpoint on PostgreSQL, ANALYZE
+    and a WAL checkpoint on SQLite), so that P4 measures the tables' size, not the autovacuum and
+    checkpoint the load itself set off."""
+    from django.db import DatabaseError, connection
+
+    tables = [connection.ops.quote_name(model._meta.db_table) for model in models]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"VACUUM (ANALYZE) {', '.join(tables)}")
+            try:
+                cursor.execute("CHECKPOINT")
+            except DatabaseError:  # needs superuser or pg_checkpoint: the vacuum is what matters
+                pass
+        elif connection.vendor == "sqlite":
+            cursor.execute("ANALYZE")
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
 def main() -> None:
     started = time.monotonic()
     client = get_application_model().objects.get(client_id=CLIENT_ID)
@@ -161,6 +181,8 @@ def main() -> None:
     )
     filler = int(os.environ.get("BENCH_SEED_FILLER", "0"))
     seed_sign_ins(filler, client=client, user=user, batch=batch, keep=False)
+    if filler:
+        settle([TokenFamily, get_access_token_model(), get_refresh_token_model(), get_grant_model()])
     with open(os.environ["BENCH_SEED_OUT"], "w") as handle:
         json.dump(out, handle)
     print(

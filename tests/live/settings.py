@@ -31,12 +31,13 @@ else:
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(_DIR / "db.sqlite3"),
             "OPTIONS": dict(SQLITE_OPTIONS),  # noqa: F405 - the embedded default's (project/settings.py)
+            "CONN_MAX_AGE": 60,  # persistent, as the demo's (project/settings.py)
         }
     }
 if os.environ.get("REDIS_URL"):
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "cells_oidc.caches.RedisCache",
             "LOCATION": os.environ["REDIS_URL"],
             "KEY_PREFIX": "cells-oidc-live-" + _DIR.name,
         }
