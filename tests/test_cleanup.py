@@ -223,3 +223,30 @@ def test_audit_events_past_retention_go(settings: Any) -> None:
     settings.CELLS_OIDC_AUDIT_RETENTION_DAYS = 0  # kept for ever
     AuditEvent.objects.update(time=now - timedelta(days=3650))
     assert "Deleted         0 audit events" in run()
+
+
+def test_back_channel_logout_deliveries_made_or_given_up_long_ago_go(default_clients: None) -> None:
+    from cells_oidc.models import LogoutDelivery
+
+    app = Client.objects.get(client_id="cells-client")
+    now = timezone.now()
+    long_ago, lately = now - timedelta(days=8), now - timedelta(days=1)
+
+    def delivery(**fields: Any) -> LogoutDelivery:
+        return LogoutDelivery.objects.create(application=app, sid="s", sub="1", **fields)
+
+    gone = [
+        delivery(delivered_at=long_ago, last_attempt=long_ago, attempts=1),
+        delivery(last_attempt=long_ago, attempts=5, error="HTTP 500"),  # given up
+    ]
+    kept = [
+        delivery(delivered_at=lately, last_attempt=lately, attempts=1),
+        delivery(last_attempt=lately, attempts=5, error="HTTP 500"),
+        # Still pending, however old: the sender has not finished with it.
+        delivery(next_attempt=now, last_attempt=long_ago, attempts=2, created=long_ago),
+    ]
+    assert "Would delete         2 back-channel logout deliveries" in run("--dry-run")
+    assert "Deleted         2 back-channel logout deliveries" in run()
+    remaining = set(LogoutDelivery.objects.values_list("pk", flat=True))
+    assert remaining == {row.pk for row in kept}
+    assert not remaining & {row.pk for row in gone}

@@ -6,7 +6,8 @@ Deletes, kind by kind: expired authorization codes (DOT ``Grant``), refresh toke
 lifetime or revoked more than ``--margin`` ago, expired access tokens no refresh token points to,
 expired ID tokens without an access token, expired device codes (DOT ``DeviceGrant``), expired
 consents, personal access tokens expired or revoked more than ``--margin`` ago, sign-ins
-(``TokenFamily``) revoked or idle more than ``--margin`` ago with no token left, and audit events past
+(``TokenFamily``) revoked or idle more than ``--margin`` ago with no token left, back-channel logout
+deliveries made or given up more than ``--margin`` ago, and audit events past
 ``CELLS_OIDC_AUDIT_RETENTION_DAYS``.
 
 Each batch selects at most ``--batch-size`` primary keys with ``LIMIT`` and deletes them by key in
@@ -129,7 +130,7 @@ class Command(BaseCommand):
         )
         from oauth2_provider.settings import oauth2_settings
 
-        from cells_oidc.models import Consent, PersonalAccessToken, TokenFamily
+        from cells_oidc.models import Consent, LogoutDelivery, PersonalAccessToken, TokenFamily
 
         refresh_model = get_refresh_token_model()
 
@@ -179,6 +180,16 @@ class Command(BaseCommand):
                 .exclude(models.Exists(tokens_left))
             )
 
+        def logout_deliveries(now: datetime) -> Any:
+            # Back-channel logout notices delivered or given up more than the margin ago; one still
+            # pending is never touched (cells_oidc_deliver_logouts has not finished with it).
+            cutoff = now - keep
+            return LogoutDelivery.objects.filter(next_attempt__isnull=True).filter(
+                models.Q(delivered_at__lt=cutoff)
+                | models.Q(delivered_at__isnull=True, last_attempt__lt=cutoff)
+                | models.Q(delivered_at__isnull=True, last_attempt__isnull=True, created__lt=cutoff)
+            )
+
         return [
             Kind("authorization codes", grants),
             Kind("refresh tokens", refresh_tokens),
@@ -188,6 +199,7 @@ class Command(BaseCommand):
             Kind("consents", consents),
             Kind("personal access tokens", personal_tokens),
             Kind("sign-ins", families),
+            Kind("back-channel logout deliveries", logout_deliveries),
             Kind("audit events", self.audit_events),
         ]
 
