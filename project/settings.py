@@ -127,9 +127,18 @@ CSRF_FAILURE_VIEW = "cells_oidc.views.csrf_failure"
 # ---- state every process shares (docs/deploy.md) ------------------------------------------------
 # A broken persistent connection (the database restarted) is replaced at the next request.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# PostgreSQL: parameters bound by the server and statements prepared on each persistent connection
+# after their fifth use (psycopg's prepare_threshold; Django's default binds on the client and never
+# prepares): the token endpoint's statements are planned once per connection, not per request
+# (docs/performance.md). Behind PgBouncer in transaction mode before 1.21, leave both out.
+POSTGRES_OPTIONS = {"server_side_binding": True, "prepare_threshold": 5}
 if DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql"):
     # Fail fast when PostgreSQL is unreachable: the request is answered 503 in seconds, not hung.
-    DATABASES["default"]["OPTIONS"] = {"connect_timeout": 3, **DATABASES["default"].get("OPTIONS", {})}
+    DATABASES["default"]["OPTIONS"] = {
+        "connect_timeout": 3,
+        **POSTGRES_OPTIONS,
+        **DATABASES["default"].get("OPTIONS", {}),
+    }
 # The revocation deny-list and the throttles (and the key caches) must be seen by every process:
 # Redis when REDIS_URL is set, else the database cache (`manage.py createcachetable`, done by
 # `make run`), which every process and machine of the database shares. Never LocMemCache

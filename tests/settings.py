@@ -23,6 +23,9 @@ SECRET_KEY = "tests-only-" + "s" * 50
 # REDIS_URL say so (.ci/run does both; scripts/services.sh starts throw-away servers on loopback).
 if os.environ.get("DATABASE_URL"):
     DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=0)}
+    if DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql"):
+        # The demo's options (project/settings.py): every query of the suite runs server-bound.
+        DATABASES["default"]["OPTIONS"] = dict(POSTGRES_OPTIONS)  # noqa: F405
 else:
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 if os.environ.get("REDIS_URL"):

@@ -25,6 +25,8 @@ if os.environ.get("CELLS_OIDC_LIVE_DATABASE_URL"):
     DATABASES = {
         "default": dj_database_url.parse(os.environ["CELLS_OIDC_LIVE_DATABASE_URL"], conn_max_age=60)
     }
+    # The demo's (project/settings.py): server-side binding, prepared statements.
+    DATABASES["default"]["OPTIONS"] = dict(POSTGRES_OPTIONS)  # noqa: F405
 else:
     DATABASES = {
         "default": {
