@@ -37,6 +37,8 @@ class Stats:
         self.server_errors = 0
         self.lost_tokens = 0
         self.errors: list[str] = []
+        #: Transport errors (connection refused or reset, timeouts), what they said.
+        self.transport: list[str] = []
 
     def record(self, kind: str, status: int) -> None:
         with self.lock:
@@ -95,6 +97,8 @@ def client(site: LiveSite, deadline: float, stats: Stats) -> None:
                 tokens = None
         except Exception as exc:  # noqa: BLE001 - a transport error is reported, not fatal
             stats.record(f"error {type(exc).__name__}", 0)
+            with stats.lock:
+                stats.transport.append(f"{type(exc).__name__}: {str(exc)[:300]}")
             tokens = None
 
 
@@ -125,6 +129,7 @@ def main() -> int:
         elapsed = time.monotonic() - started
     finally:
         site.stop()
+        logs = site.logs() if stats.transport or stats.server_errors else ""
         site.drop()
         shutil.rmtree(directory, ignore_errors=True)
     database = "PostgreSQL" if site.database_url else "SQLite (file)"
@@ -138,6 +143,10 @@ def main() -> int:
     print(f"lost tokens: {stats.lost_tokens}")
     for detail in stats.errors[:10]:
         print(f"  {detail}")
+    for detail in stats.transport[:5]:
+        print(f"  transport error: {detail}")
+    if logs:
+        print(f"server logs (last lines):\n{logs[-3000:]}")
     return 1 if stats.server_errors or stats.lost_tokens else 0
 
 
