@@ -8,7 +8,11 @@ of their own on it.
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
 import threading
+import time
 import uuid
 from typing import Any
 from unittest import mock
@@ -108,3 +112,65 @@ def test_the_key_set_version_is_read_once_per_request() -> None:
         keys.key_set()
         keys.key_set()
         assert reads.call_count == 4
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server (Debian's redis-server)")
+def test_the_reused_client_reconnects_after_a_redis_restart(tmp_path: Any) -> None:
+    """One client per pool must not mean one dead connection for ever: after Redis restarts, the
+    pool's connection is replaced and the cache works again (the outage itself is the throttles'
+    and the deny-list's to answer, docs/security.md)."""
+    from cells_oidc.caches import RedisCache
+    from tests.live_server import free_port
+
+    port = free_port()
+
+    def start() -> subprocess.Popen[bytes]:
+        server = subprocess.Popen(
+            [
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(tmp_path),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    return server
+            time.sleep(0.05)
+        server.kill()
+        raise AssertionError("redis-server did not start")
+
+    server = start()
+    try:
+        cache = RedisCache(f"redis://127.0.0.1:{port}/0", {})
+        cache.set("k", "before", 30)
+        assert cache.get("k") == "before"
+        assert cache.incr_counters([("n", 30)]) == [1]
+        server.terminate()
+        server.wait(timeout=10)
+        server = start()
+        answers = []
+        for _ in range(3):  # the first call may still meet the dead connection
+            try:
+                answers.append(cache.get("k", "gone"))
+                break
+            except Exception as exc:  # noqa: BLE001 - what the callers see during the outage
+                answers.append(type(exc).__name__)
+        assert answers[-1] == "gone", answers  # a fresh server: the value is gone, the cache works
+        cache.set("k", "after", 30)
+        assert cache.get("k") == "after"
+        assert cache.incr_counters([("n", 30)]) == [1]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
