@@ -230,7 +230,11 @@ class Load:
 
 def _hasher_loop(args: tuple[str, float]) -> tuple[int, float]:
     encoded, seconds = args
+    from django.conf import settings as django_settings
     from django.utils.module_loading import import_string
+
+    if not django_settings.configured:
+        django_settings.configure()  # the hasher reads its settings (none of the site's needed)
 
     from project.settings import PASSWORD_HASHERS
 

@@ -99,6 +99,18 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.ScryptPasswordHasher",
 ]
 
+
+def _processes() -> int:
+    # gunicorn reads its worker count from WEB_CONCURRENCY; runserver is one process.
+    try:
+        return max(1, int(os.environ.get("WEB_CONCURRENCY", "1")))
+    except ValueError:
+        return 1
+
+
+# Argon2 hashes a process runs at once (project/hashers.py): the cores shared among the processes.
+PASSWORD_HASHING_CONCURRENCY = max(1, (os.cpu_count() or 1) // _processes())
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},

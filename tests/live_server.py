@@ -101,6 +101,8 @@ class LiveSite:
             "CELLS_OIDC_LIVE_PASSWORD": PASSWORD,
             "CELLS_OIDC_LIVE_DATABASE_URL": self.database_url,
             "PYTHONUNBUFFERED": "1",
+            # What gunicorn reads as its worker count; the demo sizes its password hashing by it.
+            "WEB_CONCURRENCY": str(self.workers),
         }
         env.pop("DATABASE_URL", None)  # the live settings read CELLS_OIDC_LIVE_DATABASE_URL only
         return env

@@ -68,3 +68,54 @@ def test_an_argon2_hash_of_other_parameters_is_rewritten_at_login(browser: Brows
     assert browser.sign_in("/oidc/account/", username="heavy").status_code == 303
     user.refresh_from_db()
     assert user.password.startswith("argon2$argon2id$v=19$m=19456,t=2,p=1$")
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+def test_a_process_hashes_at_most_its_limit_of_passwords_at_once(settings: Any, limit: int) -> None:
+    """project/hashers.py: more logins than cores wait their turn instead of thrashing the cores."""
+    import threading
+    import time
+    from unittest import mock
+
+    from project.hashers import LoginHeavyArgon2PasswordHasher
+
+    settings.PASSWORD_HASHING_CONCURRENCY = limit
+    hasher = LoginHeavyArgon2PasswordHasher()
+    encoded = hasher.encode(PASSWORD, hasher.salt())
+    active, most, lock = [0], [0], threading.Lock()
+    real_verify = Argon2PasswordHasher.verify
+
+    def counting_verify(self: Any, password: str, stored: str) -> bool:
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        try:
+            time.sleep(0.05)
+            return bool(real_verify(self, password, stored))
+        finally:
+            with lock:
+                active[0] -= 1
+
+    results: list[bool] = []
+    with mock.patch.object(Argon2PasswordHasher, "verify", counting_verify):
+        threads = [
+            threading.Thread(target=lambda: results.append(hasher.verify(PASSWORD, encoded)))
+            for _ in range(6)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert results == [True] * 6
+    assert most[0] == limit
+
+
+def test_the_demo_shares_the_cores_among_gunicorn_workers(monkeypatch: Any) -> None:
+    import os
+
+    monkeypatch.setenv("WEB_CONCURRENCY", "2")
+    assert demo_settings._processes() == 2
+    monkeypatch.setenv("WEB_CONCURRENCY", "not a number")
+    assert demo_settings._processes() == 1
+    assert demo_settings.PASSWORD_HASHING_CONCURRENCY >= 1
+    assert demo_settings.PASSWORD_HASHING_CONCURRENCY <= (os.cpu_count() or 1)
