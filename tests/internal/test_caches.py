@@ -119,6 +119,7 @@ def test_the_reused_client_reconnects_after_a_redis_restart(tmp_path: Any) -> No
     """One client per pool must not mean one dead connection for ever: after Redis restarts, the
     pool's connection is replaced and the cache works again (the outage itself is the throttles'
     and the deny-list's to answer, docs/security.md)."""
+    pytest.importorskip("redis")  # installed with the postgres extra (make test-postgres, CI)
     from cells_oidc.caches import RedisCache
     from tests.live_server import free_port
 
