@@ -27,7 +27,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import requests
 from jwcrypto import jwk
@@ -52,6 +52,60 @@ def http() -> requests.Session:
     session = requests.Session()
     session.trust_env = False  # only 127.0.0.1, never through a proxy
     return session
+
+
+def sign_in_over_http(
+    authorization_url: str,
+    *,
+    password: str,
+    username: str = "alice",
+    approve: bool = False,
+    timeout: float = HTTP_TIMEOUT,
+    browser: requests.Session | None = None,
+) -> tuple[str, list[str]]:
+    """What a person does in a browser after a client sent them to ``authorization_url``: log in on
+    the provider's page and, with ``approve``, allow what the confirmation/consent pages ask.
+    Returns the redirect to the client's callback and the steps approved; ``browser`` keeps the
+    session for more."""
+    browser = browser if browser is not None else http()
+    response = browser.get(authorization_url, allow_redirects=False, timeout=timeout)
+    assert response.status_code == 302, response.text[:300]
+    login_url = urljoin(authorization_url, response.headers["Location"])
+    page = browser.get(login_url, timeout=timeout)
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+    next_url = re.search(r'name="next" value="([^"]*)"', page.text)
+    assert csrf and next_url, page.text[:500]
+    response = browser.post(
+        login_url,
+        data={
+            "csrfmiddlewaretoken": csrf.group(1),
+            "username": username,
+            "password": password,
+            "next": html.unescape(next_url.group(1)),
+        },
+        headers={"Referer": login_url},
+        allow_redirects=False,
+        timeout=timeout,
+    )
+    assert response.status_code == 303, response.text[:300]
+    response = browser.get(
+        urljoin(login_url, response.headers["Location"]), allow_redirects=False, timeout=timeout
+    )
+    approved: list[str] = []
+    while approve and response.status_code == 200 and len(approved) < 3:
+        # The confirmation/consent page: submit its form as the "Allow" button does.
+        form = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', response.text))
+        assert "cells_oidc_step" in form, response.text[:500]
+        approved.append(form["cells_oidc_step"])
+        response = browser.post(
+            response.url,
+            data={**form, "allow": "on"},
+            headers={"Referer": response.url},
+            allow_redirects=False,
+            timeout=timeout,
+        )
+    assert response.status_code == 302, response.text[:300]
+    return response.headers["Location"], approved
 
 
 def gunicorn_available() -> bool:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
-from urllib.parse import urljoin
 
 import pytest
 import requests
@@ -14,6 +12,7 @@ from authlib.oidc.core import CodeIDToken
 from django.core.management import call_command
 
 from tests.conftest import PASSWORD
+from tests.live_server import sign_in_over_http
 
 TIMEOUT = 10
 
@@ -28,32 +27,7 @@ def provider(live_server: Any, settings: Any, make_user: Any) -> str:
 
 def sign_in_like_a_browser(authorization_url: str) -> str:
     """Log in on the provider's pages; return the redirect to the client's callback."""
-    browser = requests.Session()
-    response = browser.get(authorization_url, allow_redirects=False, timeout=TIMEOUT)
-    assert response.status_code == 302
-    login_url = urljoin(authorization_url, response.headers["Location"])
-    page = browser.get(login_url, timeout=TIMEOUT)
-    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
-    next_url = re.search(r'name="next" value="([^"]*)"', page.text)
-    assert csrf and next_url
-    response = browser.post(
-        login_url,
-        data={
-            "csrfmiddlewaretoken": csrf.group(1),
-            "username": "alice",
-            "password": PASSWORD,
-            "next": next_url.group(1).replace("&amp;", "&"),
-        },
-        headers={"Referer": login_url},
-        allow_redirects=False,
-        timeout=TIMEOUT,
-    )
-    assert response.status_code == 303, response.text[:300]
-    response = browser.get(
-        urljoin(login_url, response.headers["Location"]), allow_redirects=False, timeout=TIMEOUT
-    )
-    assert response.status_code == 302
-    return response.headers["Location"]
+    return sign_in_over_http(authorization_url, password=PASSWORD, timeout=TIMEOUT)[0]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -24,7 +24,8 @@ from joserfc.jwk import KeySet
 from oauth2_provider.models import Application
 
 from cells_oidc.models import ClientPolicy, LogoutDelivery, UserSession
-from tests.conftest import SCOPE, Browser, code_from, pkce_pair, token_request
+from tests import kit
+from tests.kit import Browser
 
 pytestmark = pytest.mark.django_db
 
@@ -97,31 +98,10 @@ def register(client_id: str, uri: str, *, session_required: bool = False) -> Non
 
 
 def sign_in(browser: Browser, client_id: str = "cells-sync") -> dict[str, Any]:
-    """A Cells client's code flow in ``browser``; its tokens."""
-    verifier, challenge = pkce_pair()
-    redirect_uri = REDIRECTS[client_id]
-    params = {
-        "response_type": "code",
-        "client_id": client_id,
-        "redirect_uri": redirect_uri,
-        "scope": SCOPE,
-        "state": "s" * 16,
-        "nonce": "n0nce-" + client_id,
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-    }
-    code = code_from(browser.authorize(params), redirect_uri)["code"]
-    response = token_request(
-        {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": redirect_uri,
-            "client_id": client_id,
-            "code_verifier": verifier,
-        }
+    """A Cells client's code flow in ``browser`` (PKCE, a nonce); its tokens."""
+    return kit.sign_in(
+        browser, client_id=client_id, redirect_uri=REDIRECTS[client_id], nonce="n0nce-" + client_id, pkce=True
     )
-    assert response.status_code == 200, response.content
-    return json.loads(response.content)
 
 
 def key_set() -> KeySet:

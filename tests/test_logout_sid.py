@@ -14,7 +14,8 @@ from urllib.parse import urlencode
 import pytest
 from oauth2_provider.models import Application
 
-from tests.conftest import SCOPE, Browser, code_from, pkce_pair, token_request
+from tests import kit
+from tests.kit import Browser, token_request
 
 pytestmark = pytest.mark.django_db
 
@@ -32,29 +33,9 @@ def rp(default_clients: None, alice: Any) -> Application:
 
 def sign_in(browser: Browser) -> dict[str, Any]:
     """cells-sync's sign-in in ``browser``: its tokens (the ID token carries the session's sid)."""
-    verifier, challenge = pkce_pair()
-    redirect_uri = "http://localhost:3640/servers/callback"
-    params = {
-        "response_type": "code",
-        "client_id": "cells-sync",
-        "redirect_uri": redirect_uri,
-        "scope": SCOPE,
-        "state": "t" * 16,
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-    }
-    code = code_from(browser.authorize(params), redirect_uri)["code"]
-    response = token_request(
-        {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": redirect_uri,
-            "client_id": "cells-sync",
-            "code_verifier": verifier,
-        }
+    return kit.sign_in(
+        browser, client_id="cells-sync", redirect_uri="http://localhost:3640/servers/callback", state="t" * 16
     )
-    assert response.status_code == 200, response.content
-    return json.loads(response.content)
 
 
 def refreshes(tokens: dict[str, Any]) -> bool:

@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urljoin, urlsplit
 
 import pytest
-import requests
 
 from cells_oidc.models import Client
 from tests.conftest import PASSWORD
+from tests.live_server import sign_in_over_http
 from tests.test_authlib import TIMEOUT, provider, sign_in_like_a_browser  # noqa: F401 - the live-server fixture
 
 JS = Path(__file__).parent / "js"
@@ -72,48 +70,6 @@ def test_oauth4webapi_signs_in_with_par_and_dpop(provider: str) -> None:  # noqa
     assert result["refresh_without_proof"] == "invalid_grant"
 
 
-def _sign_in_and_allow(authorization_url: str) -> tuple[str, list[str]]:
-    """Log in on the provider's pages and approve what they ask; the callback and the pages approved."""
-    browser = requests.Session()
-    response = browser.get(authorization_url, allow_redirects=False, timeout=TIMEOUT)
-    assert response.status_code == 302
-    login_url = urljoin(authorization_url, response.headers["Location"])
-    page = browser.get(login_url, timeout=TIMEOUT)
-    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
-    assert csrf
-    response = browser.post(
-        login_url,
-        data={
-            "csrfmiddlewaretoken": csrf.group(1),
-            "username": "alice",
-            "password": PASSWORD,
-            "next": parse_qs(urlsplit(login_url).query)["next"][0],
-        },
-        headers={"Referer": login_url},
-        allow_redirects=False,
-        timeout=TIMEOUT,
-    )
-    assert response.status_code == 303, response.text[:300]
-    response = browser.get(
-        urljoin(login_url, response.headers["Location"]), allow_redirects=False, timeout=TIMEOUT
-    )
-    approved: list[str] = []
-    while response.status_code == 200 and len(approved) < 3:
-        # The confirmation/consent page: submit its form as the "Allow" button does.
-        form = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', response.text))
-        assert "cells_oidc_step" in form, response.text[:500]
-        approved.append(form["cells_oidc_step"])
-        response = browser.post(
-            response.url,
-            data={**form, "allow": "on"},
-            headers={"Referer": response.url},
-            allow_redirects=False,
-            timeout=TIMEOUT,
-        )
-    assert response.status_code == 302, response.text[:300]
-    return response.headers["Location"], approved
-
-
 @pytest.mark.django_db(transaction=True)
 def test_oauth4webapi_registers_a_public_client_and_signs_in_with_it(
     provider: str,  # noqa: F811
@@ -143,7 +99,9 @@ def test_oauth4webapi_registers_a_public_client_and_signs_in_with_it(
         assert client.redirect_uris.split() == [redirect_uri]
         authorization_url = script.stdout.readline().strip()
         assert authorization_url.startswith(f"{provider}/oidc/"), authorization_url
-        callback, approved = _sign_in_and_allow(authorization_url)
+        callback, approved = sign_in_over_http(
+            authorization_url, password=PASSWORD, approve=True, timeout=TIMEOUT
+        )
         assert callback.startswith(redirect_uri + "?"), callback
         stdout, stderr = script.communicate(callback + "\n", timeout=60)
     finally:

@@ -22,7 +22,8 @@ from django.urls import include, path
 
 from cells_oidc.decorators import bearer_token_required
 from project.bench import ClaimsView
-from tests.conftest import SCOPE, Browser, code_from, pkce_pair, token_request
+from tests import kit
+from tests.kit import SCOPE, Browser, bearer_get, code_from, pkce_pair
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.test_query_counts")]
 
@@ -83,21 +84,11 @@ def sign_in(default_clients: None, alice: Any) -> Any:
 
 
 def exchange(code: str, verifier: str) -> Any:
-    return token_request(
-        {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": REDIRECT_URI,
-            "client_id": "cells-client",
-            "code_verifier": verifier,
-        }
-    )
+    return kit.exchange(code, REDIRECT_URI, "cells-client", code_verifier=verifier)
 
 
 def refresh(refresh_token: str) -> Any:
-    return token_request(
-        {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": "cells-client"}
-    )
+    return kit.refresh("cells-client", refresh_token)
 
 
 @pytest.fixture
@@ -149,10 +140,6 @@ def test_a_reused_refresh_token_is_refused_and_revokes_its_sign_in(tokens: dict[
 
 
 # ---- the bearer path -----------------------------------------------------------------------------
-def bearer_get(url: str, access_token: str) -> Any:
-    return Client().get(url, HTTP_AUTHORIZATION=f"Bearer {access_token}")
-
-
 @pytest.mark.parametrize("url", ["/claims/drf", "/claims/plain"])
 def test_a_view_of_the_token_alone_runs_no_query(tokens: dict[str, Any], url: str) -> None:
     bearer_get(url, tokens["access_token"])  # warm-up: the key's public half, imports

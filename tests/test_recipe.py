@@ -33,6 +33,7 @@ from django.test import Client
 from cells_oidc.checks import check_settings
 from cells_oidc.conf import KeyFile, oauth2_provider_settings
 from tests.conftest import Browser
+from tests.live_server import sign_in_over_http
 from tests.test_tokens import sign_in, verified_claims
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -222,31 +223,8 @@ def test_the_readme_recipe_works_word_for_word(tmp_path: Path) -> None:
             metadata["authorization_endpoint"], code_verifier=verifier, nonce=nonce
         )
         browser = requests.Session()
-        response = browser.get(url, allow_redirects=False, timeout=TIMEOUT)
-        assert response.status_code == 302, response.text[:300]
-        login_url = urljoin(url, response.headers["Location"])
-        page = browser.get(login_url, timeout=TIMEOUT)
-        csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
-        next_url = re.search(r'name="next" value="([^"]*)"', page.text)
-        assert csrf and next_url, page.text[:500]
-        response = browser.post(
-            login_url,
-            data={
-                "csrfmiddlewaretoken": csrf.group(1),
-                "username": "alice",
-                "password": PASSWORD,
-                "next": next_url.group(1).replace("&amp;", "&"),
-            },
-            headers={"Referer": login_url},
-            allow_redirects=False,
-            timeout=TIMEOUT,
-        )
-        assert response.status_code == 303, response.text[:300]
-        response = browser.get(
-            urljoin(login_url, response.headers["Location"]), allow_redirects=False, timeout=TIMEOUT
-        )
-        assert response.status_code == 302, response.text[:300]
-        callback = response.headers["Location"]
+        callback, _approved = sign_in_over_http(url, password=PASSWORD, timeout=TIMEOUT, browser=browser)
+        login_url = f"{site_url}/oidc/login/"
         assert callback.startswith("http://127.0.0.1:8765/callback?")
         token = client.fetch_token(
             metadata["token_endpoint"], authorization_response=callback, code_verifier=verifier, state=state
