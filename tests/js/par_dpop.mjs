@@ -3,12 +3,10 @@
 // Usage: node par_dpop.mjs ISSUER CLIENT_ID REDIRECT_URI; prints the authorization URL, reads the
 // callback URL from stdin, prints a JSON summary.
 import * as oauth from 'oauth4webapi'
-import * as readline from 'node:readline'
+import { discover, insecure, readCallback } from './common.mjs'
 
 const [issuerArg, clientId, redirectUri] = process.argv.slice(2)
-const issuer = new URL(issuerArg)
-const insecure = { [oauth.allowInsecureRequests]: true } // the live test server is http://127.0.0.1
-const as = await oauth.processDiscoveryResponse(issuer, await oauth.discoveryRequest(issuer, insecure))
+const as = await discover(issuerArg)
 const client = { client_id: clientId }
 const clientAuth = oauth.None()
 const DPoP = oauth.DPoP(client, await oauth.generateKeyPair('ES256'))
@@ -30,11 +28,7 @@ authorizationUrl.searchParams.set('client_id', clientId)
 authorizationUrl.searchParams.set('request_uri', pushed.request_uri)
 console.log(authorizationUrl.href)
 
-const lines = readline.createInterface({ input: process.stdin })
-const callback = await new Promise((resolve) => lines.once('line', resolve))
-lines.close()
-
-const callbackParams = oauth.validateAuthResponse(as, client, new URL(callback), state)
+const callbackParams = oauth.validateAuthResponse(as, client, await readCallback(), state)
 const tokens = await oauth.processAuthorizationCodeResponse(as, client,
   await oauth.authorizationCodeGrantRequest(as, client, clientAuth, callbackParams, redirectUri, verifier,
     { DPoP, ...insecure }),

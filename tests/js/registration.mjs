@@ -5,12 +5,10 @@
 // Usage: node registration.mjs ISSUER REDIRECT_URI BAD_REDIRECT_URI; prints the registered client as
 // JSON, then the authorization URL, reads the callback URL from stdin, prints a JSON summary.
 import * as oauth from 'oauth4webapi'
-import * as readline from 'node:readline'
+import { discover, insecure, readCallback } from './common.mjs'
 
 const [issuerArg, redirectUri, badRedirectUri] = process.argv.slice(2)
-const issuer = new URL(issuerArg)
-const insecure = { [oauth.allowInsecureRequests]: true } // the live test server is http://127.0.0.1
-const as = await oauth.processDiscoveryResponse(issuer, await oauth.discoveryRequest(issuer, insecure))
+const as = await discover(issuerArg)
 
 const metadata = {
   client_name: 'oauth4webapi registration test',
@@ -51,11 +49,7 @@ for (const [name, value] of Object.entries({
 })) authorizationUrl.searchParams.set(name, value)
 console.log(authorizationUrl.href)
 
-const lines = readline.createInterface({ input: process.stdin })
-const callback = await new Promise((resolve) => lines.once('line', resolve))
-lines.close()
-
-const callbackParams = oauth.validateAuthResponse(as, client, new URL(callback), state)
+const callbackParams = oauth.validateAuthResponse(as, client, await readCallback(), state)
 const tokens = await oauth.processAuthorizationCodeResponse(as, client,
   await oauth.authorizationCodeGrantRequest(as, client, clientAuth, callbackParams, redirectUri, verifier, insecure),
   { expectedNonce: nonce, requireIdToken: true })
