@@ -96,17 +96,21 @@ def sign_in_ended(family: Any) -> None:
 
 
 def _queue(user: Any, families: Any) -> None:
+    from oauth2_provider.models import get_application_model
+
     from cells_oidc.adapter import get_adapter
     from cells_oidc.models import LogoutDelivery
 
     try:
         with transaction.atomic():  # a savepoint: the queue is written whole, or not at all
-            groups = (
+            groups = list(
                 families.exclude(sid="")
                 .filter(application__cells_policy__backchannel_logout_uri__gt="")
                 .values("application_id", "sid")
                 .annotate(latest=Max("created"))
             )
+            ids = {group["application_id"] for group in groups}
+            applications = get_application_model().objects.in_bulk(ids)
             created = []
             for group in groups:
                 # A client is told once per session: again only when it signed in again since.
@@ -115,9 +119,7 @@ def _queue(user: Any, families: Any) -> None:
                 )
                 if told.exists():
                     continue
-                from oauth2_provider.models import get_application_model
-
-                application = get_application_model().objects.get(pk=group["application_id"])
+                application = applications[group["application_id"]]
                 created.append(
                     LogoutDelivery.objects.create(
                         application=application,
