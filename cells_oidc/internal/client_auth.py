@@ -43,6 +43,7 @@ __all__ = [
     "basic_part",
     "has_assertion",
     "jwks_uri_error",
+    "load_client",
     "parse_jwks",
     "policy_errors",
     "request_basic_credentials",
@@ -337,6 +338,17 @@ def parse_jwks(text: str) -> list[Any]:
             raise ValueError("a private key: publish only the public keys")
         keys.append(key)
     return keys
+
+
+def load_client(client_id: object) -> Any:
+    """The client registered as ``client_id`` with its policy joined (``ClientPolicy`` is read by
+    nearly every request that names a client: one statement for both), or ``None`` — also for a
+    value no database column can hold (not a string, empty, a NUL character)."""
+    if not isinstance(client_id, str) or not client_id or "\x00" in client_id:
+        return None
+    from oauth2_provider.models import get_application_model
+
+    return get_application_model().objects.select_related("cells_policy").filter(client_id=client_id).first()
 
 
 def jwks_uri_error(uri: str) -> str | None:

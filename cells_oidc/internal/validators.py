@@ -17,7 +17,6 @@ from django.db.models import F, QuerySet, Subquery
 from django.utils import timezone
 from oauth2_provider.models import (
     get_access_token_model,
-    get_application_model,
     get_grant_model,
     get_id_token_model,
     get_refresh_token_model,
@@ -188,13 +187,8 @@ class CellsOAuth2Validator(OAuth2Validator):
             if handed.is_usable(request):
                 request.client = handed  # read by the token view already (its DPoP check)
                 return handed
-        if not request.client and isinstance(client_id, str) and "\x00" not in client_id:
-            client = (
-                get_application_model()
-                .objects.select_related("cells_policy")
-                .filter(client_id=client_id)
-                .first()
-            )
+        if not request.client:
+            client = client_auth.load_client(client_id)
             if client is not None and client.is_usable(request):
                 request.client = client
                 return client

@@ -14,7 +14,6 @@ from django.views.decorators.debug import sensitive_post_parameters
 from oauth2_provider import views as dot_views
 from oauth2_provider.models import (
     get_access_token_model,
-    get_application_model,
     get_device_grant_model,
     get_refresh_token_model,
     refresh_token_expire_timedelta,
@@ -25,7 +24,7 @@ from oauthlib.common import Request as OauthlibRequest
 
 from cells_oidc.adapter import get_adapter
 from cells_oidc.conf import app_settings
-from cells_oidc.internal import bearer, dpop, pat, tokens
+from cells_oidc.internal import bearer, client_auth, dpop, pat, tokens
 from cells_oidc.internal.context import token_request_context
 from cells_oidc.internal.device import DEVICE_GRANT
 from cells_oidc.internal.endpoints import absolute_url, issuer
@@ -74,12 +73,7 @@ class TokenView(ApiEndpointMixin, dot_views.TokenView):
         if proof is not None:
             request.META[dpop.JKT_META_KEY] = proof.jkt
             return None
-        client_id = requesting_client_id(request)
-        client = (
-            get_application_model().objects.select_related("cells_policy").filter(client_id=client_id).first()
-            if client_id and "\x00" not in client_id
-            else None
-        )
+        client = client_auth.load_client(requesting_client_id(request))
         # The validator reads the client from here (context.client): one read per request.
         token_request_context(request).client = client
         if client is not None and policy_for(client).require_dpop:
