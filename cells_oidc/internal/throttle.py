@@ -120,22 +120,32 @@ def check(rule: Rule, identity: str) -> None:
         raise Throttled(rule, left)
 
 
+def _count_events(counters: list[tuple[str, int]]) -> list[int]:
+    """Count one event on each ``(key, seconds to live)`` counter; their new values. A cache with
+    native counters (:class:`cells_oidc.caches.RedisCache`) counts them all in one round trip;
+    any other with ``add`` then ``incr``. Raises what the backend raises."""
+    with isolated(_cache()) as cache:
+        if hasattr(cache, "incr_counters"):
+            return [int(value) for value in cache.incr_counters(counters)]
+        counts = []
+        for key, timeout in counters:
+            if cache.add(key, 1, timeout):
+                counts.append(1)
+                continue
+            try:
+                counts.append(int(cache.incr(key)))
+            except ValueError:  # expired between add and incr
+                cache.set(key, 1, timeout)
+                counts.append(1)
+        return counts
+
+
 def hit(rule: Rule, identity: str) -> int:
     """Count one event of ``identity``; return the count in this window (0 when failing open)."""
     key, left = _key(rule, identity, time.time())
-    timeout = left + 5
     try:
-        with isolated(_cache()) as cache:
-            if hasattr(cache, "incr_counters"):  # cells_oidc.caches.RedisCache: one round trip
-                return int(cache.incr_counters([(key, timeout)])[0])
-            if cache.add(key, 1, timeout):
-                return 1
-            try:
-                return int(cache.incr(key))
-            except ValueError:  # expired between add and incr
-                cache.set(key, 1, timeout)
-                return 1
-    except Exception as exc:  # noqa: BLE001
+        return _count_events([(key, left + 5)])[0]
+    except Exception as exc:  # noqa: BLE001 - any backend error (Redis down, missing table …)
         _unavailable(exc)
         return 0
 
@@ -146,19 +156,12 @@ def consume(rule: Rule, identity: str) -> None:
 
 
 def consume_many(limits: Iterable[tuple[Rule, str]]) -> None:
-    """:func:`consume` on every ``(rule, identity)`` of one request; a cache with native counters
-    (:class:`cells_oidc.caches.RedisCache`) counts them all in one round trip."""
+    """:func:`consume` on every ``(rule, identity)`` of one request, counted together."""
     limits = list(limits)
-    cache = _cache()
-    if not hasattr(cache, "incr_counters"):
-        for rule_, identity in limits:
-            if hit(rule_, identity) > rule_.limit:
-                raise Throttled(rule_, _key(rule_, identity, time.time())[1])
-        return
     now = time.time()
     keys = [_key(rule_, identity, now) for rule_, identity in limits]
     try:
-        counts = cache.incr_counters([(key, left + 5) for key, left in keys])
+        counts = _count_events([(key, left + 5) for key, left in keys])
     except Exception as exc:  # noqa: BLE001
         _unavailable(exc)
         return
