@@ -164,6 +164,16 @@ def _key_settings_messages() -> list[Any]:
                 id="cells_oidc.E017",
             )
         )
+    document_seconds = getattr(settings, "CELLS_OIDC_KEYS_DOCUMENT_SECONDS", 1)
+    if isinstance(document_seconds, bool) or not isinstance(document_seconds, (int, float)):
+        messages.append(
+            Error(
+                f"CELLS_OIDC_KEYS_DOCUMENT_SECONDS {document_seconds!r} is not a number of seconds.",
+                hint="Default 1; 0 reads the key-set version on every discovery and JWKS request "
+                "(docs/keys.md).",
+                id="cells_oidc.E017",
+            )
+        )
     if conf.app_settings.KEY_ENCRYPTION_KEYS or conf.app_settings.KEY_ENCRYPTION_FROM_SECRET_KEY:
         try:
             keys.key_encryption()

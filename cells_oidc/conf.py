@@ -649,6 +649,19 @@ class AppSettings:
         applies when that cache is unreachable or lost the version."""
         return max(1, int(getattr(settings, "CELLS_OIDC_KEYS_REFRESH_SECONDS", 30)))
 
+    @property
+    def KEYS_DOCUMENT_SECONDS(self) -> float:
+        """``CELLS_OIDC_KEYS_DOCUMENT_SECONDS``: how long discovery and the JWKS may serve a
+        process's key set after a read of the shared key-set version confirmed it (default 1; at
+        most 60; 0: read it on every request). Signing and verification never wait on it: they read
+        the version once per request. ``cells_oidc_keys`` waits this long after a change, so when it
+        returns every process publishes the change (docs/keys.md). A value that is not a number
+        counts as 0, the exact behaviour (system check ``cells_oidc.E017`` reports it)."""
+        value = getattr(settings, "CELLS_OIDC_KEYS_DOCUMENT_SECONDS", 1)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            return 0.0
+        return min(60.0, max(0.0, float(value)))
+
     # ---- pushed authorization requests (RFC 9126, docs/par.md) -----------------------------
     @property
     def PAR_ENABLED(self) -> bool:

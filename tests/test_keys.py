@@ -1,16 +1,19 @@
 """Signing keys managed by the app (cells_oidc.internal.keys, manage.py cells_oidc_keys; docs/keys.md).
 
 Every command's success and error paths, encryption at rest, the settings key imported with its kid,
-ES256 and EdDSA tokens verified through HTTP and advertised in the JWKS and discovery, and a
-revoked key's tokens refused at once.
+ES256 and EdDSA tokens verified through HTTP and advertised in the JWKS and discovery, a revoked
+key's tokens refused at once, and the public documents' bounded trust in a confirmed key set
+(``CELLS_OIDC_KEYS_DOCUMENT_SECONDS``) that tokens never get.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import time
 from io import StringIO
 from typing import Any
+from unittest import mock
 
 import pytest
 from cryptography.fernet import Fernet
@@ -35,6 +38,8 @@ KEK = Fernet.generate_key().decode()
 def kek(settings: Any) -> str:
     settings.CELLS_OIDC_KEY_ENCRYPTION_KEY = KEK
     settings.CELLS_OIDC_KEY_PUBLISH_SECONDS = 0
+    # One process: its own changes show at once; cells_oidc_keys need not wait for others.
+    settings.CELLS_OIDC_KEYS_DOCUMENT_SECONDS = 0
     return KEK
 
 
@@ -401,3 +406,69 @@ def test_the_admin_shows_keys_read_only_without_private_material(
         == 403
     )
     assert SigningKey.objects.filter(pk=row.pk, state="current").exists()
+
+
+# ---- the public documents' bounded trust (CELLS_OIDC_KEYS_DOCUMENT_SECONDS; docs/keys.md) --------
+DISCOVERY = "/oidc/.well-known/openid-configuration"
+
+
+def test_discovery_and_the_jwks_trust_a_confirmed_key_set_for_a_moment_and_tokens_never(
+    settings: Any, default_clients: None, alice: Any, browser: Browser
+) -> None:
+    settings.CELLS_OIDC_KEYS_DOCUMENT_SECONDS = 0.5
+    run("import", "--from-settings")
+    tokens = sign_in(browser)
+    reads = mock.Mock(wraps=keys._read_shared_version)
+    with mock.patch.object(keys, "_read_shared_version", reads):
+        first = set(jwks_kids())
+        for _ in range(5):
+            assert set(jwks_kids()) == first
+            assert Client().get(DISCOVERY).status_code == 200
+        assert reads.call_count <= 1  # 10 public documents, at most one read of the shared version
+    assert me(tokens["access_token"]) == 200 and userinfo(tokens["access_token"]) == 200
+    # Another process revokes the key: this one is not told, only the shared version changes. Its
+    # tokens are refused at once, inside the documents' window: tokens never use it.
+    with mock.patch.object(keys, "forget"):
+        keys.revoke(header(tokens["access_token"])["kid"])
+    assert me(tokens["access_token"]) == 401 and userinfo(tokens["access_token"]) == 401
+
+    with mock.patch.object(keys, "_read_shared_version", reads):
+        jwks_kids()
+        # Another process creates a key: the public documents show it within the window.
+        with mock.patch.object(keys, "forget"):
+            created = keys.create_key("ES256").kid
+        started = time.monotonic()
+        while created not in jwks_kids():
+            assert time.monotonic() - started < 0.5 + 1.0, "the JWKS kept a stale key set"
+            time.sleep(0.02)
+        assert "ES256" in Client().get(DISCOVERY).json()["id_token_signing_alg_values_supported"]
+
+
+def test_with_zero_seconds_every_public_document_reads_the_shared_version(
+    settings: Any, default_clients: None
+) -> None:
+    settings.CELLS_OIDC_KEYS_DOCUMENT_SECONDS = 0
+    run("import", "--from-settings")
+    reads = mock.Mock(wraps=keys._read_shared_version)
+    with mock.patch.object(keys, "_read_shared_version", reads):
+        for _ in range(3):
+            jwks_kids()
+            Client().get(DISCOVERY)
+    assert reads.call_count == 6
+    with mock.patch.object(keys, "forget"):
+        created = keys.create_key("ES256").kid
+    assert created in jwks_kids()  # at the very next request
+    assert "ES256" in Client().get(DISCOVERY).json()["id_token_signing_alg_values_supported"]
+
+
+def test_the_command_returns_once_every_process_can_publish_the_change(settings: Any) -> None:
+    settings.CELLS_OIDC_KEYS_DOCUMENT_SECONDS = 0.4
+    run("import", "--from-settings")
+    started = time.monotonic()
+    run("create")
+    assert time.monotonic() - started >= 0.4
+    settings.CELLS_OIDC_KEYS_DOCUMENT_SECONDS = "soon"  # not a number: the exact behaviour, and E017
+    assert keys.app_settings.KEYS_DOCUMENT_SECONDS == 0.0
+    from cells_oidc.checks import check_settings
+
+    assert any("CELLS_OIDC_KEYS_DOCUMENT_SECONDS" in m.msg for m in check_settings())

@@ -80,6 +80,7 @@ __all__ = [
     "rotate",
     "signing_key",
     "verification_key",
+    "wait_for_documents",
 ]
 
 logger = logging.getLogger(__name__)
@@ -291,6 +292,13 @@ def _cache() -> Any:
 _request = Local()
 _UNREAD = object()
 
+# Public documents (discovery, the JWKS: docs/keys.md, "The JWKS and its cache") may serve this
+# process's key set for CELLS_OIDC_KEYS_DOCUMENT_SECONDS after a read of the shared version last
+# confirmed it, instead of reading the version on every request (docs/performance.md). Signing and
+# verification never use this: they read the version once per request, always.
+_last_read: tuple[float, str] = (0.0, "")  # (monotonic time before the read, the version read)
+_confirmed: tuple[float, KeySet | None] = (0.0, None)  # (since when, the key set it confirmed)
+
 
 def on_request_started(**kwargs: Any) -> None:
     _request.version = _UNREAD
@@ -316,11 +324,15 @@ def note_shared_version(version: object) -> None:
     """Remember ``version``, read from the shared cache by another look-up of the same request
     (:func:`cells_oidc.internal.revocation.is_revoked` reads it with the deny-list entry: one
     round trip for both)."""
+    global _last_read
     if version is not None and getattr(_request, "version", None) is _UNREAD:
         _request.version = str(version)
+        _last_read = (time.monotonic(), str(version))
 
 
 def _read_shared_version() -> str | None:
+    global _last_read
+    started = time.monotonic()  # a confirmation dates from before the read (never later)
     try:
         with isolated(_cache()) as cache:
             version = cache.get(VERSION_CACHE_KEY)
@@ -330,7 +342,10 @@ def _read_shared_version() -> str | None:
     except Exception:  # noqa: BLE001 - an unreachable cache falls back to the time bound
         logger.warning("The key-set version cannot be read from the shared cache.", exc_info=True)
         return None
-    return str(version) if version is not None else None
+    if version is None:
+        return None
+    _last_read = (started, str(version))
+    return str(version)
 
 
 def bump_version() -> None:
@@ -339,6 +354,8 @@ def bump_version() -> None:
     forget()
 
     def write() -> None:
+        global _changed_at
+        _changed_at = time.monotonic()
         try:
             _cache().set(VERSION_CACHE_KEY, uuid.uuid4().hex, None)
         except Exception:  # noqa: BLE001
@@ -353,10 +370,25 @@ def bump_version() -> None:
     transaction.on_commit(write)
 
 
+_changed_at: float | None = None  # when this process last wrote a new key-set version
+
+
+def wait_for_documents() -> None:
+    """Return once every process's discovery and JWKS show this process's last key change: a
+    process may serve its key set for ``CELLS_OIDC_KEYS_DOCUMENT_SECONDS`` after confirming it
+    (:func:`key_set`). ``cells_oidc_keys`` calls this before it exits."""
+    if _changed_at is None:
+        return
+    remaining = _changed_at + app_settings.KEYS_DOCUMENT_SECONDS - time.monotonic()
+    if remaining > 0:
+        time.sleep(remaining)
+
+
 def forget(**kwargs: Any) -> None:
     """Drop this process's key set (also a ``setting_changed`` receiver)."""
-    global _current
+    global _current, _confirmed
     _current = None
+    _confirmed = (0.0, None)
     if getattr(_request, "version", None) is not None:
         _request.version = _UNREAD  # the current request reads the version again
 
@@ -369,9 +401,25 @@ def _same_settings(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
 
 
-def key_set() -> KeySet:
-    """This process's key set, reloaded when the shared version changed or it is too old."""
+def key_set(*, document: bool = False) -> KeySet:
+    """This process's key set, reloaded when the shared version changed or it is too old.
+
+    ``document``: for the public documents only (discovery, the JWKS), which every client caches
+    for minutes anyway (``Cache-Control``): the key set is served without reading the shared
+    version while a read made less than ``CELLS_OIDC_KEYS_DOCUMENT_SECONDS`` ago confirmed it.
+    """
     global _current
+    if document:
+        since, confirmed = _confirmed
+        now = time.monotonic()
+        if (
+            confirmed is not None
+            and confirmed is _current
+            and now - since < app_settings.KEYS_DOCUMENT_SECONDS
+            and now < confirmed.valid_until
+            and _same_settings(confirmed.settings_ref, _settings_ref())
+        ):
+            return confirmed
     version = _shared_version()
     current = _current
     now = time.monotonic()
@@ -381,11 +429,21 @@ def key_set() -> KeySet:
         and (version is None or version == current.version)
         and _same_settings(current.settings_ref, _settings_ref())
     ):
+        _confirm(current)
         return current
     with _lock:
         built = _build(version or "", now)
         _current = built
+        _confirm(built)
         return built
+
+
+def _confirm(current: KeySet) -> None:
+    """Remember that the shared version read last (when it was read) is ``current``'s."""
+    global _confirmed
+    read_at, version = _last_read
+    if version and version == current.version and read_at > _confirmed[0]:
+        _confirmed = (read_at, current)
 
 
 def _retention() -> timedelta:
@@ -537,17 +595,18 @@ def algorithms_in_use() -> frozenset[str]:
     return key_set().algorithms
 
 
-def id_token_algorithms() -> list[str]:
+def id_token_algorithms(*, document: bool = False) -> list[str]:
     """The algorithms ID tokens can be signed with now (discovery's
-    ``id_token_signing_alg_values_supported``), RS256 first."""
-    algorithms = {alg for (alg, use) in key_set().signers if use in (BOTH, ID_TOKEN)}
+    ``id_token_signing_alg_values_supported``), RS256 first. ``document``: see :func:`key_set`."""
+    algorithms = {alg for (alg, use) in key_set(document=document).signers if use in (BOTH, ID_TOKEN)}
     return sorted(algorithms, key=SUPPORTED_ALGORITHMS.index)
 
 
 def jwks() -> dict[str, Any]:
     """The public JWK Set (RFC 7517 §5) of every published key: current first, then next, then
-    retired ones whose tokens may still be in use."""
-    return key_set().document
+    retired ones whose tokens may still be in use. Served by the JWKS endpoint (``document``: see
+    :func:`key_set`)."""
+    return key_set(document=True).document
 
 
 def jwks_max_age() -> int:

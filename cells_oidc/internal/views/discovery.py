@@ -56,7 +56,7 @@ def provider_metadata() -> dict[str, Any]:
     """The discovery document, built once per configuration (:func:`build_provider_metadata`):
     site URL, URLconf and the algorithms the current keys sign ID tokens with (a key change that
     alters them, seen through the shared key-set version, builds it again)."""
-    algorithms = tuple(keys.id_token_algorithms())
+    algorithms = tuple(keys.id_token_algorithms(document=True))
     return _once(("metadata", app_settings.SITE_URL, get_urlconf(), algorithms), build_provider_metadata)
 
 
@@ -89,7 +89,7 @@ def build_provider_metadata() -> dict[str, Any]:
         "subject_types_supported": ["public"],
         # OpenID Connect Discovery §3: exactly the algorithms a current key signs ID tokens with
         # (RS256 always, per client ES256/EdDSA when such a key exists).
-        "id_token_signing_alg_values_supported": keys.id_token_algorithms(),
+        "id_token_signing_alg_values_supported": keys.id_token_algorithms(document=True),
         "token_endpoint_auth_methods_supported": list(client_auth.TOKEN_ENDPOINT_AUTH_METHODS),
         "revocation_endpoint_auth_methods_supported": list(client_auth.TOKEN_ENDPOINT_AUTH_METHODS),
         "introspection_endpoint_auth_methods_supported": list(

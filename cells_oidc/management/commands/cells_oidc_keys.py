@@ -1,7 +1,8 @@
 """``manage.py cells_oidc_keys list|create|rotate|retire|revoke|import|reencrypt|kek``: the signing keys.
 
 See docs/keys.md. Every action that changes a key reaches every server process at its next token
-(the shared key-set version) and sends ``cells_oidc.signals.key_changed``. Bad input exits non-zero
+(the shared key-set version), is in every process's JWKS when the command returns, and sends
+``cells_oidc.signals.key_changed``. Bad input exits non-zero
 with a message; ``rotate --if-older-than 30d`` is safe to run from cron as often as wanted.
 """
 
@@ -92,6 +93,9 @@ class Command(BaseCommand):
             getattr(self, f"do_{action}")(**options)
         except (keys.KeyOperationError, ImproperlyConfigured) as exc:
             raise CommandError(str(exc)) from None
+        # When the command returns, every server's discovery and JWKS show the change (a process
+        # may serve its copy for CELLS_OIDC_KEYS_DOCUMENT_SECONDS after confirming it).
+        keys.wait_for_documents()
 
     # ---- actions ---------------------------------------------------------------------------------
     def do_list(self, *, all: bool = False, **options: Any) -> None:  # noqa: A002 - the option's name
