@@ -4,6 +4,8 @@
   middleware as every other view of the site;
 - ``/a/bench/claims``: a DRF view that needs only the bearer token (its claims and scopes), the
   shape of most API views of a resource server;
+- ``/a/bench/drf``: the same DRF view without authentication or permissions, what DRF itself
+  costs: the floor of the bearer rows (a reference row, no target);
 - :class:`QueryCountMiddleware`: ``X-Bench-Queries``, the SQL statements a request ran.
 """
 
@@ -37,6 +39,16 @@ class ClaimsView(APIView):
     def get(self, request: Request) -> Response:
         info = request.auth
         return Response({"sub": info.subject, "client_id": info.client_id, "scope": sorted(info.scopes)})
+
+
+class DrfView(APIView):
+    """The floor of :class:`ClaimsView`: DRF's dispatch, negotiation and rendering, no token."""
+
+    authentication_classes: list[type] = []
+    permission_classes: list[type] = []
+
+    def get(self, request: Request) -> Response:
+        return Response({"ok": True})
 
 
 class QueryCountMiddleware:

@@ -17,10 +17,11 @@ urlpatterns = [
     path("a/", include("cells_oidc.api.urls")),
 ]
 if getattr(settings, "BENCH", False):
-    # `make bench` only (project/bench.py): the baseline and a claims-only API view.
+    # `make bench` only (project/bench.py): the baseline, a claims-only API view and its DRF floor.
     from project import bench
 
     urlpatterns += [
         path("bench/trivial", bench.trivial),
         path("a/bench/claims", bench.ClaimsView.as_view()),
+        path("a/bench/drf", bench.DrfView.as_view()),
     ]
