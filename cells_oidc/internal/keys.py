@@ -355,7 +355,6 @@ def bump_version() -> None:
 
     def write() -> None:
         global _changed_at
-        _changed_at = time.monotonic()
         try:
             _cache().set(VERSION_CACHE_KEY, uuid.uuid4().hex, None)
         except Exception:  # noqa: BLE001
@@ -364,6 +363,9 @@ def bump_version() -> None:
                 "change within CELLS_OIDC_KEYS_REFRESH_SECONDS.",
                 exc_info=True,
             )
+        # After the write: a read that started before it ended may have missed it, and is trusted
+        # for CELLS_OIDC_KEYS_DOCUMENT_SECONDS from its start at most (wait_for_documents).
+        _changed_at = time.monotonic()
         forget()
 
     write()
