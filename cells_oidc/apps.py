@@ -32,6 +32,9 @@ class CellsOidcConfig(AppConfig):
                 dispatch_uid=f"cells_oidc.validate.{model._meta.label}",
             )
         _connect_resource_receivers()
+        from cells_oidc.internal import profiles
+
+        profiles.connect()  # the cached profiles of GET /a/user/me stay exact
         _connect_discovery_receivers()
         _connect_key_receivers()
         _connect_event_receivers(application_model)

@@ -174,6 +174,15 @@ def _key_settings_messages() -> list[Any]:
                 id="cells_oidc.E017",
             )
         )
+    profile_seconds = getattr(settings, "CELLS_OIDC_PROFILE_CACHE_SECONDS", 60)
+    if isinstance(profile_seconds, bool) or not isinstance(profile_seconds, int):
+        messages.append(
+            Error(
+                f"CELLS_OIDC_PROFILE_CACHE_SECONDS {profile_seconds!r} is not a whole number of seconds.",
+                hint="Default 60; 0 reads the database for every GET /a/user/me (docs/performance.md).",
+                id="cells_oidc.E017",
+            )
+        )
     if conf.app_settings.KEY_ENCRYPTION_KEYS or conf.app_settings.KEY_ENCRYPTION_FROM_SECRET_KEY:
         try:
             keys.key_encryption()

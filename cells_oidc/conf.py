@@ -662,6 +662,18 @@ class AppSettings:
             return 0.0
         return min(60.0, max(0.0, float(value)))
 
+    @property
+    def PROFILE_CACHE_SECONDS(self) -> int:
+        """``CELLS_OIDC_PROFILE_CACHE_SECONDS``: how long ``GET /a/user/me`` may answer from a user's
+        cached profile (default 60; at most 3600; 0: read the database on every request). Every
+        change Django sees (a user saved or deleted, group membership, a group renamed or deleted)
+        shows at the next request of every process; only a change made behind Django's back
+        (``QuerySet.update()``, raw SQL) waits for this bound (docs/performance.md)."""
+        value = getattr(settings, "CELLS_OIDC_PROFILE_CACHE_SECONDS", 60)
+        if isinstance(value, bool) or not isinstance(value, int):
+            return 0
+        return min(3600, max(0, value))
+
     # ---- pushed authorization requests (RFC 9126, docs/par.md) -----------------------------
     @property
     def PAR_ENABLED(self) -> bool:

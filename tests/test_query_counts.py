@@ -165,13 +165,28 @@ def test_the_lazy_user_still_refuses_a_deactivated_user_when_read(
 
 
 def test_user_me(tokens: dict[str, Any]) -> None:
-    bearer_get("/a/user/me", tokens["access_token"])
+    # The first call reads the user row (the adapter's look-up, which refuses an unknown or
+    # inactive user), then its groups, and caches the profile (cells_oidc.internal.profiles).
+    with statements() as found:
+        first = bearer_get("/a/user/me", tokens["access_token"])
+    assert first.status_code == 200, first.content
+    assert_statements(found, 2)
+    # The next ones answer from the cached profile.
     with statements() as found:
         response = bearer_get("/a/user/me", tokens["access_token"])
     assert response.status_code == 200, response.content
+    assert json.loads(response.content) == json.loads(first.content)
     assert json.loads(response.content)["login"] == "alice"
-    # The user row (read by the permission that wants a user of this site), then its groups.
-    assert_statements(found, 2)
+    assert_statements(found, 0)
+
+
+def test_user_me_without_the_profile_cache(tokens: dict[str, Any], settings: Any) -> None:
+    settings.CELLS_OIDC_PROFILE_CACHE_SECONDS = 0
+    for _ in range(2):
+        with statements() as found:
+            response = bearer_get("/a/user/me", tokens["access_token"])
+        assert response.status_code == 200, response.content
+        assert_statements(found, 2)
 
 
 def test_userinfo(tokens: dict[str, Any]) -> None:

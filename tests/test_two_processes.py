@@ -3,8 +3,9 @@
 Two gunicorn servers on two ports of 127.0.0.1 (tests/live_server.py), sharing a file SQLite
 database (or the PostgreSQL of ``DATABASE_URL``) and the database cache (or the Redis of
 ``REDIS_URL``), as two machines behind a load balancer: sign in on one, redeem the code on the
-other, refresh alternately, revoke on one and be refused on the other, and a login throttle that
-counts the failures of both.
+other, refresh alternately, revoke on one and be refused on the other, a user changed by a third
+process seen by both at once (the cached profiles of /a/user/me), and a login throttle that counts
+the failures of both.
 """
 
 from __future__ import annotations
@@ -57,6 +58,41 @@ def test_a_sign_in_moves_between_processes(site: LiveSite) -> None:
     # The code is spent for both processes, and its replay revokes the sign-in (RFC 6749 §4.1.2).
     assert person.exchange(0, code, verifier).json()["error"] == "invalid_grant"
     assert person.refresh(1, refresh_token).json()["error"] == "invalid_grant"
+
+
+def test_a_user_changed_by_another_process_shows_on_both_at_the_next_request(site: LiveSite) -> None:
+    """GET /a/user/me answers from a cached profile (cells_oidc.internal.profiles): a change made
+    by a third process (an administrator's shell) shows on both servers at their next request."""
+    person = Person(site)
+    assert person.sign_in(0) == 303
+    verifier, challenge = pkce_pair()
+    tokens = person.exchange(1, person.code(0, challenge), verifier).json()
+    for index in (0, 1):  # both servers have the profile cached
+        answer = person.me(index, tokens["access_token"])
+        assert answer.status_code == 200 and answer.json()["groups"] == [], answer.text
+
+    def shell(code: str) -> None:
+        site.manage(
+            "shell",
+            "-c",
+            "from django.contrib.auth import get_user_model; "
+            "from django.contrib.auth.models import Group; "
+            "alice = get_user_model().objects.get(username='alice'); " + code,
+        )
+
+    shell("alice.groups.add(Group.objects.get_or_create(name='staff-a')[0])")
+    for index in (0, 1):
+        assert person.me(index, tokens["access_token"]).json()["groups"] == ["staff-a"]
+    shell("alice.is_active = False; alice.save()")
+    try:
+        for index in (0, 1):
+            refused = person.me(index, tokens["access_token"])
+            assert refused.status_code == 401, refused.text
+            assert "invalid_token" in refused.headers["WWW-Authenticate"]
+    finally:
+        shell("alice.is_active = True; alice.save(); alice.groups.clear()")
+    for index in (0, 1):
+        assert person.me(index, tokens["access_token"]).json()["groups"] == []
 
 
 def test_the_login_throttle_counts_across_processes(site: LiveSite) -> None:

@@ -14,7 +14,7 @@ from cells_oidc.internal.jws import InvalidToken
 from cells_oidc.internal.resource import authenticate_token
 from cells_oidc.internal.token_info import TokenInfo
 
-__all__ = ["BearerTokenAuthentication", "InvalidRequest"]
+__all__ = ["BearerTokenAuthentication", "InvalidRequest", "user_refusal"]
 
 _ERROR_ATTRIBUTE = "_cells_oidc_bearer_error"
 
@@ -24,6 +24,14 @@ class InvalidRequest(exceptions.AuthenticationFailed):
 
     status_code = 400
     default_code = "invalid_request"
+
+
+def user_refusal(request: Request, exc: InvalidToken) -> exceptions.AuthenticationFailed:
+    """The 401 ``invalid_token`` for a token refused after authentication (its user, loaded when
+    the view needs it, is unknown or inactive): the ``WWW-Authenticate`` header says why."""
+    description = invalid_token_description(exc.reason)
+    setattr(request, _ERROR_ATTRIBUTE, (exc.error, description, False))
+    return exceptions.AuthenticationFailed(description, code=exc.error)
 
 
 class BearerTokenAuthentication(BaseAuthentication):
@@ -53,9 +61,7 @@ class BearerTokenAuthentication(BaseAuthentication):
         def refuse(exc: InvalidToken) -> Exception:
             # The user is loaded when the view first reads it (no query for a view that needs
             # only the token): an unknown or inactive user is refused then, 401 all the same.
-            description = invalid_token_description(exc.reason)
-            setattr(request, _ERROR_ATTRIBUTE, (exc.error, description, False))
-            return exceptions.AuthenticationFailed(description, code=exc.error)
+            return user_refusal(request, exc)
 
         try:
             user, info = authenticate_token(token, lazy_user=True, refuse=refuse)

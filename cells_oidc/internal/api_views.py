@@ -49,10 +49,10 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from cells_oidc.api.authentication import BearerTokenAuthentication
+from cells_oidc.api.authentication import BearerTokenAuthentication, user_refusal
 from cells_oidc.api.permissions import HasScope
-from cells_oidc.conf import ADMIN_SCOPE
-from cells_oidc.internal import events, grants, pat
+from cells_oidc.conf import ADMIN_SCOPE, app_settings
+from cells_oidc.internal import events, grants, pat, profiles
 from cells_oidc.internal.api_serializers import (
     PersonalTokenCreatedSerializer,
     PersonalTokenCreateSerializer,
@@ -60,6 +60,7 @@ from cells_oidc.internal.api_serializers import (
     TokensSerializer,
     UserSerializer,
 )
+from cells_oidc.internal.jws import InvalidToken
 from cells_oidc.internal.resource import bearer_token
 from cells_oidc.models import PersonalAccessToken, policy_for
 
@@ -199,8 +200,38 @@ def may_act_on_others(request: Request, permission: str) -> bool:
 
 
 # ---- the profile ------------------------------------------------------------------------------
+_PROFILE_ATTRIBUTE = "_cells_oidc_profile"
+
+
+def _cached_profile_applies(request: Request) -> bool:
+    """An access token of this provider for a user of its database: its profile may come from
+    the cache (cells_oidc.internal.profiles). A personal access token has loaded its user already;
+    remote mode and tokens without a user keep :class:`IsProviderUser`'s answer."""
+    info = request.auth
+    return (
+        getattr(info, "kind", None) == "jwt"
+        and not info.for_client
+        and app_settings.RESOURCE_ISSUER is None
+        and app_settings.RESOURCE_LOAD_USER
+    )
+
+
+class IsProviderUserProfile(IsProviderUser):
+    """:class:`IsProviderUser` for ``GET /a/user/me``: an access token's user is checked (known,
+    active) through its cached profile, which the view then answers with — no query when cached."""
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        if not _cached_profile_applies(request):
+            return super().has_permission(request, view)
+        try:
+            setattr(request, _PROFILE_ATTRIBUTE, profiles.profile(request.auth))
+        except InvalidToken as exc:
+            raise user_refusal(request, exc) from None  # 401 invalid_token, as for an unknown user
+        return True
+
+
 class MeView(BearerAPIView):
-    permission_classes = [HasScope(PROFILE_SCOPE), IsProviderUser]
+    permission_classes = [HasScope(PROFILE_SCOPE), IsProviderUserProfile]
 
     @extend_schema(
         operation_id="user_me",
@@ -212,17 +243,17 @@ class MeView(BearerAPIView):
         tags=["user"],
     )
     def get(self, request: Request) -> Response:
-        user = request.user
         info = request.auth
-        full_name = (user.get_full_name() if hasattr(user, "get_full_name") else "").strip()
+        found = getattr(request, _PROFILE_ATTRIBUTE, None)
+        profile = found if found is not None else profiles.build(request.user, info.subject)
         data = {
             "sub": info.subject,
-            "login": user.get_username(),
-            "name": full_name or user.get_username(),
-            "given_name": getattr(user, "first_name", "") or "",
-            "family_name": getattr(user, "last_name", "") or "",
-            "email": (getattr(user, "email", "") or None) if "email" in info.scopes else None,
-            "groups": sorted(user.groups.values_list("name", flat=True)) if hasattr(user, "groups") else [],
+            "login": profile["login"],
+            "name": profile["name"],
+            "given_name": profile["given_name"],
+            "family_name": profile["family_name"],
+            "email": (profile["email"] or None) if "email" in info.scopes else None,
+            "groups": list(profile["groups"]),
             "token": {
                 "kind": info.kind,
                 "client_id": info.client_id,
@@ -339,7 +370,6 @@ class PersonalTokensView(BearerAPIView):
         tags=["personal tokens"],
     )
     def post(self, request: Request) -> Response:
-        from cells_oidc.conf import app_settings
 
         info = request.auth
         if info.kind != "jwt":
