@@ -574,4 +574,9 @@ def test_a_personal_access_token_is_checked_by_introspection(remote: Provider, s
     assert response.status_code == 200, response.content
     body = response.json()
     assert (body["kind"], body["subject"], body["scopes"]) == ("pat", remote.user_pk, ["pydio"])
-    assert reason(api_get("/api/pydio", secret[:-1] + "x")) == "Invalid bearer token: inactive token."
+    refused = api_get("/api/pydio", secret[:-1] + "x")
+    assert reason(refused) == "Invalid bearer token: inactive token.", (
+        refused.status_code,
+        refused.content,
+        remote.log_path.read_text()[-3000:],
+    )
