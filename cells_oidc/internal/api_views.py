@@ -370,7 +370,6 @@ class PersonalTokensView(BearerAPIView):
         tags=["personal tokens"],
     )
     def post(self, request: Request) -> Response:
-
         info = request.auth
         if info.kind != "jwt":
             # A leaked personal token must not be able to perpetuate itself.
