@@ -51,6 +51,26 @@ def _forget_oauthlib_cores(*, setting: str, **kwargs: Any) -> None:
 setting_changed.connect(_forget_oauthlib_cores, dispatch_uid="tests.conftest.forget_oauthlib_cores")
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Any:
+    """pytest-django's test databases, and on PostgreSQL no session left on them when they are
+    dropped: a connection of the browser tests' live-server thread can outlive the thread
+    (pytest-django #429), and the DROP then failed ("being accessed by other users") and left
+    ``test_cells`` behind on the developer's server."""
+    yield
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        for connection in connections.all():
+            if connection.vendor != "postgresql":
+                continue
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+
+
 @pytest.fixture(autouse=True)
 def _empty_caches() -> None:
     """Every test starts with empty caches (deny-list, throttles, keys), also on a shared Redis."""
