@@ -9,7 +9,6 @@ exchange). This process plays the API site: remote-mode settings, DRF views of t
 from __future__ import annotations
 
 import base64
-import html
 import json
 import os
 import re
@@ -25,7 +24,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import requests
@@ -41,6 +40,7 @@ from rest_framework.views import APIView
 
 from cells_oidc.api.authentication import BearerTokenAuthentication
 from cells_oidc.api.permissions import HasScope
+from tests.live_server import free_port, http, sign_in_over_http
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.test_remote")]
 
@@ -87,18 +87,6 @@ def reason(response: Any) -> str:
 
 
 # ---- the provider process -------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def http() -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False  # only 127.0.0.1, never through a proxy
-    return session
-
-
 @dataclass
 class Provider:
     """The provider process: start, restart with other keys, stop; tokens through its HTTP flow."""
@@ -226,34 +214,12 @@ class Provider:
             "state": secrets.token_urlsafe(12),
         }
         with http() as session:
-            response = session.get(
-                f"{self.issuer}oauth2/auth", params=params, allow_redirects=False, timeout=HTTP_TIMEOUT
-            )
-            assert response.status_code == 302, response.text[:500]
-            login_url = requests.compat.urljoin(self.site, response.headers["Location"])
-            page = session.get(login_url, timeout=HTTP_TIMEOUT)
-            csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
-            nxt = re.search(r'name="next" value="([^"]*)"', page.text)
-            assert csrf and nxt, page.text[:500]
-            response = session.post(
-                login_url,
-                data={
-                    "csrfmiddlewaretoken": csrf.group(1),
-                    "username": "alice",
-                    "password": PASSWORD,
-                    "next": html.unescape(nxt.group(1)),
-                },
-                allow_redirects=False,
+            location, _ = sign_in_over_http(
+                f"{self.issuer}oauth2/auth?{urlencode(params)}",
+                password=PASSWORD,
                 timeout=HTTP_TIMEOUT,
+                browser=session,
             )
-            assert response.status_code == 303, response.text[:500]
-            response = session.get(
-                requests.compat.urljoin(self.site, response.headers["Location"]),
-                allow_redirects=False,
-                timeout=HTTP_TIMEOUT,
-            )
-            assert response.status_code == 302, response.text[:500]
-            location = response.headers["Location"]
             assert location.startswith(redirect_uri + "?"), location
             code = parse_qs(urlsplit(location).query)["code"][0]
             exchange = session.post(
