@@ -164,25 +164,16 @@ def _key_settings_messages() -> list[Any]:
                 id="cells_oidc.E017",
             )
         )
-    document_seconds = getattr(settings, "CELLS_OIDC_KEYS_DOCUMENT_SECONDS", 1)
-    if isinstance(document_seconds, bool) or not isinstance(document_seconds, (int, float)):
-        messages.append(
-            Error(
-                f"CELLS_OIDC_KEYS_DOCUMENT_SECONDS {document_seconds!r} is not a number of seconds.",
-                hint="Default 1; 0 reads the key-set version on every discovery and JWKS request "
-                "(docs/keys.md).",
-                id="cells_oidc.E017",
+    for name, (default, _, whole) in conf.DURATION_SETTINGS.items():
+        if conf.seconds_setting(name) is None:
+            kind = "a whole number of seconds" if whole else "a number of seconds"
+            messages.append(
+                Error(
+                    f"{name} {getattr(settings, name)!r} is not {kind}.",
+                    hint=f"Default {default}; 0 turns the cache off (docs/configuration.md).",
+                    id="cells_oidc.E017",
+                )
             )
-        )
-    profile_seconds = getattr(settings, "CELLS_OIDC_PROFILE_CACHE_SECONDS", 60)
-    if isinstance(profile_seconds, bool) or not isinstance(profile_seconds, int):
-        messages.append(
-            Error(
-                f"CELLS_OIDC_PROFILE_CACHE_SECONDS {profile_seconds!r} is not a whole number of seconds.",
-                hint="Default 60; 0 reads the database for every GET /a/user/me (docs/performance.md).",
-                id="cells_oidc.E017",
-            )
-        )
     if conf.app_settings.KEY_ENCRYPTION_KEYS or conf.app_settings.KEY_ENCRYPTION_FROM_SECRET_KEY:
         try:
             keys.key_encryption()

@@ -30,10 +30,12 @@ __all__ = [
     "ADMIN_SCOPE",
     "CELLS_LIFETIMES",
     "DEFAULT_SCOPES",
+    "DURATION_SETTINGS",
     "AppSettings",
     "KeyFile",
     "app_settings",
     "oauth2_provider_settings",
+    "seconds_setting",
 ]
 
 #: Scopes Cells' clients ask for, plus the standard OpenID Connect ones. The keys are protocol
@@ -170,6 +172,25 @@ def oauth2_provider_settings(
     }
     config.update(overrides)
     return config
+
+
+#: Durations in seconds read by :func:`seconds_setting`: name -> (default, most, whole seconds only).
+DURATION_SETTINGS: dict[str, tuple[int, int, bool]] = {
+    "CELLS_OIDC_KEYS_DOCUMENT_SECONDS": (1, 60, False),
+    "CELLS_OIDC_PROFILE_CACHE_SECONDS": (60, 3600, True),
+}
+
+
+def seconds_setting(name: str) -> float | None:
+    """The duration setting ``name`` of :data:`DURATION_SETTINGS`, within 0 and its most, or
+    ``None`` when it is not a number (a whole one where whole seconds are asked): the properties
+    read ``None`` as 0, the exact behaviour, and system check ``cells_oidc.E017`` reports it."""
+    default, most, whole = DURATION_SETTINGS[name]
+    value = getattr(settings, name, default)
+    kinds: Any = int if whole else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value != value:
+        return None
+    return min(most, max(0, value))
 
 
 def _as_list(value: Any) -> list[str]:
@@ -657,10 +678,7 @@ class AppSettings:
         the version once per request. ``cells_oidc_keys`` waits this long after a change, so when it
         returns every process publishes the change (docs/keys.md). A value that is not a number
         counts as 0, the exact behaviour (system check ``cells_oidc.E017`` reports it)."""
-        value = getattr(settings, "CELLS_OIDC_KEYS_DOCUMENT_SECONDS", 1)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-            return 0.0
-        return min(60.0, max(0.0, float(value)))
+        return float(seconds_setting("CELLS_OIDC_KEYS_DOCUMENT_SECONDS") or 0)
 
     @property
     def PROFILE_CACHE_SECONDS(self) -> int:
@@ -668,11 +686,9 @@ class AppSettings:
         cached profile (default 60; at most 3600; 0: read the database on every request). Every
         change Django sees (a user saved or deleted, group membership, a group renamed or deleted)
         shows at the next request of every process; only a change made behind Django's back
-        (``QuerySet.update()``, raw SQL) waits for this bound (docs/performance.md)."""
-        value = getattr(settings, "CELLS_OIDC_PROFILE_CACHE_SECONDS", 60)
-        if isinstance(value, bool) or not isinstance(value, int):
-            return 0
-        return min(3600, max(0, value))
+        (``QuerySet.update()``, raw SQL) waits for this bound (docs/performance.md). A value that
+        is not a whole number counts as 0 (system check ``cells_oidc.E017`` reports it)."""
+        return int(seconds_setting("CELLS_OIDC_PROFILE_CACHE_SECONDS") or 0)
 
     # ---- pushed authorization requests (RFC 9126, docs/par.md) -----------------------------
     @property

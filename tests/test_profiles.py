@@ -153,3 +153,19 @@ def test_the_profile_of_a_personal_access_token_is_read_from_the_database(
     assert profile_of(secret)["login"] == "alice"
     alice.groups.add(Group.objects.create(name="readers"))
     assert profile_of(secret)["groups"] == ["readers"]
+
+
+def test_a_setting_that_is_not_whole_seconds_turns_the_cache_off_and_is_reported(
+    token: str, settings: Any
+) -> None:
+    from cells_oidc.checks import check_settings
+    from cells_oidc.conf import app_settings
+
+    settings.CELLS_OIDC_PROFILE_CACHE_SECONDS = 1.5
+    assert app_settings.PROFILE_CACHE_SECONDS == 0
+    assert any("CELLS_OIDC_PROFILE_CACHE_SECONDS" in message.msg for message in check_settings())
+    reads = mock.Mock(wraps=resource.user_for)
+    with mock.patch.object(resource, "user_for", reads):
+        profile_of(token)
+        profile_of(token)
+    assert reads.call_count == 2  # the database each time

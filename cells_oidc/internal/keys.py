@@ -417,20 +417,14 @@ def key_set(*, document: bool = False) -> KeySet:
         if (
             confirmed is not None
             and confirmed is _current
+            and _fresh(confirmed, now)
             and now - since < app_settings.KEYS_DOCUMENT_SECONDS
-            and now < confirmed.valid_until
-            and _same_settings(confirmed.settings_ref, _settings_ref())
         ):
             return confirmed
     version = _shared_version()
     current = _current
     now = time.monotonic()
-    if (
-        current is not None
-        and now < current.valid_until
-        and (version is None or version == current.version)
-        and _same_settings(current.settings_ref, _settings_ref())
-    ):
+    if current is not None and _fresh(current, now) and version in (None, current.version):
         _confirm(current)
         return current
     with _lock:
@@ -438,6 +432,11 @@ def key_set(*, document: bool = False) -> KeySet:
         _current = built
         _confirm(built)
         return built
+
+
+def _fresh(current: KeySet, now: float) -> bool:
+    """``current`` may still be used: within its time bound, built from today's settings keys."""
+    return now < current.valid_until and _same_settings(current.settings_ref, _settings_ref())
 
 
 def _confirm(current: KeySet) -> None:

@@ -73,33 +73,33 @@ def profile(info: TokenInfo) -> dict[str, Any]:
     from cells_oidc.internal.resource import user_for
 
     seconds = app_settings.PROFILE_CACHE_SECONDS
-    if seconds <= 0:
-        return build(user_for(info), info.subject)
     row_key, generation_key = _keys(info.subject)
-    try:
-        with isolated(revocation_cache()) as cache:
-            found = cache.get_many([row_key, generation_key])
-            generation = found.get(generation_key)
-            row = found.get(row_key)
-            if (
-                generation is not None
-                and isinstance(row, dict)
-                and row.get("generation") == generation
-                and row.get("subject") == info.subject
-            ):
-                return row
-            if generation is None:
-                cache.add(generation_key, uuid.uuid4().hex, GENERATION_SECONDS)
-                generation = cache.get(generation_key)
-    except Exception:  # noqa: BLE001 - the database answers when the cache cannot
-        logger.warning("The profile cache cannot be read; reading the database.", exc_info=True)
-        return build(user_for(info), info.subject)
+    generation = None
+    if seconds > 0:
+        try:
+            with isolated(revocation_cache()) as cache:
+                found = cache.get_many([row_key, generation_key])
+                generation = found.get(generation_key)
+                row = found.get(row_key)
+                if (
+                    generation is not None
+                    and isinstance(row, dict)
+                    and row.get("generation") == generation
+                    and row.get("subject") == info.subject
+                ):
+                    return row
+                if generation is None:
+                    cache.add(generation_key, uuid.uuid4().hex, GENERATION_SECONDS)
+                    generation = cache.get(generation_key)
+        except Exception:  # noqa: BLE001 - the database answers when the cache cannot
+            logger.warning("The profile cache cannot be read; reading the database.", exc_info=True)
+            generation = None
     # Read after the generation: a change committed from now on writes a newer one.
-    fresh = {**build(user_for(info), info.subject), "generation": generation}
+    fresh = build(user_for(info), info.subject)
     if generation is not None:
         try:
             with isolated(revocation_cache()) as cache:
-                cache.set(row_key, fresh, seconds)
+                cache.set(row_key, {**fresh, "generation": generation}, seconds)
         except Exception:  # noqa: BLE001
             logger.warning("The profile cache cannot be written.", exc_info=True)
     return fresh
