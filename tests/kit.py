@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -196,3 +197,12 @@ def bearer_get(path: str, token: str | None = None, **extra: Any) -> Any:
     if token is not None:
         extra["HTTP_AUTHORIZATION"] = f"Bearer {token}"
     return Client().get(path, **extra)
+
+
+def clear_of_window_edges(seconds: float) -> None:
+    """Return at a moment with at least ``seconds`` left before the next whole minute: the
+    throttles count in fixed windows of whole minutes here (docs/security.md), and a test that
+    counts events up to a limit must not have them split between two windows."""
+    left = 60 - time.time() % 60
+    if left < seconds:
+        time.sleep(left + 0.1)

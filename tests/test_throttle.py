@@ -18,6 +18,14 @@ from django.core.management import call_command
 from django.test import Client
 
 from tests.conftest import PASSWORD, Browser, basic, form_post, token_request
+from tests.kit import clear_of_window_edges
+
+
+@pytest.fixture(autouse=True)
+def _one_window() -> None:
+    """Each test counts its events within one window (the windows are whole minutes)."""
+    clear_of_window_edges(5)
+
 
 LOGIN = "/oidc/login/"
 ADMIN_LOGIN = "/admin/login/"
