@@ -406,8 +406,8 @@ def check_shared_state(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     f"The cache {alias!r} ({backend.rsplit('.', 1)[-1]}) backs {use}, but it lives in one "
                     "process: under gunicorn or any multi-process server a revoked token keeps working "
                     "in the other processes and every limit is multiplied by the number of processes.",
-                    hint="Use a cache all processes share: django.core.cache.backends.redis.RedisCache "
-                    "(several machines), or on one machine django.core.cache.backends.db.DatabaseCache "
+                    hint="Use a cache all processes share: cells_oidc.caches.RedisCache "
+                    "(several machines), or on one machine cells_oidc.caches.DatabaseCache "
                     "(run 'manage.py createcachetable') or FileBasedCache. A test suite running in one "
                     "process may set CELLS_OIDC_ALLOW_PROCESS_LOCAL_CACHE = True.",
                     id="cells_oidc.E013",

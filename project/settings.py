@@ -166,7 +166,7 @@ if os.environ.get("REDIS_URL"):
 else:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "BACKEND": "cells_oidc.caches.DatabaseCache",
             "LOCATION": "cells_oidc_cache",
             "OPTIONS": {"MAX_ENTRIES": 1_000_000},
         }

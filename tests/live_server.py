@@ -195,7 +195,7 @@ class LiveSite:
         cache = (
             ""
             if os.environ.get("REDIS_URL")
-            else 'CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache",'
+            else 'CACHES = {"default": {"BACKEND": "cells_oidc.caches.DatabaseCache",'
             ' "LOCATION": "cells_oidc_cache", "OPTIONS": {"MAX_ENTRIES": 1_000_000}}}\n'
         )
         (self.directory / f"{self._settings_module()}.py").write_text(

@@ -5,10 +5,13 @@ typed login and per client IP, token and introspection requests per client and I
 personal access tokens per IP, wrong device user codes per user and browser session. The rules
 and their limits are ``CELLS_OIDC_THROTTLES`` (:attr:`cells_oidc.conf.AppSettings.THROTTLES`).
 
-A counter is one cache key per rule, identity and window (``window = now // seconds``): created
-with ``cache.add`` (atomic: Redis ``SET NX``, an ``INSERT`` of the database cache) and raised with
-``cache.incr`` (atomic on Redis and Memcached; a read and a write on the database and file
-caches, where concurrent failures may be under-counted by the few that race). A fixed window lets
+A counter is one cache key per rule, identity and window (``window = now // seconds``). The
+caches of :mod:`cells_oidc.caches` count all of a request's counters at once and exactly (Redis:
+one ``MULTI``; the database cache: one transaction that locks them); any other cache creates a
+counter with ``cache.add`` (atomic: Redis ``SET NX``, an ``INSERT`` of the database cache) and
+raises it with ``cache.incr`` (atomic on Redis and Memcached; a read and a write on Django's own
+database cache and the file cache, where concurrent failures may be under-counted by the few that
+race). A fixed window lets
 a client spend up to twice a limit across a window boundary; the windows are short and the limits
 low enough that this does not matter for password guessing.
 
@@ -121,9 +124,9 @@ def check(rule: Rule, identity: str) -> None:
 
 
 def _count_events(counters: list[tuple[str, int]]) -> list[int]:
-    """Count one event on each ``(key, seconds to live)`` counter; their new values. A cache with
-    native counters (:class:`cells_oidc.caches.RedisCache`) counts them all in one round trip;
-    any other with ``add`` then ``incr``. Raises what the backend raises."""
+    """Count one event on each ``(key, seconds to live)`` counter; their new values. A cache of
+    :mod:`cells_oidc.caches` counts them all at once (one Redis round trip, one database
+    transaction); any other with ``add`` then ``incr``. Raises what the backend raises."""
     with isolated(_cache()) as cache:
         if hasattr(cache, "incr_counters"):
             return [int(value) for value in cache.incr_counters(counters)]

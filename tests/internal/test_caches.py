@@ -1,5 +1,5 @@
-"""cells_oidc.caches.RedisCache (docs/deploy.md "The shared cache", docs/performance.md) and the
-key-set version read once per request (cells_oidc.internal.keys).
+"""cells_oidc.caches.RedisCache and DatabaseCache (docs/deploy.md "The shared cache",
+docs/performance.md) and the key-set version read once per request (cells_oidc.internal.keys).
 
 The Redis tests need a Redis server (``REDIS_URL``: `make test-postgres`, CI); they use a key prefix
 of their own on it.
@@ -7,6 +7,7 @@ of their own on it.
 
 from __future__ import annotations
 
+import datetime
 import os
 import shutil
 import socket
@@ -18,6 +19,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from django.utils import timezone
 
 from cells_oidc.internal import keys, throttle
 
@@ -175,3 +177,167 @@ def test_the_reused_client_reconnects_after_a_redis_restart(tmp_path: Any) -> No
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+# ---- cells_oidc.caches.DatabaseCache --------------------------------------------------------------
+@pytest.fixture
+def database_cache(db: Any) -> Any:
+    from django.core.management import call_command
+
+    from cells_oidc.caches import DatabaseCache
+
+    table = "cells_oidc_counters_" + uuid.uuid4().hex[:8]
+    call_command("createcachetable", table, verbosity=0)
+    return DatabaseCache(table, {"OPTIONS": {"MAX_ENTRIES": 1_000_000}})
+
+
+def _statements(captured: Any) -> list[str]:
+    """The statements of a capture, without the transaction's own (BEGIN, SAVEPOINT, RELEASE)."""
+    return [
+        query["sql"]
+        for query in captured.captured_queries
+        if not query["sql"].upper().startswith(("BEGIN", "SAVEPOINT", "RELEASE", "COMMIT"))
+    ]
+
+
+def test_database_counters_count_in_one_transaction_and_keep_their_window(database_cache: Any) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    assert database_cache.incr_counters([("a", 30), ("b", 30)]) == [1, 1]
+    # One key counted twice in one call (two rules of a request on one identity) counts twice.
+    assert database_cache.incr_counters([("a", 30), ("b", 30), ("a", 30)]) == [2, 2, 3]
+    # Django's API reads them as the ints they are (the stored form is Django's).
+    assert database_cache.get("a") == 3 and database_cache.get("b") == 2
+    assert database_cache.incr("a") == 4
+
+    # A live counter keeps the expiry of its window, whatever timeout the next event names.
+    window_end = _row(database_cache, "b")[1]
+    assert 25 <= (window_end - timezone.now()).total_seconds() <= 30
+    database_cache.incr_counters([("b", 1000)])
+    assert _row(database_cache, "b")[1] == window_end and database_cache.get("b") == 3
+    # An expired one starts a new window at 1, with the expiry of the timeout it names.
+    _expire(database_cache, "b")
+    assert database_cache.incr_counters([("b", 100)]) == [1]
+    assert 95 <= (_row(database_cache, "b")[1] - timezone.now()).total_seconds() <= 100
+
+    # Three live counters: their read, three writes and the table's size check. Django's add and
+    # incr cost six statements a counter (18 here).
+    immediate = connection.vendor != "sqlite" or getattr(connection, "transaction_mode", None) in (
+        "IMMEDIATE",
+        "EXCLUSIVE",
+    )
+    with CaptureQueriesContext(connection) as captured:
+        assert database_cache.incr_counters([("a", 30), ("b", 30), ("c", 30)]) == [5, 2, 1]
+    assert len(_statements(captured)) == 5 + (0 if immediate else 1), _statements(captured)
+
+
+def _row(cache: Any, key: str) -> tuple[Any, Any]:
+    """The stored ``(value, expires)`` of ``key``, read past Django's API (which hides expired rows)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT value, expires FROM {connection.ops.quote_name(cache._table)} WHERE cache_key = %s",
+            [cache.make_and_validate_key(key)],
+        )
+        value, expires = cursor.fetchone()
+    if isinstance(expires, str):  # SQLite
+        from django.utils.dateparse import parse_datetime
+
+        expires = parse_datetime(expires)
+    if timezone.is_naive(expires):
+        expires = timezone.make_aware(expires, datetime.timezone.utc)
+    return value, expires
+
+
+def _expire(cache: Any, key: str) -> None:
+    from django.db import connection
+
+    past = connection.ops.adapt_datetimefield_value(
+        timezone.now().replace(microsecond=0) - datetime.timedelta(seconds=5)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {connection.ops.quote_name(cache._table)} SET expires = %s WHERE cache_key = %s",
+            [past, cache.make_and_validate_key(key)],
+        )
+
+
+def test_the_throttle_on_the_database_cache_refuses_past_the_limit(database_cache: Any) -> None:
+    rules = [throttle.Rule("one", 3, 60), throttle.Rule("two", 5, 60)]
+    with mock.patch.object(throttle, "_cache", return_value=database_cache):
+        for _ in range(3):
+            throttle.consume_many([(rules[0], "ip"), (rules[1], "client")])
+        with pytest.raises(throttle.Throttled) as refused:
+            throttle.consume_many([(rules[0], "ip"), (rules[1], "client")])
+        assert refused.value.rule.name == "one"
+        assert throttle.count(rules[1], "client")[0] == 4
+        assert throttle.hit(rules[1], "other") == 1
+
+
+def _databases(tmp_path: Any) -> list[tuple[str, dict[str, Any]]]:
+    sqlite = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "cache.sqlite3")}
+    found = [
+        # Django's defaults (deferred transactions, rollback journal), as a site may mount us ...
+        ("sqlite-defaults", {**sqlite, "OPTIONS": {}}),
+        # ... and the demo's (docs/deploy.md).
+        (
+            "sqlite-immediate-wal",
+            {
+                **sqlite,
+                "NAME": str(tmp_path / "wal.sqlite3"),
+                "OPTIONS": {
+                    "transaction_mode": "IMMEDIATE",
+                    "timeout": 20,
+                    "init_command": "PRAGMA journal_mode=WAL",
+                },
+            },
+        ),
+    ]
+    url = os.environ.get("DATABASE_URL", "")
+    if url.startswith(("postgres://", "postgresql://")):
+        import dj_database_url
+
+        found.append(("postgresql", dict(dj_database_url.parse(url))))
+    return found
+
+
+def test_database_counters_are_exact_across_processes(tmp_path: Any) -> None:
+    """Four processes count at once on one database cache: no event is lost (Django's add and incr
+    are a read and a write: two processes could both read 5 and both write 6)."""
+    import json
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).with_name("database_cache_counter.py")
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": root}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    calls, processes = 60, 4
+    for name, database in _databases(tmp_path):
+        table = "cells_oidc_counters_" + uuid.uuid4().hex[:8]
+
+        def run(mode: str, database: dict[str, Any] = database, table: str = table) -> Any:
+            return subprocess.Popen(
+                [sys.executable, str(script), mode, json.dumps(database), table, str(calls)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+
+        def finish(process: Any) -> str:
+            out, err = process.communicate(timeout=120)
+            assert process.returncode == 0, (name, err[-3000:])
+            return str(out).strip()
+
+        finish(run("create"))
+        try:
+            counting = [run("count") for _ in range(processes)]
+            own = [finish(process) for process in counting]
+            assert own == [str(calls)] * processes, (name, own)
+            assert finish(run("read")) == str(2 * calls * processes), name
+        finally:
+            if name == "postgresql":
+                finish(run("drop"))
