@@ -20,7 +20,9 @@ values: a site can switch either way without flushing), with two differences:
   on several fixed-window counters per request (cells_oidc.internal.throttle). Through Django's
   API each costs ``add`` then ``incr``, and Django's ``incr`` is itself ``EXISTS`` then ``INCR``:
   three round trips a counter. Here every counter of the request is ``SET key 0 EX window NX`` and
-  ``INCR key`` in a single ``MULTI``/``EXEC``: atomic, one round trip for all of them.
+  ``INCRBY key 1`` in a single ``MULTI``/``EXEC``: atomic, one round trip for all of them (``-1``
+  takes an event back: a sign-in attempt counted before its password was checked that was no
+  failure).
 
 :class:`DatabaseCache` is Django's database cache (same table, same stored values) whose
 :meth:`DatabaseCache.incr_counters` counts every counter of a request in **one transaction**: one
@@ -74,13 +76,13 @@ class _ReusingClient(RedisCacheClient):
                     client = self._clients[id(pool)] = self._client(connection_pool=pool)
         return client
 
-    def incr_counters(self, entries: Sequence[tuple[str, int]]) -> list[int]:
+    def incr_counters(self, entries: Sequence[tuple[str, int]], delta: int = 1) -> list[int]:
         client = self.get_client(write=True)
         pipe = client.pipeline(transaction=True)
         for key, timeout in entries:
             # Stored as Django stores an int (RedisSerializer keeps ints raw): cache.get reads it.
             pipe.set(key, 0, ex=max(1, int(timeout)), nx=True)
-            pipe.incr(key)
+            pipe.incrby(key, delta)
         results = pipe.execute()
         return [int(value) for value in results[1::2]]
 
@@ -92,14 +94,17 @@ class RedisCache(DjangoRedisCache):
         super().__init__(server, params)
         self._class = _ReusingClient
 
-    def incr_counters(self, entries: Sequence[tuple[str, int]], version: int | None = None) -> list[int]:
-        """Count one event on each ``(key, timeout)`` counter and return their new values.
+    def incr_counters(
+        self, entries: Sequence[tuple[str, int]], version: int | None = None, delta: int = 1
+    ) -> list[int]:
+        """Add ``delta`` (one event; -1 takes one back) to each ``(key, timeout)`` counter and
+        return their new values.
 
         A missing counter is created with ``timeout`` seconds to live (then incremented: 1); an
         existing one keeps its expiry. All counters are counted in one atomic round trip.
         """
         keys = [(self.make_and_validate_key(key, version=version), timeout) for key, timeout in entries]
-        return self._cache.incr_counters(keys)
+        return self._cache.incr_counters(keys, delta)
 
 
 class DatabaseCache(DjangoDatabaseCache):
@@ -109,11 +114,15 @@ class DatabaseCache(DjangoDatabaseCache):
     #: SQLite's "database is locked" when the site's transactions are not IMMEDIATE) is run again.
     ATTEMPTS = 5
 
-    def incr_counters(self, entries: Sequence[tuple[str, int]], version: int | None = None) -> list[int]:
-        """Count one event on each ``(key, timeout)`` counter and return their new values.
+    def incr_counters(
+        self, entries: Sequence[tuple[str, int]], version: int | None = None, delta: int = 1
+    ) -> list[int]:
+        """Add ``delta`` (one event; -1 takes one back) to each ``(key, timeout)`` counter and
+        return their new values.
 
-        A missing or expired counter starts at 1 and lives ``timeout`` seconds; a live one keeps its
-        expiry. The values are stored as :meth:`set` stores an int, so :meth:`get` reads them.
+        A missing or expired counter starts at ``delta`` and lives ``timeout`` seconds; a live one
+        keeps its expiry. The values are stored as :meth:`set` stores an int, so :meth:`get` reads
+        them.
         """
         keys = [(self.make_and_validate_key(key, version=version), timeout) for key, timeout in entries]
         if not keys:
@@ -123,7 +132,7 @@ class DatabaseCache(DjangoDatabaseCache):
         for attempt in range(self.ATTEMPTS):
             try:
                 with transaction.atomic(using=db):
-                    return self._count(db, keys)
+                    return self._count(db, keys, delta)
             except IntegrityError:
                 # PostgreSQL: a concurrent transaction inserted one of the new counters first; it
                 # has committed (the unique index made this one wait): counted as a live row now.
@@ -154,7 +163,7 @@ class DatabaseCache(DjangoDatabaseCache):
             "size": f"SELECT COUNT(*) FROM {table}",  # noqa: S608
         }
 
-    def _count(self, db: str, keys: list[tuple[str, int]]) -> list[int]:
+    def _count(self, db: str, keys: list[tuple[str, int]], delta: int) -> list[int]:
         connection = connections[db]
         expression = models.Expression(output_field=models.DateTimeField())
         converters = connection.ops.get_db_converters(expression) + expression.get_db_converters(connection)
@@ -182,7 +191,7 @@ class DatabaseCache(DjangoDatabaseCache):
                     live[key] = self._counter_value(connection.ops.process_clob(value))
             counts, final, timeouts = [], {}, {}
             for key, timeout in keys:
-                final[key] = final.get(key, live.get(key, 0)) + 1
+                final[key] = final.get(key, live.get(key, 0)) + delta
                 timeouts.setdefault(key, timeout)
                 counts.append(final[key])
             # Written in the order of their keys (as they were locked): two requests that create

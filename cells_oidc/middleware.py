@@ -7,10 +7,11 @@ another middleware saves the session)::
 
 What it does (docs/security.md "Throttling", docs/deploy.md "Faults"):
 
-- **Throttles** (:mod:`cells_oidc.internal.throttle`, limits ``CELLS_OIDC_THROTTLES``): a locked
-  login is refused before its password is checked, on the provider's login page and the Django
-  admin's; failed sign-ins are counted from Django's ``user_login_failed`` signal (any login view
-  that calls ``authenticate(request, …)``); token requests per client and IP; introspection
+- **Throttles** (:mod:`cells_oidc.internal.throttle`, limits ``CELLS_OIDC_THROTTLES``): on the
+  provider's login page and the Django admin's, a sign-in attempt is counted before its password is
+  checked and a locked login is refused without checking it; the attempt is settled by Django's
+  ``user_login_failed`` / ``user_logged_in`` signals, from which any other login view that calls
+  ``authenticate(request, …)`` has its failures counted; token requests per client and IP; introspection
   requests per client and IP; refused personal access tokens per IP. Over a limit: ``429`` with
   ``Retry-After`` (RFC 6585 §4), JSON ``{"error": "slow_down"}`` from the API endpoints (the RFC
   8628 §3.5 code registered for the token endpoint), the styled error page from pages.
@@ -60,6 +61,7 @@ API_URL_NAMES = frozenset(
 )
 _OUTAGE_ATTR = "_cells_oidc_outage"
 _PAT_ATTR = "_cells_oidc_pat_ip"
+_LOGIN_ATTR = "_cells_oidc_login_attempt"
 
 
 def outage_errors() -> tuple[type[BaseException], ...]:
@@ -170,8 +172,14 @@ def _typed_login(request: HttpRequest | None, credentials: dict[str, Any] | None
 def on_login_failed(
     sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kw: Any
 ) -> None:
-    """``user_login_failed``: count it per typed login and per IP (fails closed: 503)."""
-    if request is not None:
+    """``user_login_failed``: count it per typed login and per IP (fails closed: 503); an attempt
+    the middleware counted before its password was checked is counted already."""
+    if request is None:
+        return
+    attempt = getattr(request, _LOGIN_ATTR, None)
+    if attempt is not None:
+        throttle.attempt_failed(request, attempt)
+    else:
         throttle.login_failed(request, _typed_login(request, credentials))
 
 
@@ -179,8 +187,12 @@ def on_logged_in(sender: Any, request: HttpRequest | None = None, user: Any = No
     """``user_logged_in`` from a login form: clear the failures of the typed login."""
     if request is None or request.method != "POST":
         return
+    attempt = getattr(request, _LOGIN_ATTR, None)
     try:
-        throttle.login_succeeded(request, _typed_login(request) or user.get_username())
+        if attempt is not None:
+            throttle.attempt_succeeded(request, attempt)
+        else:
+            throttle.login_succeeded(request, _typed_login(request) or user.get_username())
     except throttle.ThrottleUnavailable:
         pass  # a leftover count is harmless; the sign-in stands
 
@@ -203,6 +215,9 @@ class ProviderMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
+        attempt = getattr(request, _LOGIN_ATTR, None)
+        if attempt is not None:
+            throttle.attempt_abandoned(attempt)  # no password was checked (once settled: nothing)
         exc = getattr(request, _OUTAGE_ATTR, None)
         if exc is not None:
             logger.error("Answered 503: %s: %s", type(exc).__name__, exc)
@@ -248,7 +263,11 @@ class ProviderMiddleware:
         if request.method != "POST":
             return
         if url_name == "login" and names & {"cells_oidc", "admin"}:
-            throttle.login_locked(request, _typed_login(request))
+            # Counted before the password is checked (parallel guesses each take their place in
+            # the count); settled by the signals above, taken back if no password was checked.
+            attempt = throttle.login_attempt(request, _typed_login(request))
+            if attempt is not None:
+                setattr(request, _LOGIN_ATTR, attempt)
         elif "cells_oidc" in names and url_name in ("token", "introspect"):
             from cells_oidc.internal.views.common import requesting_client_id
 

@@ -99,6 +99,50 @@ def test_one_address_is_limited_across_logins(settings: Any, alice: Any) -> None
 
 
 @pytest.mark.django_db
+def test_successful_sign_ins_do_not_use_up_the_address(settings: Any, alice: Any) -> None:
+    """Every attempt is counted before its password is checked (parallel guesses cannot all pass a
+    check made before any failed, tests/test_two_processes.py); a success takes its attempt back
+    from the address: the people behind one NAT sign in all day."""
+    settings.CELLS_OIDC_THROTTLES = {"login_ip": (3, 900)}
+    for _ in range(6):
+        assert login(Client(), "alice", PASSWORD, REMOTE_ADDR="203.0.113.7").status_code == 303
+    for name in ("a", "b", "c"):
+        assert login(Client(), name, "x", REMOTE_ADDR="203.0.113.7").status_code == 200
+    assert login(Client(), "alice", PASSWORD, REMOTE_ADDR="203.0.113.7").status_code == 429
+
+
+@pytest.mark.django_db
+def test_a_form_without_a_password_is_not_a_failure(settings: Any, alice: Any) -> None:
+    settings.CELLS_OIDC_THROTTLES = {"login_account": (2, 900), "login_ip": (2, 900)}
+    for _ in range(5):  # the form again: no password was checked, the attempt is taken back
+        assert login(Client(), "alice", "").status_code == 200
+    assert login(Client(), "alice", PASSWORD).status_code == 303
+
+
+@pytest.mark.django_db
+def test_a_locked_login_does_not_lock_its_address(settings: Any, alice: Any, make_user: Any) -> None:
+    settings.CELLS_OIDC_THROTTLES = {"login_account": (2, 900), "login_ip": (4, 900)}
+    make_user("bob")
+    fail(2, "alice")  # alice is locked; the address has 2 failures
+    for _ in range(5):  # refused before the password: not failures of the address
+        assert login(Client(), "alice", PASSWORD).status_code == 429
+    fail(1, "bob")
+    fail(1, "carol")  # the address's 3rd and 4th failures: now it is locked
+    assert login(Client(), "bob", PASSWORD).status_code == 429
+
+
+@pytest.mark.django_db
+def test_a_locked_address_does_not_lock_the_logins_it_tries(settings: Any, alice: Any) -> None:
+    settings.CELLS_OIDC_THROTTLES = {"login_account": (3, 900), "login_ip": (2, 900)}
+    fail(2, "x", REMOTE_ADDR="203.0.113.7")  # the address is locked
+    for _ in range(5):  # refused before the password: not failures of alice
+        assert login(Client(), "alice", "guess", REMOTE_ADDR="203.0.113.7").status_code == 429
+    for address in ("192.0.2.8", "192.0.2.9"):  # from elsewhere: her 1st and 2nd, not 6th and 7th
+        fail(1, "alice", REMOTE_ADDR=address)
+    assert login(Client(), "alice", PASSWORD, REMOTE_ADDR="192.0.2.10").status_code == 303
+
+
+@pytest.mark.django_db
 def test_the_client_address_behind_a_trusted_proxy(settings: Any, alice: Any) -> None:
     settings.CELLS_OIDC_THROTTLES = {"login_ip": (2, 900)}
     settings.CELLS_OIDC_CLIENT_IP_HEADER = "X-Forwarded-For"

@@ -28,7 +28,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.http import HttpRequest
 
@@ -37,16 +37,21 @@ from cells_oidc.internal import metrics
 from cells_oidc.internal.cache import isolated
 
 __all__ = [
+    "AttemptCount",
+    "LoginAttempt",
     "Rule",
     "ThrottleUnavailable",
+    "attempt_abandoned",
+    "attempt_failed",
+    "attempt_succeeded",
     "Throttled",
     "check",
     "client_ip",
     "consume",
     "consume_many",
     "hit",
+    "login_attempt",
     "login_failed",
-    "login_locked",
     "login_succeeded",
     "reset",
     "rule",
@@ -143,6 +148,20 @@ def _count_events(counters: list[tuple[str, int]]) -> list[int]:
         return counts
 
 
+def _uncount_events(counters: list[tuple[str, int]]) -> None:
+    """Take back one event from each ``(key, seconds to live)`` counter (an attempt counted before
+    it was known to be a failure, that was not one). Raises what the backend raises."""
+    with isolated(_cache()) as cache:
+        if hasattr(cache, "incr_counters"):
+            cache.incr_counters(counters, delta=-1)
+            return
+        for key, _timeout in counters:
+            try:
+                cache.decr(key)
+            except ValueError:  # the window's counter is gone: nothing to take back
+                pass
+
+
 def hit(rule: Rule, identity: str) -> int:
     """Count one event of ``identity``; return the count in this window (0 when failing open)."""
     key, left = _key(rule, identity, time.time())
@@ -217,32 +236,126 @@ def normalize_login(login: object) -> str:
 
 
 # ---- sign-in (the provider's login page, the Django admin's, any authenticate(request=…)) ---------
-def login_locked(request: HttpRequest, login: object) -> None:
-    """Raise :class:`Throttled` when ``login`` or the client's IP is locked.
+class AttemptCount(NamedTuple):
+    """Where a sign-in attempt was counted: ``rule`` on ``identity``, the window's ``key`` (kept
+    ``seconds`` more), and the ``count`` it made."""
 
-    Checked before the password is looked at, whatever the account: a locked login gets the
-    same answer whether the account exists or not, and the right password does not help.
+    rule: Rule
+    identity: str
+    key: str
+    seconds: int
+    count: int
+
+
+@dataclass
+class LoginAttempt:
+    """A sign-in attempt counted as a failure before its password is checked (:func:`login_attempt`).
+
+    ``counters``: its counts on ``login_account`` and ``login_ip``; ``settled`` once the password was
+    checked (:func:`attempt_failed`, :func:`attempt_succeeded`). One never settled (an invalid form:
+    no password was checked) is taken back by :func:`attempt_abandoned`.
     """
-    check(rule("login_account"), normalize_login(login))
-    check(rule("login_ip"), client_ip(request))
+
+    login: str
+    counters: list[AttemptCount]
+    settled: bool = False
+
+
+def login_attempt(request: HttpRequest, login: object) -> LoginAttempt | None:
+    """Count a sign-in attempt of ``login`` from the client's IP **before** its password is checked,
+    and raise :class:`Throttled` when that makes one over its limit.
+
+    Counted first, so that guesses sent at once cannot all pass a check made before any of them
+    failed: the limit holds for parallel guesses too (each takes its place in the count, atomic on
+    the caches of :mod:`cells_oidc.caches`). A locked login is refused before its password is looked
+    at, whatever the account: the same answer whether it exists or not, and the right password does
+    not help. The attempt is then settled by the sign-in's outcome: a failure stays counted, a
+    success clears the login's failures and takes the attempt back from the IP's count. ``None``
+    when the cache is down and the throttles fail open.
+    """
+    now = time.time()
+    limits = [(rule("login_account"), normalize_login(login)), (rule("login_ip"), client_ip(request))]
+    keys = [_key(current, identity, now) for current, identity in limits]
+    try:
+        counts = _count_events([(key, left + 5) for key, left in keys])
+    except Exception as exc:  # noqa: BLE001 - any backend error (Redis down, missing table …)
+        _unavailable(exc)
+        return None
+    attempt = LoginAttempt(
+        login=str(login or ""),
+        counters=[
+            AttemptCount(current, identity, key, left + 5, count)
+            for (current, identity), (key, left), count in zip(limits, keys, counts, strict=True)
+        ],
+    )
+    over = [counted for counted in attempt.counters if counted.count > counted.rule.limit]
+    if over:
+        # Refused, its password unchecked: it stays counted only where it is one more over a limit
+        # (a locked IP must not lock the accounts it names, nor a locked account its users' IP).
+        _take_back(attempt, *(c.rule.name for c in attempt.counters if c.count <= c.rule.limit))
+        attempt.settled = True
+        raise Throttled(over[0].rule, over[0].seconds - 5)
+    return attempt
+
+
+def attempt_failed(request: HttpRequest, attempt: LoginAttempt) -> None:
+    """The password of ``attempt`` was wrong: it stays counted; a lockout begins when it was the
+    limit's last allowed failure (logged, ``sign_in_locked_out``)."""
+    attempt.settled = True
+    for counted in attempt.counters:
+        if counted.count == counted.rule.limit:
+            _lockout_begins(request, attempt.login, counted.rule, counted.identity)
+
+
+def attempt_succeeded(request: HttpRequest, attempt: LoginAttempt) -> None:
+    """The sign-in of ``attempt`` succeeded: its login's failures are cleared and the attempt is
+    taken back from its IP's count (a success is not a failure of the address)."""
+    attempt.settled = True
+    reset(rule("login_account"), normalize_login(attempt.login))
+    _take_back(attempt, "login_ip")
+
+
+def attempt_abandoned(attempt: LoginAttempt) -> None:
+    """No password was checked (an invalid form, a CSRF failure, an error): the attempt is taken
+    back from both counts."""
+    if not attempt.settled:
+        attempt.settled = True
+        _take_back(attempt, "login_account", "login_ip")
+
+
+def _take_back(attempt: LoginAttempt, *names: str) -> None:
+    counters = [(counted.key, counted.seconds) for counted in attempt.counters if counted.rule.name in names]
+    if not counters:
+        return
+    try:
+        _uncount_events(counters)
+    except Exception as exc:  # noqa: BLE001 - a count left too high costs the user nothing worse than a
+        # failure would have; never fail the request for it.
+        logger.error("Could not take back a sign-in attempt (%s: %s).", type(exc).__name__, exc)
 
 
 def login_failed(request: HttpRequest, login: object) -> None:
-    """Count a failed sign-in of ``login`` from the client's IP; log a lockout when one begins."""
+    """Count a failed sign-in of ``login`` from the client's IP; log a lockout when one begins (a
+    login view of the site's own, whose attempts :func:`login_attempt` did not count first)."""
     ip = client_ip(request)
     typed = normalize_login(login)
     for current, identity in ((rule("login_account"), typed), (rule("login_ip"), ip)):
         if hit(current, identity) == current.limit:
-            _locked_out(request, login, current, identity)
-            # The audit trail of lockouts: one record when a lock begins.
-            logger.warning(
-                "Sign-in locked: %s limit reached (%d failures in %d s) for login %r from %s.",
-                current.name,
-                current.limit,
-                current.window,
-                typed[:64],
-                ip,
-            )
+            _lockout_begins(request, login, current, identity)
+
+
+def _lockout_begins(request: HttpRequest, login: object, current: Rule, identity: str) -> None:
+    """A lock of ``current`` on ``identity`` begins: ``sign_in_locked_out`` and the audit log."""
+    _locked_out(request, login, current, identity)
+    # The audit trail of lockouts: one record when a lock begins.
+    logger.warning(
+        "Sign-in locked: %s limit reached (%d failures in %d s) for login %r from %s.",
+        current.name,
+        current.limit,
+        current.window,
+        normalize_login(login)[:64],
+        client_ip(request),
+    )
 
 
 def _locked_out(request: HttpRequest, login: object, current: Rule, identity: str) -> None:

@@ -61,6 +61,9 @@ def test_counters_count_atomically_and_keep_their_window(redis_cache: Any) -> No
     # Django's API reads them as the ints they are.
     assert redis_cache.get("a") == 2
     assert redis_cache.incr("a") == 3
+    # An event taken back (a sign-in attempt that was no failure).
+    assert redis_cache.incr_counters([("a", 30)], delta=-1) == [2]
+    assert redis_cache.incr("a") == 3
     # An existing counter keeps the expiry of its window; a new one gets its own.
     client = redis_cache._cache.get_client()
     redis_cache.incr_counters([("a", 1000)])
@@ -209,6 +212,9 @@ def test_database_counters_count_in_one_transaction_and_keep_their_window(databa
     assert database_cache.incr_counters([("a", 30), ("b", 30), ("a", 30)]) == [2, 2, 3]
     # Django's API reads them as the ints they are (the stored form is Django's).
     assert database_cache.get("a") == 3 and database_cache.get("b") == 2
+    assert database_cache.incr("a") == 4
+    # An event taken back (a sign-in attempt that was no failure).
+    assert database_cache.incr_counters([("a", 30)], delta=-1) == [3]
     assert database_cache.incr("a") == 4
 
     # A live counter keeps the expiry of its window, whatever timeout the next event names.
