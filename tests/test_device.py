@@ -183,6 +183,17 @@ def test_wrong_codes_are_rate_limited_per_session_and_per_user(default_clients: 
     assert enter(signed_in("bob"), body["user_code"]).status_code == 303
 
 
+def test_right_codes_do_not_use_up_the_limit(default_clients: None, alice: Any) -> None:
+    """Each typed code is counted before it is looked up (codes typed in parallel cannot all pass a
+    check made before any failed); a right one is taken back: it was no failure."""
+    client = signed_in()
+    for _ in range(7):
+        assert enter(client, start()["user_code"]).status_code == 303
+    for _ in range(5):
+        assert enter(client, "BCDF-GHJK").status_code == 400
+    assert enter(client, start()["user_code"]).status_code == 429
+
+
 def test_unknown_expired_or_used_codes_are_refused(default_clients: None, alice: Any) -> None:
     client = signed_in()
     assert enter(client, "").status_code == 400

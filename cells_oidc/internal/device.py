@@ -29,6 +29,8 @@ __all__ = [
     "DEVICE_GRANT",
     "USER_CODE_ALPHABET",
     "USER_CODE_LENGTH",
+    "code_found",
+    "count_attempt",
     "decide",
     "display_user_code",
     "find_pending",
@@ -36,10 +38,8 @@ __all__ = [
     "normalize_user_code",
     "pending_grant",
     "polled_too_fast",
-    "record_failure",
     "record_issued",
     "redeem_device_code",
-    "too_many_failures",
     "verification_uri",
     "verification_uri_complete",
 ]
@@ -105,26 +105,23 @@ def _failure_identities(request: Any) -> list[str]:
     return identities
 
 
-def too_many_failures(request: Any) -> int:
-    """Seconds until this user and browser session may type a code again (0: they may now).
+def count_attempt(request: Any) -> list[throttle.AttemptCount] | None:
+    """Count a typed code against this user and browser session before it is looked up; raise
+    :class:`~cells_oidc.internal.throttle.Throttled` when they may not type one now.
 
     The shared throttle (:mod:`cells_oidc.internal.throttle`, rule ``device_code``): the limit
-    holds across every process of the site.
+    holds across every process of the site, and for codes typed in parallel (each is counted
+    before any is looked up). A right code is taken back (:func:`code_found`). ``None`` when the
+    cache is down and the throttles fail open.
     """
     current = throttle.rule("device_code")
-    for identity in _failure_identities(request):
-        try:
-            throttle.check(current, identity)
-        except throttle.Throttled as exc:
-            return exc.retry_after
-    return 0
+    return throttle.count_attempt([(current, identity) for identity in _failure_identities(request)])
 
 
-def record_failure(request: Any) -> None:
-    """Count a wrong code against the user and the browser session."""
-    current = throttle.rule("device_code")
-    for identity in _failure_identities(request):
-        throttle.hit(current, identity)
+def code_found(counters: list[throttle.AttemptCount] | None) -> None:
+    """The typed code was right: it was no failure."""
+    if counters:
+        throttle.take_back(counters)
 
 
 # ---- the verification pages: lookup and decision -------------------------------------------------

@@ -49,12 +49,14 @@ __all__ = [
     "client_ip",
     "consume",
     "consume_many",
+    "count_attempt",
     "hit",
     "login_attempt",
     "login_failed",
     "login_succeeded",
     "reset",
     "rule",
+    "take_back",
     "unlock",
 ]
 
@@ -237,7 +239,7 @@ def normalize_login(login: object) -> str:
 
 # ---- sign-in (the provider's login page, the Django admin's, any authenticate(request=…)) ---------
 class AttemptCount(NamedTuple):
-    """Where a sign-in attempt was counted: ``rule`` on ``identity``, the window's ``key`` (kept
+    """Where an attempt was counted: ``rule`` on ``identity``, the window's ``key`` (kept
     ``seconds`` more), and the ``count`` it made."""
 
     rule: Rule
@@ -245,6 +247,49 @@ class AttemptCount(NamedTuple):
     key: str
     seconds: int
     count: int
+
+
+def count_attempt(limits: Iterable[tuple[Rule, str]]) -> list[AttemptCount] | None:
+    """Count an attempt on each ``(rule, identity)`` **before** it is checked (a password, a user
+    code), and raise :class:`Throttled` when that makes one over its limit.
+
+    A check made before any of a burst of attempts had failed would let them all through; counted
+    first, parallel attempts each take their place in the count (atomic on the caches of
+    :mod:`cells_oidc.caches`), so no burst gets more than the limit. A refused attempt stays
+    counted only where it is one more over a limit: a locked identity must not lock the others it
+    was counted with (a locked IP the accounts it names, a locked account its users' IP). The
+    caller takes back (:func:`take_back`) what turns out not to be a failure. ``None`` when the
+    cache is down and the throttles fail open.
+    """
+    limits = list(limits)
+    now = time.time()
+    keys = [_key(current, identity, now) for current, identity in limits]
+    try:
+        counts = _count_events([(key, left + 5) for key, left in keys])
+    except Exception as exc:  # noqa: BLE001 - any backend error (Redis down, missing table …)
+        _unavailable(exc)
+        return None
+    counters = [
+        AttemptCount(current, identity, key, left + 5, count)
+        for (current, identity), (key, left), count in zip(limits, keys, counts, strict=True)
+    ]
+    over = [counted for counted in counters if counted.count > counted.rule.limit]
+    if over:
+        take_back([counted for counted in counters if counted.count <= counted.rule.limit])
+        raise Throttled(over[0].rule, over[0].seconds - 5)
+    return counters
+
+
+def take_back(counters: Iterable[AttemptCount]) -> None:
+    """Take an attempt back from ``counters`` (:func:`count_attempt`): it was no failure. Logged,
+    never raised: a count left one too high costs no more than a failure would have."""
+    entries = [(counted.key, counted.seconds) for counted in counters]
+    if not entries:
+        return
+    try:
+        _uncount_events(entries)
+    except Exception as exc:  # noqa: BLE001 - any backend error
+        logger.error("Could not take back an attempt (%s: %s).", type(exc).__name__, exc)
 
 
 @dataclass
@@ -260,42 +305,23 @@ class LoginAttempt:
     counters: list[AttemptCount]
     settled: bool = False
 
+    def counted(self, name: str) -> list[AttemptCount]:
+        return [counted for counted in self.counters if counted.rule.name == name]
+
 
 def login_attempt(request: HttpRequest, login: object) -> LoginAttempt | None:
-    """Count a sign-in attempt of ``login`` from the client's IP **before** its password is checked,
-    and raise :class:`Throttled` when that makes one over its limit.
+    """Count a sign-in attempt of ``login`` from the client's IP before its password is checked
+    (:func:`count_attempt`); raise :class:`Throttled` when its login or its IP is locked.
 
-    Counted first, so that guesses sent at once cannot all pass a check made before any of them
-    failed: the limit holds for parallel guesses too (each takes its place in the count, atomic on
-    the caches of :mod:`cells_oidc.caches`). A locked login is refused before its password is looked
-    at, whatever the account: the same answer whether it exists or not, and the right password does
-    not help. The attempt is then settled by the sign-in's outcome: a failure stays counted, a
-    success clears the login's failures and takes the attempt back from the IP's count. ``None``
-    when the cache is down and the throttles fail open.
+    A locked login is refused before its password is looked at, whatever the account: the same
+    answer whether it exists or not, and the right password does not help. The attempt is then
+    settled by the sign-in's outcome: a failure stays counted, a success clears the login's
+    failures and takes the attempt back from the IP's count. ``None`` when the cache is down and
+    the throttles fail open.
     """
-    now = time.time()
     limits = [(rule("login_account"), normalize_login(login)), (rule("login_ip"), client_ip(request))]
-    keys = [_key(current, identity, now) for current, identity in limits]
-    try:
-        counts = _count_events([(key, left + 5) for key, left in keys])
-    except Exception as exc:  # noqa: BLE001 - any backend error (Redis down, missing table …)
-        _unavailable(exc)
-        return None
-    attempt = LoginAttempt(
-        login=str(login or ""),
-        counters=[
-            AttemptCount(current, identity, key, left + 5, count)
-            for (current, identity), (key, left), count in zip(limits, keys, counts, strict=True)
-        ],
-    )
-    over = [counted for counted in attempt.counters if counted.count > counted.rule.limit]
-    if over:
-        # Refused, its password unchecked: it stays counted only where it is one more over a limit
-        # (a locked IP must not lock the accounts it names, nor a locked account its users' IP).
-        _take_back(attempt, *(c.rule.name for c in attempt.counters if c.count <= c.rule.limit))
-        attempt.settled = True
-        raise Throttled(over[0].rule, over[0].seconds - 5)
-    return attempt
+    counters = count_attempt(limits)
+    return None if counters is None else LoginAttempt(login=str(login or ""), counters=counters)
 
 
 def attempt_failed(request: HttpRequest, attempt: LoginAttempt) -> None:
@@ -312,7 +338,7 @@ def attempt_succeeded(request: HttpRequest, attempt: LoginAttempt) -> None:
     taken back from its IP's count (a success is not a failure of the address)."""
     attempt.settled = True
     reset(rule("login_account"), normalize_login(attempt.login))
-    _take_back(attempt, "login_ip")
+    take_back(attempt.counted("login_ip"))
 
 
 def attempt_abandoned(attempt: LoginAttempt) -> None:
@@ -320,18 +346,7 @@ def attempt_abandoned(attempt: LoginAttempt) -> None:
     back from both counts."""
     if not attempt.settled:
         attempt.settled = True
-        _take_back(attempt, "login_account", "login_ip")
-
-
-def _take_back(attempt: LoginAttempt, *names: str) -> None:
-    counters = [(counted.key, counted.seconds) for counted in attempt.counters if counted.rule.name in names]
-    if not counters:
-        return
-    try:
-        _uncount_events(counters)
-    except Exception as exc:  # noqa: BLE001 - a count left too high costs the user nothing worse than a
-        # failure would have; never fail the request for it.
-        logger.error("Could not take back a sign-in attempt (%s: %s).", type(exc).__name__, exc)
+        take_back(attempt.counters)
 
 
 def login_failed(request: HttpRequest, login: object) -> None:

@@ -31,7 +31,7 @@ from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc8628.endpoints.device_authorization import DeviceAuthorizationEndpoint
 
 from cells_oidc.conf import app_settings
-from cells_oidc.internal import client_auth, device, errors, pages
+from cells_oidc.internal import client_auth, device, errors, pages, throttle
 from cells_oidc.internal.validators import valid_resource_indicator
 from cells_oidc.internal.views.common import ApiEndpointMixin
 from cells_oidc.models import policy_for
@@ -119,21 +119,23 @@ class DeviceView(pages.SignedInPageMixin, View):
 
     def post(self, request: HttpRequest) -> HttpResponse:
         typed = request.POST.get("user_code", "")[:64]
-        retry_after = device.too_many_failures(request)
-        if retry_after:
+        try:
+            # RFC 8628 §5.1: counted before the lookup, so codes typed in parallel cannot all pass.
+            attempt = device.count_attempt(request)
+        except throttle.Throttled as exc:
             response = self.render(
                 typed, _("Too many wrong codes. Wait a few minutes, then try again."), status=429
             )
-            response["Retry-After"] = str(retry_after)  # RFC 6585 §4
+            response["Retry-After"] = str(exc.retry_after)  # RFC 6585 §4
             return response
         grant = device.find_pending(typed)
-        if grant is None:
-            device.record_failure(request)
+        if grant is None:  # a wrong code: it stays counted
             return self.render(
                 typed,
                 _("That code is not valid or has expired. Check the code on your device and try again."),
                 status=400,
             )
+        device.code_found(attempt)
         request.session[SESSION_KEY] = grant.pk
         return HttpResponseRedirect(reverse("cells_oidc:device-confirm"), status=303)
 
