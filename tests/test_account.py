@@ -151,6 +151,22 @@ def test_sessions_are_listed_and_ended(default_clients: None, alice: Any) -> Non
     assert not UserSession.objects.filter(user=alice).exists()
 
 
+def test_a_browser_session_is_listed_again_after_a_sign_in(alice: Any, make_user: Any) -> None:
+    """A user signing in again on the same browser keeps one row; another user signing in on a
+    browser where alice is signed in (Django's login() gives it a new, empty session, with no key
+    until it is saved) gets a row of their own for that session."""
+    bob = make_user("bob")
+    browser = Client()
+    for username in ("alice", "alice", "bob"):
+        browser.get("/oidc/login/")
+        answer = browser.post("/oidc/login/", {"username": username, "password": PASSWORD})
+        assert answer.status_code == 303, answer.status_code
+    assert UserSession.objects.filter(user=alice).count() == 1
+    row = UserSession.objects.get(user=bob)
+    assert row.session_key == browser.session.session_key
+    assert "this browser" in browser.get("/oidc/account/").content.decode()
+
+
 def test_sessions_that_ended_elsewhere_disappear(default_clients: None, alice: Any, make_user: Any) -> None:
     laptop = signed_in(login_page=True, HTTP_USER_AGENT=WINDOWS_EDGE)
     other = signed_in(login_page=True, HTTP_USER_AGENT=CURL)

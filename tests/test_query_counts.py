@@ -246,3 +246,22 @@ def test_app_authorized_carries_the_issued_access_token(sign_in: Any) -> None:
         checksum(refreshed["access_token"]),
     ]
     assert all(token.pk is not None and token.user.username == "alice" for token in received)
+
+
+# ---- sign-in ----------------------------------------------------------------------------------
+def test_login(alice: Any) -> None:
+    from cells_oidc.models import UserSession
+
+    browser = Client()
+    browser.get("/oidc/login/")  # the form (and its CSRF cookie)
+    with statements() as found:
+        response = browser.post(
+            "/oidc/login/", {"username": "alice", "password": kit.PASSWORD, "next": "/oidc/account/"}
+        )
+    assert response.status_code in (302, 303), response.status_code
+    # alice; Django's new session (its existence check and INSERT: cycle_key); last_login; this
+    # browser session on the account page (an UPDATE that finds no row, then its INSERT: Django's
+    # update_or_create read it first and inserted in a savepoint); the session's UPDATE when the
+    # response is sent. (The audit row is written after the commit, as on the token endpoint.)
+    assert_statements(found, 7)
+    assert UserSession.objects.filter(user=alice).count() == 1

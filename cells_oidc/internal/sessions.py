@@ -21,7 +21,7 @@ from importlib import import_module
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -109,19 +109,26 @@ def record_session(sender: Any, request: HttpRequest | None, user: Any, **kwargs
     a login: a failure is logged.
     """
     session = getattr(request, "session", None)
-    key = getattr(session, "session_key", None)
-    if request is None or session is None or not key:
+    if request is None or session is None:
         return
     try:
-        UserSession.objects.update_or_create(
-            session_key=key,
-            defaults={
-                "user": user,
-                "sid": session_id(request),
-                "user_agent": request.headers.get("User-Agent", "")[:300],
-                "last_seen": timezone.now(),
-            },
-        )
+        if not session.session_key:
+            # Django's login() flushed the session of another user: it has no key until saved.
+            session.save()
+        key = session.session_key
+        fields = {
+            "user": user,
+            "sid": session_id(request),
+            "user_agent": request.headers.get("User-Agent", "")[:300],
+            "last_seen": timezone.now(),
+        }
+        # A login gives the session a new key (Django's cycle_key) except when its user signs in
+        # again: an UPDATE finds the row of that case, else one INSERT (Django's update_or_create
+        # read the row first, then inserted in a savepoint). The INSERT's own atomic block keeps a
+        # failure from poisoning a transaction around the login.
+        if not UserSession.objects.filter(session_key=key).update(**fields):
+            with transaction.atomic():
+                UserSession.objects.create(session_key=key, **fields)
     except DatabaseError:
         logger.exception("could not record the session of user %s", getattr(user, "pk", None))
 
