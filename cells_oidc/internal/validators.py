@@ -33,6 +33,7 @@ from cells_oidc.internal.context import sign_in_context
 from cells_oidc.internal.device import DEVICE_GRANT, redeem_device_code
 from cells_oidc.internal.endpoints import issuer
 from cells_oidc.internal.events import emit
+from cells_oidc.internal.prepared import PreparedRead
 from cells_oidc.models import TokenFamily, checksum, policy_for, revoke_families
 
 
@@ -62,18 +63,37 @@ def _refuse_unallowed_resources(request: Any, resources: Any) -> None:
         raise _invalid_target(request, "The client may not request tokens for this resource.")
 
 
-def locked_first(queryset: QuerySet[Any]) -> Any:
-    """The first row of ``queryset``, locked until the transaction ends (``SELECT … FOR UPDATE``).
+# The token endpoint's reads, compiled once per process (cells_oidc.internal.prepared): each is
+# the queryset below, run with the request's value.
+#
+# Exactly once (docs/security.md): every token request that spends or revokes a sign-in's grant
+# locks the sign-in's TokenFamily row first (``lock=True``: SELECT … FOR UPDATE until the
+# transaction ends), so requests of one sign-in run one after the other and each reads what the
+# previous one committed. SQLite ignores FOR UPDATE; its IMMEDIATE transactions serialise every
+# writer instead.
+def _refresh_tokens(digest: str) -> QuerySet[Any]:
+    return get_refresh_token_model().objects.filter(token_checksum=digest)
 
-    Exactly once (docs/security.md): every token request that spends or revokes a sign-in's
-    grant locks the sign-in's :class:`TokenFamily` row first, so requests of one sign-in run
-    one after the other and each reads what the previous one committed. Outside a transaction
-    (a validator called on its own) there is nothing to hold a lock for: a plain read. SQLite
-    ignores ``FOR UPDATE``; its IMMEDIATE transactions serialise every writer instead.
-    """
-    if transaction.get_connection(queryset.db).in_atomic_block:
-        queryset = queryset.select_for_update()
-    return queryset.first()
+
+def _family_of_refresh_token(digest: str) -> QuerySet[Any]:
+    return TokenFamily.objects.filter(
+        pk=Subquery(_refresh_tokens(digest).exclude(token_family=None).values("token_family")[:1])
+    )
+
+
+def _refresh_token(digest: str) -> QuerySet[Any]:
+    # Several rows may share a checksum (DOT: unique together with ``revoked``): the live one first.
+    return (
+        _refresh_tokens(digest)
+        .select_related("user", "access_token")
+        .order_by(F("revoked").desc(nulls_first=True))
+    )
+
+
+_FAMILY_OF_REFRESH_TOKEN = PreparedRead(_family_of_refresh_token)
+_REFRESH_TOKEN = PreparedRead(_refresh_token)
+_FAMILY_OF_CODE = PreparedRead(lambda digest: TokenFamily.objects.filter(code_checksum=digest))
+_GRANT = PreparedRead(lambda code: get_grant_model().objects.filter(code=code).select_related("user"))
 
 
 def _emit_revoked(family: TokenFamily, signal: Any, *, reason: str) -> None:
@@ -452,7 +472,7 @@ class CellsOAuth2Validator(OAuth2Validator):
         if not isinstance(code, str) or len(code) > 255:
             return False
         self._refuse_bad_resources(request)  # a malformed request does not spend the code
-        family = locked_first(TokenFamily.objects.filter(code_checksum=checksum(code)))
+        family = _FAMILY_OF_CODE.first(checksum(code), lock=True)
         # A live code presented by another client than its own is refused without being spent
         # (the spec is silent; fosite/Hydra do the same): only its client can burn it. A code
         # already redeemed has leaked whoever presents it, so that replay revokes its family.
@@ -508,7 +528,7 @@ class CellsOAuth2Validator(OAuth2Validator):
         context = sign_in_context(request)
         grant = context.presented_grant
         if grant is None or grant.code != code:
-            grant = get_grant_model().objects.filter(code=code).select_related("user").first()
+            grant = _GRANT.first(code)
             context.presented_grant = grant
         return grant
 
@@ -598,19 +618,12 @@ class CellsOAuth2Validator(OAuth2Validator):
         if not isinstance(refresh_token, str) or len(refresh_token) > 255:
             return False
         self._refuse_bad_resources(request)
-        refresh_model = get_refresh_token_model()
-        presented = refresh_model.objects.filter(token_checksum=checksum(refresh_token))
+        digest = checksum(refresh_token)
         # The sign-in's row, found and locked in one statement (its id is the token's family).
-        of_token = presented.exclude(token_family=None).values("token_family")[:1]
-        family = locked_first(TokenFamily.objects.filter(pk=Subquery(of_token)))
-        # Read after the lock: the row as the last request of this sign-in left it. Several rows
-        # may share a checksum (DOT: unique together with ``revoked``): the live one first. Its
-        # user and access token come with it (no lazy load later).
-        rt = (
-            presented.select_related("user", "access_token")
-            .order_by(F("revoked").desc(nulls_first=True))
-            .first()
-        )
+        family = _FAMILY_OF_REFRESH_TOKEN.first(digest, lock=True)
+        # Read after the lock: the row as the last request of this sign-in left it. Its user and
+        # access token come with it (no lazy load later).
+        rt = _REFRESH_TOKEN.first(digest)
         if rt is None:
             return False
         if rt.revoked is not None or (family is not None and family.revoked is not None):
