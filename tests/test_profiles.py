@@ -169,3 +169,28 @@ def test_a_setting_that_is_not_whole_seconds_turns_the_cache_off_and_is_reported
         profile_of(token)
         profile_of(token)
     assert reads.call_count == 2  # the database each time
+
+
+def test_the_profile_is_read_with_the_deny_list_in_one_round_trip(token: str, alice: Any) -> None:
+    """GET /a/user/me reads the deny-list entry, the key-set version and the profile's row and
+    generation in one cache call; a change still shows at the next request (the generation read in
+    that same call is the current one)."""
+    from cells_oidc.internal.revocation import revocation_cache
+
+    cache = revocation_cache()
+    profile_of(token)  # fills the profile
+    with mock.patch.object(type(cache), "get_many", autospec=True, side_effect=type(cache).get_many) as reads:
+        assert profile_of(token)["login"] == "alice"
+    assert reads.call_count == 1, reads.call_args_list
+    alice.first_name = "Alicia"
+    alice.save()
+    assert profile_of(token)["given_name"] == "Alicia"
+    # A payload that names another subject than the signature covers cannot get anyone's row: the
+    # signature fails first (401), and a row is used only for the verified subject.
+    head, payload, signature = token.split(".")
+    import base64
+
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["sub"] = "someone-else"
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    assert refused(f"{head}.{forged}.{signature}")

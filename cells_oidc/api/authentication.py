@@ -14,9 +14,11 @@ from cells_oidc.internal.jws import InvalidToken
 from cells_oidc.internal.resource import authenticate_token
 from cells_oidc.internal.token_info import TokenInfo
 
-__all__ = ["BearerTokenAuthentication", "InvalidRequest", "user_refusal"]
+__all__ = ["PREFETCHED_ATTRIBUTE", "BearerTokenAuthentication", "InvalidRequest", "user_refusal"]
 
 _ERROR_ATTRIBUTE = "_cells_oidc_bearer_error"
+#: The cache entries read with the deny-list for a ``prefetch_profile`` view (profiles.profile).
+PREFETCHED_ATTRIBUTE = "_cells_oidc_prefetched"
 
 
 class InvalidRequest(exceptions.AuthenticationFailed):
@@ -63,13 +65,19 @@ class BearerTokenAuthentication(BaseAuthentication):
             # only the token): an unknown or inactive user is refused then, 401 all the same.
             return user_refusal(request, exc)
 
+        # A view answering with the caller's profile (prefetch_profile) gets its cache entries
+        # read with the deny-list: one round trip for both (docs/performance.md).
+        view = (getattr(request, "parser_context", None) or {}).get("view")
+        prefetched: dict[str, Any] | None = {} if getattr(view, "prefetch_profile", False) else None
         try:
-            user, info = authenticate_token(token, lazy_user=True, refuse=refuse)
+            user, info = authenticate_token(token, lazy_user=True, refuse=refuse, prefetched=prefetched)
             check_resource_request(request._request, token, info.claims)  # RFC 9449 §7
         except InvalidToken as exc:
             description = invalid_token_description(exc.reason)
             setattr(request, _ERROR_ATTRIBUTE, (exc.error, description, getattr(exc, "dpop", False)))
             raise exceptions.AuthenticationFailed(description, code=exc.error) from None
+        if prefetched:
+            setattr(request, PREFETCHED_ATTRIBUTE, prefetched)
         return user, info
 
     def authenticate_header(self, request: Request) -> str:

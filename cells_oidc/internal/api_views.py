@@ -49,7 +49,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from cells_oidc.api.authentication import BearerTokenAuthentication, user_refusal
+from cells_oidc.api.authentication import PREFETCHED_ATTRIBUTE, BearerTokenAuthentication, user_refusal
 from cells_oidc.api.permissions import HasScope
 from cells_oidc.conf import ADMIN_SCOPE, app_settings
 from cells_oidc.internal import events, grants, pat, profiles
@@ -224,7 +224,8 @@ class IsProviderUserProfile(IsProviderUser):
         if not _cached_profile_applies(request):
             return super().has_permission(request, view)
         try:
-            setattr(request, _PROFILE_ATTRIBUTE, profiles.profile(request.auth))
+            prefetched = getattr(request, PREFETCHED_ATTRIBUTE, None)
+            setattr(request, _PROFILE_ATTRIBUTE, profiles.profile(request.auth, prefetched))
         except InvalidToken as exc:
             raise user_refusal(request, exc) from None  # 401 invalid_token, as for an unknown user
         return True
@@ -232,6 +233,8 @@ class IsProviderUserProfile(IsProviderUser):
 
 class MeView(BearerAPIView):
     permission_classes = [HasScope(PROFILE_SCOPE), IsProviderUserProfile]
+    #: Its profile's cache entries are read with the deny-list (BearerTokenAuthentication).
+    prefetch_profile = True
 
     @extend_schema(
         operation_id="user_me",

@@ -304,6 +304,20 @@ def sign_compact(header: dict[str, Any], claims: dict[str, Any], private_key: An
     return (signing_input + b"." + base64.urlsafe_b64encode(signature).rstrip(b"=")).decode("ascii")
 
 
+def unverified_subject(token: str) -> str | None:
+    """The ``sub`` a compact JWS's payload names, **not verified**: only to know which cache entries
+    to read with the deny-list before the signature is checked (never to decide anything), or
+    ``None``."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        subject = _json_object(parts[1]).get("sub")
+    except InvalidToken:
+        return None
+    return subject if isinstance(subject, str) else None
+
+
 def _b64encode_json(value: dict[str, Any]) -> bytes:
     raw = json.dumps(value, separators=(",", ":"), default=str).encode("utf-8")
     return base64.urlsafe_b64encode(raw).rstrip(b"=")

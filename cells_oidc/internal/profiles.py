@@ -33,7 +33,7 @@ from cells_oidc.internal.cache import isolated
 from cells_oidc.internal.revocation import revocation_cache
 from cells_oidc.internal.token_info import TokenInfo
 
-__all__ = ["build", "connect", "invalidate", "profile"]
+__all__ = ["build", "cache_keys", "connect", "invalidate", "profile"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,12 @@ def _keys(subject: str) -> tuple[str, str]:
     return ROW_PREFIX + digest, GENERATION_PREFIX + digest
 
 
+def cache_keys(subject: str) -> tuple[str, ...]:
+    """The cache entries :func:`profile` reads for ``subject`` (none when the cache is off): the
+    bearer path reads them with the deny-list, in the same round trip (``prefetched``)."""
+    return _keys(subject) if app_settings.PROFILE_CACHE_SECONDS > 0 else ()
+
+
 def build(user: Any, subject: str) -> dict[str, Any]:
     """The profile of ``user`` as ``GET /a/user/me`` shows it (``email`` whatever the scopes)."""
     full_name = (user.get_full_name() if hasattr(user, "get_full_name") else "").strip()
@@ -66,10 +72,14 @@ def build(user: Any, subject: str) -> dict[str, Any]:
     }
 
 
-def profile(info: TokenInfo) -> dict[str, Any]:
+def profile(info: TokenInfo, prefetched: dict[str, Any] | None = None) -> dict[str, Any]:
     """The profile of the active user ``info`` acts for: from the cache, else from the database
     through :func:`cells_oidc.internal.resource.user_for` (which raises
-    :class:`~cells_oidc.internal.jws.InvalidToken` for an unknown or inactive user) and cached."""
+    :class:`~cells_oidc.internal.jws.InvalidToken` for an unknown or inactive user) and cached.
+
+    ``prefetched``: what the bearer path read of this user's entries with the deny-list
+    (:func:`cells_oidc.internal.resource.authenticate_token`), used when it read these keys.
+    """
     from cells_oidc.internal.resource import user_for
 
     seconds = app_settings.PROFILE_CACHE_SECONDS
@@ -78,7 +88,10 @@ def profile(info: TokenInfo) -> dict[str, Any]:
     if seconds > 0:
         try:
             with isolated(revocation_cache()) as cache:
-                found = cache.get_many([row_key, generation_key])
+                if prefetched and prefetched.get("keys") == (row_key, generation_key):
+                    found = prefetched["values"]  # read with the deny-list, this request
+                else:
+                    found = cache.get_many([row_key, generation_key])
                 generation = found.get(generation_key)
                 row = found.get(row_key)
                 if (

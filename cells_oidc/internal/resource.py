@@ -36,6 +36,7 @@ from cells_oidc.internal.jws import (
     MAX_TOKEN_LENGTH,
     InvalidToken,
     numeric_date,
+    unverified_subject,
 )
 from cells_oidc.internal.jws import verify as verify_jws
 from cells_oidc.internal.pat import PAT_PREFIX, authenticate_pat
@@ -104,13 +105,21 @@ class TokenUser:
 
 # ---- the entry point ---------------------------------------------------------------------------
 def authenticate_token(
-    token: str, *, lazy_user: bool = False, refuse: Refuse | None = None
+    token: str,
+    *,
+    lazy_user: bool = False,
+    refuse: Refuse | None = None,
+    prefetched: dict[str, Any] | None = None,
 ) -> tuple[Any, TokenInfo]:
     """Verify a bearer token and return ``(user, info)``; raise :class:`InvalidToken` otherwise.
 
     A token with the personal-access-token prefix goes to :func:`cells_oidc.internal.pat.authenticate_pat`;
     any other is verified as a JWT access token of the provider (RFC 9068). In remote mode,
     personal access tokens are checked by the provider's introspection endpoint, when configured.
+
+    ``prefetched``, a dict, is filled with the user's cached profile entries, read with the
+    deny-list in one round trip, for :func:`cells_oidc.internal.profiles.profile` (a view that
+    answers with the profile: ``GET /a/user/me``).
     """
     if not isinstance(token, str) or not token:
         raise InvalidToken("empty token")
@@ -120,17 +129,30 @@ def authenticate_token(
         return _authenticate_remote(token, app_settings.RESOURCE_ISSUER)
     if token.startswith(PAT_PREFIX):
         return authenticate_pat(token)
-    info = _verify_access_token(token, key_for=local_key_for, expected_issuer=issuer())
+    info = _verify_access_token(token, key_for=local_key_for, expected_issuer=issuer(), prefetched=prefetched)
     return (lazy_user_for(info, refuse=refuse) if lazy_user else user_for(info)), info
 
 
-def _verify_access_token(token: str, *, key_for: Any, expected_issuer: str) -> TokenInfo:
+def _verify_access_token(
+    token: str, *, key_for: Any, expected_issuer: str, prefetched: dict[str, Any] | None = None
+) -> TokenInfo:
     """An RFC 9068 §4 access token for this resource server, not revoked."""
-    # The deny-list first: its read also brings the key-set version the verification needs.
+    # The deny-list first: its read also brings the key-set version the verification needs, and
+    # the profile entries of the subject the payload names when they are wanted. That name is not
+    # verified yet: it only chooses which entries to read (profiles.profile checks the verified
+    # subject against the row).
+    also: list[str] = []
+    if prefetched is not None:
+        from cells_oidc.internal import profiles
+
+        subject = unverified_subject(token)
+        also = list(profiles.cache_keys(subject)) if subject is not None else []
     try:
-        revoked = revocation.is_revoked(token)
+        revoked, extra = revocation.status(token, also)
     except revocation.RevocationStatusUnavailable:
-        revoked = None
+        revoked, extra = None, {}
+    if prefetched is not None and also:
+        prefetched.update(keys=tuple(also), values=extra)
     claims = verify_jws(
         token,
         key_for=key_for,

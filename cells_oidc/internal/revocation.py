@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -72,19 +73,26 @@ def is_revoked(token: str) -> bool:
     Raises :class:`RevocationStatusUnavailable` when the cache cannot be read (the error is
     logged): an API must not accept a token it cannot check.
     """
+    return status(token)[0]
+
+
+def status(token: str, also: Sequence[str] = ()) -> tuple[bool, dict[str, Any]]:
+    """:func:`is_revoked`, and the entries ``also`` names of the same cache, read in the same
+    round trip (a missing one is absent from the dict)."""
     from cells_oidc.internal import keys
 
     key = KEY_PREFIX + models.checksum(token)
     try:
         with isolated(revocation_cache()) as cache:
             # The key-set version lives in the same cache: read with the entry, it spares the
-            # verification of the same request its own round trip (docs/performance.md).
-            values = cache.get_many([key, keys.VERSION_CACHE_KEY])
+            # verification of the same request its own round trip (docs/performance.md); so may
+            # what the view will read (the profile of GET /a/user/me).
+            values = cache.get_many([key, keys.VERSION_CACHE_KEY, *also])
     except Exception as exc:  # noqa: BLE001 - any backend error
         logger.exception("The revocation cache is unavailable; refusing the token.")
         raise RevocationStatusUnavailable from exc
     keys.note_shared_version(values.get(keys.VERSION_CACHE_KEY))
-    return values.get(key) is not None
+    return values.get(key) is not None, {name: values[name] for name in also if name in values}
 
 
 #: When (epoch seconds) this process last failed to write the deny-list, for ``/readyz``.
