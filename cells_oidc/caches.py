@@ -27,11 +27,12 @@ values: a site can switch either way without flushing), with two differences:
 :class:`DatabaseCache` is Django's database cache (same table, same stored values) whose
 :meth:`DatabaseCache.incr_counters` counts every counter of a request in **one transaction**: one
 ``SELECT`` of the counters (locked with ``FOR UPDATE`` where the database has it; SQLite's
-transactions take the write lock), one ``INSERT`` or ``UPDATE`` per counter, and Django's size check
-(``COUNT(*)``, and its cull past ``MAX_ENTRIES``) once. Through Django's API a counter costs ``add``
-(size check, read, write) then ``incr`` — a read, then ``set`` (size check, read, write) — six
-statements, and two requests counting at once could both read 5 and both write 6. Here the count is
-exact under concurrency: two transactions cannot both read the same value before writing it.
+transactions take the write lock), one ``INSERT`` or ``UPDATE`` per counter, and Django's size
+check (``COUNT(*)``, and its cull past ``MAX_ENTRIES``) once when a counter was created. Through
+Django's API a counter costs ``add`` (size check, read, write) then ``incr`` — a read, then ``set``
+(size check, read, write) — six statements, and two requests counting at once could both read 5
+and both write 6. Here the count is exact under concurrency: two transactions cannot both read the
+same value before writing it.
 
 Why hand-written: redis-py and Django's backends are used as they are; only the client's lifetime
 and the counters are ours (Django's backends have no hook for either). Nothing else of Django's
@@ -196,6 +197,7 @@ class DatabaseCache(DjangoDatabaseCache):
                 counts.append(final[key])
             # Written in the order of their keys (as they were locked): two requests that create
             # the same new counters wait for each other in one order, never in a cycle.
+            inserted = False
             for key in sorted(final):
                 encoded = base64.b64encode(pickle.dumps(final[key], self.pickle_protocol)).decode("latin1")
                 if key in live:  # a live counter keeps its expiry
@@ -208,11 +210,14 @@ class DatabaseCache(DjangoDatabaseCache):
                     cursor.execute(sql["restart"], [encoded, expires_at, key])
                 else:
                     cursor.execute(sql["start"], [key, encoded, expires_at])
-            # Django's bound on the table, once per call instead of before every write.
-            cursor.execute(sql["size"])
-            entries = cursor.fetchone()[0]
-            if entries > self._max_entries:
-                self._cull(db, cursor, now.replace(microsecond=0), entries)
+                    inserted = True
+            if inserted:
+                # Django's bound on the table (its set() checks before every write): only an
+                # INSERT grows it, so once per call that added a row.
+                cursor.execute(sql["size"])
+                entries = cursor.fetchone()[0]
+                if entries > self._max_entries:
+                    self._cull(db, cursor, now.replace(microsecond=0), entries)
         return counts
 
     @staticmethod

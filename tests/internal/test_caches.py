@@ -227,8 +227,8 @@ def test_database_counters_count_in_one_transaction_and_keep_their_window(databa
     assert database_cache.incr_counters([("b", 100)]) == [1]
     assert 95 <= (_row(database_cache, "b")[1] - timezone.now()).total_seconds() <= 100
 
-    # Three live counters: their read, three writes and the table's size check. Django's add and
-    # incr cost six statements a counter (18 here).
+    # Three counters, one of them new: their read, three writes and the table's size check (the
+    # INSERT grew it). Django's add and incr cost six statements a counter (18 here).
     immediate = connection.vendor != "sqlite" or getattr(connection, "transaction_mode", None) in (
         "IMMEDIATE",
         "EXCLUSIVE",
@@ -236,6 +236,23 @@ def test_database_counters_count_in_one_transaction_and_keep_their_window(databa
     with CaptureQueriesContext(connection) as captured:
         assert database_cache.incr_counters([("a", 30), ("b", 30), ("c", 30)]) == [5, 2, 1]
     assert len(_statements(captured)) == 5 + (0 if immediate else 1), _statements(captured)
+    # Live counters only: no row added, no size check.
+    with CaptureQueriesContext(connection) as captured:
+        assert database_cache.incr_counters([("a", 30), ("c", 30)]) == [6, 2]
+    assert len(_statements(captured)) == 3 + (0 if immediate else 1), _statements(captured)
+
+
+def test_database_counters_keep_the_table_bounded(database_cache: Any) -> None:
+    """New counters are the only rows they add: the table is culled as Django's set() culls it."""
+    from django.db import connection
+
+    database_cache._max_entries, database_cache._cull_frequency = 5, 2
+    table = connection.ops.quote_name(database_cache._table)
+    for number in range(30):
+        database_cache.incr_counters([(f"n{number}", 30)])
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT COUNT(*) FROM {table}")  # noqa: S608 - the test's own table
+            assert cursor.fetchone()[0] <= 6
 
 
 def _row(cache: Any, key: str) -> tuple[Any, Any]:
