@@ -8,10 +8,11 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
+from cells_oidc.internal import profiles
 from cells_oidc.internal.bearer import BearerRequestError, bearer_token, challenge, invalid_token_description
 from cells_oidc.internal.dpop import check_resource_request
 from cells_oidc.internal.jws import InvalidToken
-from cells_oidc.internal.resource import authenticate_token
+from cells_oidc.internal.resource import Prefetch, authenticate_token
 from cells_oidc.internal.token_info import TokenInfo
 
 __all__ = ["PREFETCHED_ATTRIBUTE", "BearerTokenAuthentication", "InvalidRequest", "user_refusal"]
@@ -68,16 +69,16 @@ class BearerTokenAuthentication(BaseAuthentication):
         # A view answering with the caller's profile (prefetch_profile) gets its cache entries
         # read with the deny-list: one round trip for both (docs/performance.md).
         view = (getattr(request, "parser_context", None) or {}).get("view")
-        prefetched: dict[str, Any] | None = {} if getattr(view, "prefetch_profile", False) else None
+        prefetch = Prefetch(profiles.cache_keys) if getattr(view, "prefetch_profile", False) else None
         try:
-            user, info = authenticate_token(token, lazy_user=True, refuse=refuse, prefetched=prefetched)
+            user, info = authenticate_token(token, lazy_user=True, refuse=refuse, prefetch=prefetch)
             check_resource_request(request._request, token, info.claims)  # RFC 9449 §7
         except InvalidToken as exc:
             description = invalid_token_description(exc.reason)
             setattr(request, _ERROR_ATTRIBUTE, (exc.error, description, getattr(exc, "dpop", False)))
             raise exceptions.AuthenticationFailed(description, code=exc.error) from None
-        if prefetched:
-            setattr(request, PREFETCHED_ATTRIBUTE, prefetched)
+        if prefetch is not None:
+            setattr(request, PREFETCHED_ATTRIBUTE, prefetch)
         return user, info
 
     def authenticate_header(self, request: Request) -> str:

@@ -53,7 +53,8 @@ def _keys(subject: str) -> tuple[str, str]:
 
 def cache_keys(subject: str) -> tuple[str, ...]:
     """The cache entries :func:`profile` reads for ``subject`` (none when the cache is off): the
-    bearer path reads them with the deny-list, in the same round trip (``prefetched``)."""
+    bearer path reads them with the deny-list, in the same round trip
+    (:class:`cells_oidc.internal.resource.Prefetch`)."""
     return _keys(subject) if app_settings.PROFILE_CACHE_SECONDS > 0 else ()
 
 
@@ -72,13 +73,14 @@ def build(user: Any, subject: str) -> dict[str, Any]:
     }
 
 
-def profile(info: TokenInfo, prefetched: dict[str, Any] | None = None) -> dict[str, Any]:
+def profile(info: TokenInfo, prefetched: Any = None) -> dict[str, Any]:
     """The profile of the active user ``info`` acts for: from the cache, else from the database
     through :func:`cells_oidc.internal.resource.user_for` (which raises
     :class:`~cells_oidc.internal.jws.InvalidToken` for an unknown or inactive user) and cached.
 
-    ``prefetched``: what the bearer path read of this user's entries with the deny-list
-    (:func:`cells_oidc.internal.resource.authenticate_token`), used when it read these keys.
+    ``prefetched``: what the bearer path read with the deny-list (a
+    :class:`~cells_oidc.internal.resource.Prefetch` of :func:`cache_keys`), used when it read
+    this user's entries.
     """
     from cells_oidc.internal.resource import user_for
 
@@ -88,8 +90,8 @@ def profile(info: TokenInfo, prefetched: dict[str, Any] | None = None) -> dict[s
     if seconds > 0:
         try:
             with isolated(revocation_cache()) as cache:
-                if prefetched and prefetched.get("keys") == (row_key, generation_key):
-                    found = prefetched["values"]  # read with the deny-list, this request
+                if prefetched is not None and prefetched.keys == (row_key, generation_key):
+                    found = prefetched.values  # read with the deny-list, this request
                 else:
                     found = cache.get_many([row_key, generation_key])
                 generation = found.get(generation_key)

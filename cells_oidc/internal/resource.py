@@ -19,7 +19,8 @@ The rules of a JWT are :mod:`cells_oidc.internal.jws`; the RFC 6750 request and 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
@@ -103,13 +104,26 @@ class TokenUser:
         return False
 
 
+@dataclass
+class Prefetch:
+    """Cache entries a view will read, read with the deny-list in the same round trip.
+
+    ``keys_for(subject)`` names them for the subject the token's payload names; the bearer path
+    fills ``keys`` (what it read) and ``values`` (what it found: a missing entry is absent).
+    """
+
+    keys_for: Callable[[str], Sequence[str]]
+    keys: tuple[str, ...] = ()
+    values: dict[str, Any] = field(default_factory=dict)
+
+
 # ---- the entry point ---------------------------------------------------------------------------
 def authenticate_token(
     token: str,
     *,
     lazy_user: bool = False,
     refuse: Refuse | None = None,
-    prefetched: dict[str, Any] | None = None,
+    prefetch: Prefetch | None = None,
 ) -> tuple[Any, TokenInfo]:
     """Verify a bearer token and return ``(user, info)``; raise :class:`InvalidToken` otherwise.
 
@@ -117,9 +131,8 @@ def authenticate_token(
     any other is verified as a JWT access token of the provider (RFC 9068). In remote mode,
     personal access tokens are checked by the provider's introspection endpoint, when configured.
 
-    ``prefetched``, a dict, is filled with the user's cached profile entries, read with the
-    deny-list in one round trip, for :func:`cells_oidc.internal.profiles.profile` (a view that
-    answers with the profile: ``GET /a/user/me``).
+    ``prefetch``: cache entries the view will read, read with the deny-list in one round trip
+    (:class:`Prefetch`; ``GET /a/user/me`` names its user's cached profile).
     """
     if not isinstance(token, str) or not token:
         raise InvalidToken("empty token")
@@ -129,30 +142,25 @@ def authenticate_token(
         return _authenticate_remote(token, app_settings.RESOURCE_ISSUER)
     if token.startswith(PAT_PREFIX):
         return authenticate_pat(token)
-    info = _verify_access_token(token, key_for=local_key_for, expected_issuer=issuer(), prefetched=prefetched)
+    info = _verify_access_token(token, key_for=local_key_for, expected_issuer=issuer(), prefetch=prefetch)
     return (lazy_user_for(info, refuse=refuse) if lazy_user else user_for(info)), info
 
 
 def _verify_access_token(
-    token: str, *, key_for: Any, expected_issuer: str, prefetched: dict[str, Any] | None = None
+    token: str, *, key_for: Any, expected_issuer: str, prefetch: Prefetch | None = None
 ) -> TokenInfo:
     """An RFC 9068 §4 access token for this resource server, not revoked."""
     # The deny-list first: its read also brings the key-set version the verification needs, and
-    # the profile entries of the subject the payload names when they are wanted. That name is not
-    # verified yet: it only chooses which entries to read (profiles.profile checks the verified
-    # subject against the row).
-    also: list[str] = []
-    if prefetched is not None:
-        from cells_oidc.internal import profiles
-
-        subject = unverified_subject(token)
-        also = list(profiles.cache_keys(subject)) if subject is not None else []
+    # the entries the view wants of the subject the payload names. That name is not verified yet:
+    # it only chooses which entries to read (their reader checks them against the verified one).
+    subject = unverified_subject(token) if prefetch is not None else None
+    also = tuple(prefetch.keys_for(subject)) if prefetch is not None and subject is not None else ()
     try:
         revoked, extra = revocation.status(token, also)
     except revocation.RevocationStatusUnavailable:
         revoked, extra = None, {}
-    if prefetched is not None and also:
-        prefetched.update(keys=tuple(also), values=extra)
+    if prefetch is not None:
+        prefetch.keys, prefetch.values = also, extra
     claims = verify_jws(
         token,
         key_for=key_for,
