@@ -43,7 +43,8 @@ test-recipe: install
 # Debian's postgresql and redis-server), or the ones DATABASE_URL and REDIS_URL name.
 test-postgres: install
 	$(PY) -m pip install --quiet -e '.[test,postgres]'
-	@if [ -z "$$DATABASE_URL" ]; then eval "$$(scripts/services.sh start)"; fi; \
+	@if [ -z "$$DATABASE_URL" ]; then services=$$(scripts/services.sh start) || exit 1; eval "$$services"; fi; \
+	  case "$$DATABASE_URL" in postgres*) ;; *) echo "test-postgres: DATABASE_URL is not a PostgreSQL URL" >&2; exit 1;; esac; \
 	  echo "== the suite on $$DATABASE_URL and $$REDIS_URL"; \
 	  $(PY) -m pytest -p no:cacheprovider && \
 	  $(PY) -m pytest -p no:cacheprovider --ds=tests.mounted.settings tests/mounted/mounted_site.py
