@@ -97,13 +97,13 @@ class PreparedRead:
         return queryset[:1]
 
     def first(self, value: str, *, lock: bool = False) -> Any:
-        if not isinstance(value, str):
-            return self._queryset(value, lock).first()
         if self._model is None:
-            self._model = self.build(_MARKER).model
+            self._model = self.build(value).model
         db = router.db_for_write(self._model) if lock else router.db_for_read(self._model)
         if lock and not transaction.get_connection(db).in_atomic_block:
             lock = False  # nothing to hold a lock for outside a transaction: a plain read
+        if not isinstance(value, str):
+            return self._queryset(value, lock).first()
         compiled: dict[tuple[str, bool], _Compiled | None] = self._local.__dict__.setdefault("compiled", {})
         if (db, lock) not in compiled:
             compiled[(db, lock)] = self._compile(db, lock)

@@ -149,10 +149,11 @@ def test_a_value_the_sql_wraps_runs_as_the_queryset(default_clients: None, caplo
     assert read.first("sync").client_id == "cells-sync"  # a LIKE pattern: not prepared, still right
     assert read.first("nothing-like-it") is None
     assert "could not be prepared" in caplog.text
-    # Not a string: the queryset too.
+    # Not a string: the queryset too (locked only in a transaction, as a prepared read).
     by_pk = PreparedRead(lambda pk: get_application_model().objects.filter(pk=pk))
     client = get_application_model().objects.get(client_id="cells-mobile")
     assert by_pk.first(client.pk).client_id == "cells-mobile"
+    assert by_pk.first(client.pk, lock=True).client_id == "cells-mobile"
 
 
 def test_the_token_endpoints_reads_are_prepared_on_this_django(tokens: dict[str, Any], caplog: Any) -> None:
