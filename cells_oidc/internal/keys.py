@@ -322,7 +322,7 @@ def _shared_version() -> str | None:
 
 def note_shared_version(version: object) -> None:
     """Remember ``version``, read from the shared cache by another look-up of the same request
-    (:func:`cells_oidc.internal.revocation.is_revoked` reads it with the deny-list entry: one
+    (:func:`cells_oidc.internal.revocation.status` reads it with the deny-list entry: one
     round trip for both)."""
     global _last_read
     if version is not None and getattr(_request, "version", None) is _UNREAD:

@@ -67,18 +67,13 @@ class RevocationStatusUnavailable(Exception):
     """The deny-list could not be read: the token must be refused."""
 
 
-def is_revoked(token: str) -> bool:
-    """Whether ``token`` is on the deny-list (one cache read, no database query).
+def status(token: str, also: Sequence[str] = ()) -> tuple[bool, dict[str, Any]]:
+    """Whether ``token`` is on the deny-list (one cache read, no database query), and the entries
+    ``also`` names of the same cache, read in the same round trip (a missing one is absent).
 
     Raises :class:`RevocationStatusUnavailable` when the cache cannot be read (the error is
     logged): an API must not accept a token it cannot check.
     """
-    return status(token)[0]
-
-
-def status(token: str, also: Sequence[str] = ()) -> tuple[bool, dict[str, Any]]:
-    """:func:`is_revoked`, and the entries ``also`` names of the same cache, read in the same
-    round trip (a missing one is absent from the dict)."""
     from cells_oidc.internal import keys
 
     key = KEY_PREFIX + models.checksum(token)

@@ -82,10 +82,11 @@ def test_counters_count_atomically_and_keep_their_window(redis_cache: Any) -> No
     assert redis_cache.get("c") == 200
 
 
-@requires_redis
-def test_the_throttle_counts_every_rule_of_a_request_and_refuses_past_the_limit(redis_cache: Any) -> None:
+def throttle_counts_every_rule_and_refuses_past_the_limit(cache: Any) -> None:
+    """The throttle on ``cache``: every rule of a request counted at once, the first over its limit
+    refusing (with the seconds left in its window)."""
     rules = [throttle.Rule("one", 3, 60), throttle.Rule("two", 5, 60)]
-    with mock.patch.object(throttle, "_cache", return_value=redis_cache):
+    with mock.patch.object(throttle, "_cache", return_value=cache):
         for _ in range(3):
             throttle.consume_many([(rules[0], "ip"), (rules[1], "client")])
         with pytest.raises(throttle.Throttled) as refused:
@@ -93,6 +94,11 @@ def test_the_throttle_counts_every_rule_of_a_request_and_refuses_past_the_limit(
         assert refused.value.rule.name == "one" and 1 <= refused.value.retry_after <= 61
         assert throttle.count(rules[1], "client")[0] == 4
         assert throttle.hit(rules[1], "other") == 1
+
+
+@requires_redis
+def test_the_throttle_counts_every_rule_of_a_request_and_refuses_past_the_limit(redis_cache: Any) -> None:
+    throttle_counts_every_rule_and_refuses_past_the_limit(redis_cache)
 
 
 # ---- the key-set version, read once per request ---------------------------------------------
@@ -288,15 +294,7 @@ def _expire(cache: Any, key: str) -> None:
 
 
 def test_the_throttle_on_the_database_cache_refuses_past_the_limit(database_cache: Any) -> None:
-    rules = [throttle.Rule("one", 3, 60), throttle.Rule("two", 5, 60)]
-    with mock.patch.object(throttle, "_cache", return_value=database_cache):
-        for _ in range(3):
-            throttle.consume_many([(rules[0], "ip"), (rules[1], "client")])
-        with pytest.raises(throttle.Throttled) as refused:
-            throttle.consume_many([(rules[0], "ip"), (rules[1], "client")])
-        assert refused.value.rule.name == "one"
-        assert throttle.count(rules[1], "client")[0] == 4
-        assert throttle.hit(rules[1], "other") == 1
+    throttle_counts_every_rule_and_refuses_past_the_limit(database_cache)
 
 
 def _databases(tmp_path: Any) -> list[tuple[str, dict[str, Any]]]:
