@@ -167,6 +167,26 @@ def test_a_browser_session_is_listed_again_after_a_sign_in(alice: Any, make_user
     assert "this browser" in browser.get("/oidc/account/").content.decode()
 
 
+def test_a_new_session_key_that_an_ended_session_had_is_recorded_for_the_new_user(
+    alice: Any, make_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A login's new session key is INSERTed at once (no row should have it); if the row of an
+    ended session still has it, that row is taken over by the new session, not lost."""
+    from django.contrib.sessions.backends import base
+
+    stale = UserSession.objects.create(user=alice, session_key="k" * 32, sid="old-sid")
+    bob = make_user("bob")
+    browser = Client()
+    browser.get("/oidc/login/")
+    monkeypatch.setattr(base, "get_random_string", lambda length, allowed_chars=None: "k" * length)
+    answer = browser.post("/oidc/login/", {"username": "bob", "password": PASSWORD})
+    assert answer.status_code == 303, answer.status_code
+    assert browser.session.session_key == "k" * 32
+    row = UserSession.objects.get(session_key="k" * 32)
+    assert (row.pk, row.user, row.sid != "old-sid") == (stale.pk, bob, True)
+    assert not UserSession.objects.filter(user=alice).exists()
+
+
 def test_sessions_that_ended_elsewhere_disappear(default_clients: None, alice: Any, make_user: Any) -> None:
     laptop = signed_in(login_page=True, HTTP_USER_AGENT=WINDOWS_EDGE)
     other = signed_in(login_page=True, HTTP_USER_AGENT=CURL)

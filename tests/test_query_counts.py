@@ -260,8 +260,18 @@ def test_login(alice: Any) -> None:
         )
     assert response.status_code in (302, 303), response.status_code
     # alice; Django's new session (its existence check and INSERT: cycle_key); last_login; this
-    # browser session on the account page (an UPDATE that finds no row, then its INSERT: Django's
-    # update_or_create read it first and inserted in a savepoint); the session's UPDATE when the
-    # response is sent. (The audit row is written after the commit, as on the token endpoint.)
-    assert_statements(found, 7)
+    # browser session on the account page (its INSERT: the key is new, no row can have it;
+    # Django's update_or_create read it first and inserted in a savepoint, and an UPDATE first
+    # found nothing); the session's UPDATE when the response is sent. (The audit row is written
+    # after the commit, as on the token endpoint.)
+    assert_statements(found, 6)
+    assert UserSession.objects.filter(user=alice).count() == 1
+    # The same user signing in again on this session keeps its key: an UPDATE finds the row.
+    browser.get("/oidc/login/")
+    with statements() as found:
+        response = browser.post(
+            "/oidc/login/", {"username": "alice", "password": kit.PASSWORD, "next": "/oidc/account/"}
+        )
+    assert response.status_code in (302, 303), response.status_code
+    assert any(sql.lstrip().upper().startswith("UPDATE") and "cells_oidc_usersession" in sql for sql in found)
     assert UserSession.objects.filter(user=alice).count() == 1

@@ -21,7 +21,7 @@ from importlib import import_module
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -102,6 +102,17 @@ def session_store(session_key: str | None = None) -> Any:
     return import_module(settings.SESSION_ENGINE).SessionStore(session_key=session_key)
 
 
+def _insert_session(key: str, fields: dict[str, Any]) -> bool:
+    """INSERT the row of a session key no row should have; ``False`` if one had it after all
+    (the row of an ended session whose key came round again: the caller updates it)."""
+    try:
+        with transaction.atomic():
+            UserSession.objects.create(session_key=key, **fields)
+    except IntegrityError:
+        return False
+    return True
+
+
 def record_session(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
     """``user_logged_in`` receiver: remember this browser session of ``user``.
 
@@ -122,10 +133,14 @@ def record_session(sender: Any, request: HttpRequest | None, user: Any, **kwargs
             "user_agent": request.headers.get("User-Agent", "")[:300],
             "last_seen": timezone.now(),
         }
-        # A login gives the session a new key (Django's cycle_key) except when its user signs in
-        # again: an UPDATE finds the row of that case, else one INSERT (Django's update_or_create
-        # read the row first, then inserted in a savepoint). The INSERT's own atomic block keeps a
-        # failure from poisoning a transaction around the login.
+        # A login gives the session a new key (Django's cycle_key, or flush for another user)
+        # except when its user signs in again on the same session. A key the browser did not
+        # send is new: no row has it, one INSERT. The same key: an UPDATE finds its row, else
+        # one INSERT (Django's update_or_create read the row first, then inserted in a
+        # savepoint). Each INSERT's own atomic block keeps a failure from poisoning a
+        # transaction around the login.
+        if key != request.COOKIES.get(settings.SESSION_COOKIE_NAME) and _insert_session(key, fields):
+            return
         if not UserSession.objects.filter(session_key=key).update(**fields):
             with transaction.atomic():
                 UserSession.objects.create(session_key=key, **fields)
