@@ -144,8 +144,8 @@ def seed_sign_ins(count: int, *, client: Any, user: Any, batch: int, keep: bool)
 def settle(models: list[Any]) -> None:
     """Bring the database to the steady state a site's is in, after a bulk load: statistics up to
     date and the load's maintenance done (VACUUM ANALYZE and a checkpoint on PostgreSQL, ANALYZE
-    and a WAL checkpoint on SQLite), so that P4 measures the tables' size, not the autovacuum and
-    checkpoint the load itself set off."""
+    and a WAL checkpoint on SQLite, then the machine's dirty pages written out), so that P4 measures
+    the tables' size, not the autovacuum, checkpoint and writeback the load itself set off."""
     from django.db import DatabaseError, connection
 
     tables = [connection.ops.quote_name(model._meta.db_table) for model in models]
@@ -159,6 +159,9 @@ def settle(models: list[Any]) -> None:
         elif connection.vendor == "sqlite":
             cursor.execute("ANALYZE")
             cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    # The load's files are written by then, but the kernel's writeback of them would still run
+    # during the measurement (a server without fsync leaves it all to the kernel): flush it now.
+    os.sync()
 
 
 def main() -> None:
