@@ -621,7 +621,7 @@ class Bench:
         self.seed(filler=max(0, big - max(existing, P4_SMALL)))
         print(f"    seeded {big:,} sign-ins in {time.monotonic() - started:.0f}s", flush=True)
         large = load.run(phase, seconds, connections=1)
-        p99_small, p99_large = _p99(small.latencies), _p99(large.latencies)
+        p99_small, p99_large = _quantile(small.latencies, 0.99), _quantile(large.latencies, 0.99)
         ratio = p99_large / p99_small if p99_small else 0.0
         p50_small, p50_large = _quantile(small.latencies, 0.5), _quantile(large.latencies, 0.5)
         note = f" (p50 {p50_small * 1000:.1f} -> {p50_large * 1000:.1f} ms"
@@ -647,10 +647,6 @@ def _quantile(values: list[float], q: float) -> float:
         return 0.0
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
-
-
-def _p99(values: list[float]) -> float:
-    return _quantile(values, 0.99)
 
 
 def main() -> None:

@@ -103,8 +103,8 @@ def session_store(session_key: str | None = None) -> Any:
 
 
 def _insert_session(key: str, fields: dict[str, Any]) -> bool:
-    """INSERT the row of a session key no row should have; ``False`` if one had it after all
-    (the row of an ended session whose key came round again: the caller updates it)."""
+    """INSERT the row of session ``key``; ``False`` if a row has that key already. Its own atomic
+    block keeps the failure from poisoning a transaction around the login."""
     try:
         with transaction.atomic():
             UserSession.objects.create(session_key=key, **fields)
@@ -135,15 +135,16 @@ def record_session(sender: Any, request: HttpRequest | None, user: Any, **kwargs
         }
         # A login gives the session a new key (Django's cycle_key, or flush for another user)
         # except when its user signs in again on the same session. A key the browser did not
-        # send is new: no row has it, one INSERT. The same key: an UPDATE finds its row, else
-        # one INSERT (Django's update_or_create read the row first, then inserted in a
-        # savepoint). Each INSERT's own atomic block keeps a failure from poisoning a
-        # transaction around the login.
-        if key != request.COOKIES.get(settings.SESSION_COOKIE_NAME) and _insert_session(key, fields):
-            return
-        if not UserSession.objects.filter(session_key=key).update(**fields):
-            with transaction.atomic():
-                UserSession.objects.create(session_key=key, **fields)
+        # send is new: INSERT first (an UPDATE if the row of an ended session had the key). The
+        # same key: UPDATE first, INSERT if it found no row. Either way one statement as a rule
+        # (Django's update_or_create read the row first, then inserted in a savepoint), and the
+        # second one covers a row written between the two.
+        rows = UserSession.objects.filter(session_key=key)
+        if key != request.COOKIES.get(settings.SESSION_COOKIE_NAME):
+            if not _insert_session(key, fields):
+                rows.update(**fields)
+        elif not rows.update(**fields) and not _insert_session(key, fields):
+            rows.update(**fields)
     except DatabaseError:
         logger.exception("could not record the session of user %s", getattr(user, "pk", None))
 
