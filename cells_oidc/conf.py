@@ -1,8 +1,8 @@
 """Settings of cells-oidc.
 
 Every ``CELLS_OIDC_*`` setting is a typed property of :data:`app_settings`, read from
-``django.conf.settings`` each time it is used (nothing is cached, so ``override_settings`` and the
-pytest-django ``settings`` fixture just work).
+``django.conf.settings`` and remembered until Django's ``setting_changed`` (so ``override_settings``
+and the pytest-django ``settings`` fixture just work).
 
 django-oauth-toolkit (DOT) keeps its own settings in the ``OAUTH2_PROVIDER`` dict. Build it with
 :func:`oauth2_provider_settings`, which fills in what cells-oidc needs and Cells' defaults::
@@ -23,6 +23,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 from django.utils.functional import LazyObject, Promise
 from django.utils.translation import gettext_lazy as _
 
@@ -202,7 +203,20 @@ def _as_list(value: Any) -> list[str]:
 
 
 class AppSettings:
-    """Typed, live view of the ``CELLS_OIDC_*`` settings."""
+    """Typed, live view of the ``CELLS_OIDC_*`` settings.
+
+    Each property is computed once and remembered until a setting changes (Django's
+    ``setting_changed``, which ``override_settings`` and pytest-django's ``settings`` fixture send):
+    reading a setting a site does not set costs Django two raised ``AttributeError``, and the bearer
+    path reads a dozen per request (docs/performance.md). Lists and dicts are handed out as copies.
+    """
+
+    def __init__(self) -> None:
+        self._memo: dict[str, Any] = {}
+
+    def forget(self, **kwargs: Any) -> None:
+        """Compute every property again at its next read (connected to ``setting_changed``)."""
+        self._memo = {}
 
     @property
     def SITE_URLS(self) -> list[str]:
@@ -328,6 +342,16 @@ class AppSettings:
         revocation only reaches the process that performed it. Default ``"default"``.
         """
         return str(getattr(settings, "CELLS_OIDC_RESOURCE_REVOCATION_CACHE", "default"))
+
+    @property
+    def RESOURCE_CLIENT_CACHE_SECONDS(self) -> float:
+        """``CELLS_OIDC_RESOURCE_CLIENT_CACHE_SECONDS``: how long a process may answer the bearer
+        path's cache reads (deny-list, key-set version, cached profile) from its own copy, which
+        Redis keeps exact with invalidation messages (``CLIENT TRACKING``, RESP3). Only with
+        ``cells_oidc.caches.RedisCache`` on one server as the revocation cache. Default ``0``: read
+        Redis on every request. docs/performance.md, "The bearer path without a round trip".
+        """
+        return max(0.0, float(getattr(settings, "CELLS_OIDC_RESOURCE_CLIENT_CACHE_SECONDS", 0) or 0))
 
     @property
     def RESOURCE_HTTP_TIMEOUT(self) -> float:
@@ -794,4 +818,30 @@ class AppSettings:
         return min(600, max(10, int(getattr(settings, "CELLS_OIDC_BACKCHANNEL_TOKEN_LIFETIME", 120))))
 
 
+class _Remembered:
+    """A property of :class:`AppSettings`, remembered in its ``_memo`` (see the class)."""
+
+    def __init__(self, name: str, prop: property) -> None:
+        self.name = name
+        self.fget = prop.fget
+        self.__doc__ = prop.__doc__
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        if obj is None:
+            return self
+        memo = obj._memo  # a change replaces the dict: a value computed meanwhile lands in the old one
+        try:
+            value = memo[self.name]
+        except KeyError:
+            value = memo[self.name] = self.fget(obj)  # type: ignore[misc]
+        kind = type(value)
+        return list(value) if kind is list else dict(value) if kind is dict else value
+
+
+for _name, _value in list(vars(AppSettings).items()):
+    if isinstance(_value, property):
+        setattr(AppSettings, _name, _Remembered(_name, _value))
+del _name, _value
+
 app_settings = AppSettings()
+setting_changed.connect(app_settings.forget, dispatch_uid="cells_oidc.conf.forget")
