@@ -155,13 +155,29 @@ def verify_signature(
     # ES256 header on an RSA kid, say) is refused before any cryptography.
     if algorithm_for_key(public_key) != alg:
         raise InvalidToken("algorithm not allowed")
-    signature = _b64decode(encoded_signature)
-    signing_input = f"{encoded_header}.{encoded_payload}".encode("ascii")
-    try:
-        _verify(public_key, alg, signature, signing_input)
-    except InvalidSignature as exc:
-        raise InvalidToken("bad signature") from exc
+    # A signature this key verified once stays good as long as the key does: the same token with
+    # the same key object (a new key set makes new objects, a removed key is not found above)
+    # skips the cryptography. Only what passed is remembered; the payload is parsed and its claims
+    # checked again on every use.
+    memo_key = (token, id(public_key))
+    if _verified.get(memo_key) is not public_key:  # the very object (an id can be reused)
+        signature = _b64decode(encoded_signature)
+        signing_input = f"{encoded_header}.{encoded_payload}".encode("ascii")
+        try:
+            _verify(public_key, alg, signature, signing_input)
+        except InvalidSignature as exc:
+            raise InvalidToken("bad signature") from exc
+        if len(_verified) >= MAX_VERIFIED:
+            _verified.clear()
+        _verified[memo_key] = public_key
     return _json_object(encoded_payload)
+
+
+#: The tokens whose signature this process has verified, by (token, id of the key object): the key
+#: object (kept, so that its id is not reused). Bounded: at MAX_VERIFIED it starts again
+#: (docs/performance.md, "The bearer path").
+MAX_VERIFIED = 10_000
+_verified: dict[tuple[str, int], Any] = {}
 
 
 def algorithm_for_key(key: object) -> str | None:
