@@ -136,3 +136,18 @@ def test_resource_server_checks(settings: Any, overrides: dict[str, Any], expect
     for name, value in overrides.items():
         setattr(settings, name, value)
     assert ids(check_resource_server()) == expected
+
+
+def test_settings_are_remembered_until_a_setting_changes(settings: Any) -> None:
+    """app_settings remembers each property until Django's setting_changed: a change is seen at the
+    next read, and a list handed out cannot change what the next reader gets."""
+    from cells_oidc.conf import app_settings
+
+    settings.CELLS_OIDC_SITE_URL = "https://one.example.com"
+    urls = app_settings.SITE_URLS
+    assert urls == ["https://one.example.com"]
+    urls.append("https://attacker.example")
+    assert app_settings.SITE_URLS == ["https://one.example.com"]
+    settings.CELLS_OIDC_SITE_URL = "https://two.example.com https://three.example.com"
+    assert app_settings.SITE_URLS == ["https://two.example.com", "https://three.example.com"]
+    assert app_settings.SITE_URL == "https://two.example.com"

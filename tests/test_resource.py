@@ -546,6 +546,30 @@ def test_a_token_signed_with_the_inactive_key_verifies_until_that_key_is_retired
     assert_invalid_token(api_get("/api/me", token))
 
 
+def test_a_token_once_accepted_is_still_refused_when_changed_or_expired(forge: Forge, settings: Any) -> None:
+    """A process remembers which signatures it verified (internal/jws.py): what it remembers is the
+    whole token for one key object, never a verdict on a payload or on the time. An attacker who saw
+    an accepted token and changes its payload or signature is refused; the accepted token itself is
+    refused once it expires."""
+    settings.CELLS_OIDC_RESOURCE_LEEWAY = 0
+    token = forge.token(forge.claims(exp=int(time.time()) + 2))
+    assert api_get("/api/me", token).status_code == 200
+    assert api_get("/api/me", token).status_code == 200  # the signature remembered
+    head, body, signature = token.split(".")
+    richer = b64json({**segment(token, 1), "scope": "openid pydio cells_oidc:admin"})
+    other_key, _ = attacker_key()
+    for changed in (
+        f"{head}.{richer}.{signature}",  # the payload changed, the old signature kept
+        f"{head}.{body}.{b64(rs256(other_key)(f'{head}.{body}'.encode()))}",  # signed by another key
+        f"{head}.{body}.{signature[:-4]}AAAA",
+    ):
+        assert_invalid_token(api_get("/api/me", changed))
+    time.sleep(max(0.0, segment(token, 1)["exp"] - time.time()) + 1.1)
+    response = api_get("/api/me", token)
+    assert_invalid_token(response)
+    assert response.json()["detail"] == "Invalid bearer token: expired."
+
+
 def test_a_token_a_client_got_for_itself_acts_for_no_user(forge: Forge) -> None:
     token = forge.token(forge.claims(sub="cells-client", scope="openid"))
     response = api_get("/api/token-only", token)
