@@ -34,16 +34,30 @@ Django's API a counter costs ``add`` (size check, read, write) then ``incr`` —
 and both write 6. Here the count is exact under concurrency: two transactions cannot both read the
 same value before writing it.
 
-Why hand-written: redis-py and Django's backends are used as they are; only the client's lifetime
-and the counters are ours (Django's backends have no hook for either). Nothing else of Django's
-backends is changed.
+**Reads kept in the process** (:meth:`RedisCache.get_many_tracked`, off unless
+``CELLS_OIDC_RESOURCE_CLIENT_CACHE_SECONDS`` turns it on for the bearer path): Redis's
+server-assisted client-side caching. One connection per process speaks RESP3 and asks Redis for
+``CLIENT TRACKING ON BCAST`` on the key prefixes the caller names; Redis then sends that
+connection an invalidation message for every write of a key under them, in order with the
+connection's own replies. A read found in the process's copy (less than ``max_age`` seconds old,
+with no invalidation for it in the socket) costs no round trip. See :class:`_Tracker` for the
+rules that keep the copy exact, and docs/performance.md for what it saves and what it costs.
+
+Why hand-written: redis-py and Django's backends are used as they are; only the client's lifetime,
+the counters and the tracked reads are ours (Django's backends have no hook for them; redis-py's
+own client-side cache refuses servers older than 7.4 and Debian ships 7.0). Nothing else of
+Django's backends is changed.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import logging
+import os
 import pickle
 import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -56,6 +70,8 @@ from django.db import IntegrityError, OperationalError, connections, models, rou
 from django.utils.timezone import now as tz_now
 
 __all__ = ["DatabaseCache", "RedisCache"]
+
+logger = logging.getLogger(__name__)
 
 
 class _ReusingClient(RedisCacheClient):
@@ -88,12 +104,218 @@ class _ReusingClient(RedisCacheClient):
         return [int(value) for value in results[1::2]]
 
 
+class _TrackingUnavailable(Exception):
+    """The tracked connection cannot answer now: the caller reads Redis the usual way."""
+
+
+class _Tracker:
+    """This process's copy of the entries under some key prefixes of one Redis server.
+
+    What keeps the copy exact:
+
+    - **One RESP3 connection** reads and receives the invalidations: Redis writes the message for
+      a write after the replies of the reads that preceded it, so a value stored from a reply
+      is never older than an invalidation already handled (the race of a separate
+      invalidation connection cannot happen).
+    - **BCAST on prefixes**: every write of a key under them is announced, whether this process
+      read it or not, and Redis keeps no table of what each client read.
+    - **Before every answer from the copy**, the invalidations waiting in the socket are read
+      (a non-blocking poll). A writer that must be seen at once (a revocation) sends one more
+      command after its write and waits for the reply (:meth:`RedisCache.fence`): Redis answers
+      it only after the event-loop pass that wrote the invalidations to every tracking socket.
+    - **At most** ``max_age`` seconds an entry is served without asking Redis: a partition that
+      would hold the messages back, or a lost connection nobody noticed, lasts no longer.
+    - **Anything unusual empties the copy**: a connection error, a fork, ``FLUSHDB`` (a
+      ``null`` invalidation), a drain that read :attr:`FLUSH_AFTER` keys or more (Redis may
+      still hold more for this socket), more than :attr:`MAX_ENTRIES` entries.
+    """
+
+    MAX_ENTRIES = 10_000
+    FLUSH_AFTER = 256
+    #: After a failure, the usual reads for this long before the connection is tried again.
+    RETRY_SECONDS = 1.0
+
+    def __init__(self, client: RedisCacheClient, prefixes: tuple[str, ...], asked: Any) -> None:
+        self._client = client
+        self.prefixes = prefixes  # as stored (made by the cache's key function)
+        self.prefixes_asked = asked  # (prefixes, version) as the caller named them
+        self._encoded = tuple(prefix.encode() for prefix in prefixes)
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self._pid = 0
+        self._entries: dict[bytes, tuple[float, bytes | None]] = {}
+        self._drained = 0
+        self._busy = False  # a thread is reading the socket (under the lock)
+        self._retry_at = 0.0
+        self.unsupported = False
+
+    def covers(self, key: str) -> bool:
+        return key.startswith(self.prefixes)
+
+    def get_many(self, keys: Sequence[str], max_age: float) -> list[bytes | None]:
+        """The raw values of ``keys`` (``None``: missing), from the copy when every one is
+        there and fresh, else in one ``MGET`` that refreshes the copy."""
+        encoded = [key.encode() for key in keys]
+        # Without the lock when no thread is reading the socket: nothing waiting in it (checked
+        # before ``_busy``: a thread that took bytes out of the socket is busy until it has
+        # handled them), every entry there and fresh.
+        conn = self._conn
+        if conn is not None and not self._busy and self._pid == os.getpid():
+            try:
+                waiting = conn.can_read(timeout=0)
+            except Exception:  # noqa: BLE001 - a closed connection: the locked path handles it
+                waiting = True
+            if not waiting and not self._busy:
+                now = time.monotonic()
+                found = [self._entries.get(key) for key in encoded]
+                if all(entry is not None and now - entry[0] < max_age for entry in found):
+                    return [entry[1] for entry in found]  # type: ignore[index]
+        with self._lock:
+            now = time.monotonic()
+            if now < self._retry_at:
+                raise _TrackingUnavailable
+            self._busy = True
+            try:
+                conn = self._connection()
+                self._drain(conn)
+                now = time.monotonic()
+                entries = self._entries
+                found = [entries.get(key) for key in encoded]
+                if all(entry is not None and now - entry[0] < max_age for entry in found):
+                    return [entry[1] for entry in found]  # type: ignore[index]
+                started = time.monotonic()  # an entry's age counts from before the read
+                conn.send_command("MGET", *encoded)
+                values = conn.read_response()  # invalidations read on the way are handled
+                if len(entries) + len(encoded) > self.MAX_ENTRIES:
+                    entries.clear()
+                for key, value in zip(encoded, values, strict=True):
+                    entries[key] = (started, value)
+                return list(values)
+            except _TrackingUnavailable:
+                self._reset(retry=True)
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure: forget, and let the caller read
+                logger.warning("Tracked Redis reads stopped (%s); reading Redis on every request.", exc)
+                self._reset(retry=True)
+                raise _TrackingUnavailable from exc
+            finally:
+                self._busy = False
+
+    def _connection(self) -> Any:
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        self._reset(retry=False)  # a fork: the parent's socket is not ours
+        options = {**self._client._pool_options, "protocol": 3}
+        pool = self._client._pool_class.from_url(self._client._servers[0], **options)
+        conn = pool.make_connection()
+        conn.connect()
+        parser = getattr(conn, "_parser", None)
+        if not hasattr(parser, "set_invalidation_push_handler"):
+            conn.disconnect()
+            self.unsupported = True
+            logger.warning("This redis-py cannot receive invalidations: tracked reads are off.")
+            raise _TrackingUnavailable
+        command = ["CLIENT", "TRACKING", "ON", "BCAST"]
+        for prefix in self._encoded:
+            command += ["PREFIX", prefix]
+        conn.send_command(*command)
+        conn.read_response()
+        parser.set_invalidation_push_handler(self._invalidated)
+        self._conn, self._pid = conn, os.getpid()
+        return conn
+
+    def _drain(self, conn: Any) -> None:
+        self._drained = 0
+        while conn.can_read(timeout=0):
+            conn.read_response(push_request=True)
+        if self._drained >= self.FLUSH_AFTER:
+            self._entries.clear()
+
+    def _invalidated(self, message: Any) -> None:
+        # RESP3 push: ["invalidate", [key, ...]], or ["invalidate", null] after FLUSHDB/FLUSHALL.
+        keys = message[1] if len(message) > 1 else None
+        if keys is None:
+            self._entries.clear()
+            self._drained += self.FLUSH_AFTER
+            return
+        for key in keys:
+            self._entries.pop(key if isinstance(key, bytes) else str(key).encode(), None)
+        self._drained += len(keys)
+
+    def _reset(self, *, retry: bool) -> None:
+        self._entries.clear()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.disconnect()  # redis-py shuts the socket down only in the process that opened it
+        if retry:
+            self._retry_at = time.monotonic() + self.RETRY_SECONDS
+
+
+_trackers: dict[tuple[str, str, tuple[str, ...]], _Tracker] = {}
+_trackers_lock = threading.Lock()
+
+
 class RedisCache(DjangoRedisCache):
-    """Django's ``RedisCache`` with one client per pool and one-round-trip counters (see the module)."""
+    """Django's ``RedisCache`` with one client per pool, one-round-trip counters and tracked reads
+    (see the module)."""
 
     def __init__(self, server: Any, params: dict[str, Any]) -> None:
         super().__init__(server, params)
         self._class = _ReusingClient
+        self._tracker: _Tracker | None = None
+
+    def get_many_tracked(
+        self, keys: Sequence[str], *, prefixes: Sequence[str], max_age: float, version: int | None = None
+    ) -> dict[str, Any]:
+        """:meth:`get_many`, answered from this process's copy when it can be (see the module).
+
+        ``prefixes``: the (unmade) key prefixes to track; every key must start with one of them.
+        Falls back to :meth:`get_many` when the copy cannot serve: more than one server (reads
+        would go to replicas), a key under no prefix, a custom key function that does not keep
+        prefixes, a redis-py without invalidation handlers, a connection failure (retried after
+        a second).
+        """
+        tracker = self._tracker_for(tuple(prefixes), version)
+        # make_key: validate_key only warns of keys memcached would refuse, which Redis takes.
+        made = {self.make_key(key, version=version): key for key in keys}
+        if tracker is None or not all(tracker.covers(key) for key in made):
+            return self.get_many(keys, version=version)
+        try:
+            values = tracker.get_many(list(made), max_age)
+        except _TrackingUnavailable:
+            return self.get_many(keys, version=version)
+        loads = self._cache._serializer.loads
+        pairs = zip(made.values(), values, strict=True)
+        return {key: loads(value) for key, value in pairs if value is not None}
+
+    def fence(self) -> None:
+        """Return once every tracking process has this process's earlier writes' invalidations
+        in its socket: one round trip after them (Redis writes the invalidations of a command in
+        the event-loop pass that answers it, before it reads the next command)."""
+        self._cache.get_client(write=True).ping()
+
+    def _tracker_for(self, prefixes: tuple[str, ...], version: int | None) -> _Tracker | None:
+        tracker = self._tracker
+        if tracker is not None and tracker.prefixes_asked == (prefixes, version):
+            return None if tracker.unsupported else tracker
+        if len(self._servers) != 1:
+            return None
+        made = []
+        for prefix in prefixes:
+            stem = self.make_key(prefix, version=version)
+            if self.make_key(prefix + "probe", version=version) != stem + "probe":
+                return None  # a key function that does not keep prefixes: nothing to track by
+            made.append(stem)
+        # One copy per process and server, whatever the thread: Django gives every thread its own
+        # cache object, and a copy per thread would warm eight times and hold eight connections.
+        identity = (self._servers[0], repr(sorted(self._options.items())), tuple(made))
+        with _trackers_lock:
+            tracker = _trackers.get(identity)
+            if tracker is None:
+                tracker = _trackers[identity] = _Tracker(self._cache, tuple(made), (prefixes, version))
+        self._tracker = tracker
+        return None if tracker.unsupported else tracker
 
     def incr_counters(
         self, entries: Sequence[tuple[str, int]], version: int | None = None, delta: int = 1

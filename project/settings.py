@@ -163,6 +163,9 @@ if os.environ.get("REDIS_URL"):
             "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
         }
     }
+    # The bearer path's reads (deny-list, key-set version, profile) kept in each process, exact by
+    # Redis's invalidations and at most a second old (docs/performance.md, docs/deploy.md).
+    CELLS_OIDC_RESOURCE_CLIENT_CACHE_SECONDS = 1
 else:
     CACHES = {
         "default": {

@@ -9,6 +9,7 @@ process changes the user; two gunicorn servers answer) is in tests/test_two_proc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from typing import Any
@@ -179,9 +180,18 @@ def test_the_profile_is_read_with_the_deny_list_in_one_round_trip(token: str, al
 
     cache = revocation_cache()
     profile_of(token)  # fills the profile
-    with mock.patch.object(type(cache), "get_many", autospec=True, side_effect=type(cache).get_many) as reads:
+    # One call: get_many, or with copies in each process (CELLS_OIDC_RESOURCE_CLIENT_CACHE_SECONDS,
+    # the demo's with Redis) get_many_tracked, which makes no round trip when the copy answers.
+    names = ["get_many"] + (["get_many_tracked"] if hasattr(cache, "get_many_tracked") else [])
+    with contextlib.ExitStack() as stack:
+        reads = [
+            stack.enter_context(
+                mock.patch.object(type(cache), name, autospec=True, side_effect=getattr(type(cache), name))
+            )
+            for name in names
+        ]
         assert profile_of(token)["login"] == "alice"
-    assert reads.call_count == 1, reads.call_args_list
+    assert sum(read.call_count for read in reads) == 1, [read.call_args_list for read in reads]
     alice.first_name = "Alicia"
     alice.save()
     assert profile_of(token)["given_name"] == "Alicia"

@@ -3,7 +3,8 @@
 Two gunicorn servers on two ports of 127.0.0.1 (tests/live_server.py), sharing a file SQLite
 database (or the PostgreSQL of ``DATABASE_URL``) and the database cache (or the Redis of
 ``REDIS_URL``), as two machines behind a load balancer: sign in on one, redeem the code on the
-other, refresh alternately, revoke on one and be refused on the other, a user changed by a third
+other, refresh alternately, revoke on one and be refused on the other (also by a process whose copy
+of the deny-list had just said "not revoked"), a user changed by a third
 process seen by both at once (the cached profiles of /a/user/me), and a login throttle that counts
 the failures of both, also when they arrive at once.
 """
@@ -61,6 +62,40 @@ def test_a_sign_in_moves_between_processes(site: LiveSite) -> None:
     # The code is spent for both processes, and its replay revokes the sign-in (RFC 6749 §4.1.2).
     assert person.exchange(0, code, verifier).json()["error"] == "invalid_grant"
     assert person.refresh(1, refresh_token).json()["error"] == "invalid_grant"
+
+
+def test_a_token_both_processes_just_accepted_is_refused_by_both_once_revoked(site: LiveSite) -> None:
+    """With Redis each process answers the bearer path from its own copy of the deny-list
+    (CELLS_OIDC_RESOURCE_CLIENT_CACHE_SECONDS, tests/live/settings.py): a copy that said "not
+    revoked" a moment ago must not say it once more after the revocation answered — ten times over,
+    revoked by RFC 7009 on one process or by the refresh rotation, checked on both at once."""
+    person = Person(site)
+    assert person.sign_in(0) == 303
+
+    def sign_in(index: int) -> dict[str, str]:
+        verifier, challenge = pkce_pair()
+        answer = person.exchange(index, person.code(index, challenge), verifier)
+        assert answer.status_code == 200, answer.text + site.logs()
+        return answer.json()
+
+    tokens = sign_in(1)
+    for turn in range(10):
+        access_token = tokens["access_token"]
+        for index in (0, 1, 0, 1, 0, 1):  # every process has accepted it, from its copy too
+            accepted = person.me(index, access_token)
+            assert accepted.status_code == 200, accepted.text + site.logs()
+        here = turn % 2
+        if turn % 4 < 2:
+            # RFC 7009 (the sign-in goes with it: its refresh token too); a new sign-in follows.
+            assert person.revoke(here, access_token).status_code == 200
+            tokens = sign_in(here)
+        else:
+            answer = person.refresh(here, tokens["refresh_token"])  # rotation revokes the access token
+            assert answer.status_code == 200, answer.text + site.logs()
+            tokens = answer.json()
+        for index in (1 - here, here):
+            refused = person.me(index, access_token)
+            assert refused.status_code == 401, (turn, index, refused.text)
 
 
 def test_a_user_changed_by_another_process_shows_on_both_at_the_next_request(site: LiveSite) -> None:

@@ -28,3 +28,14 @@ def isolated(cache: Any) -> Iterator[Any]:
                 yield cache
             return
     yield cache
+
+
+def fence(cache: Any) -> None:
+    """After a write other processes must see at once (a revocation, a new key set, a changed
+    user): return when every process keeping a copy of the bearer path's entries
+    (``CELLS_OIDC_RESOURCE_CLIENT_CACHE_SECONDS``) has the write's invalidation in its socket
+    (:meth:`cells_oidc.caches.RedisCache.fence`). Nothing to wait for when no process keeps copies."""
+    from cells_oidc.conf import app_settings
+
+    if app_settings.RESOURCE_CLIENT_CACHE_SECONDS > 0 and hasattr(cache, "fence"):
+        cache.fence()

@@ -46,7 +46,7 @@ from jwcrypto import jwk
 from oauth2_provider.settings import oauth2_settings
 
 from cells_oidc.conf import app_settings
-from cells_oidc.internal.cache import isolated
+from cells_oidc.internal.cache import fence, isolated
 
 if TYPE_CHECKING:
     from cryptography.fernet import MultiFernet
@@ -356,7 +356,9 @@ def bump_version() -> None:
     def write() -> None:
         global _changed_at
         try:
-            _cache().set(VERSION_CACHE_KEY, uuid.uuid4().hex, None)
+            cache = _cache()
+            cache.set(VERSION_CACHE_KEY, uuid.uuid4().hex, None)
+            fence(cache)  # processes keeping a copy of the version have the change before we go on
         except Exception:  # noqa: BLE001
             logger.error(
                 "The key-set version could not be written to the shared cache: other processes see the "

@@ -29,7 +29,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from cells_oidc.conf import app_settings
-from cells_oidc.internal.cache import isolated
+from cells_oidc.internal.cache import fence, isolated
 from cells_oidc.internal.revocation import revocation_cache
 from cells_oidc.internal.token_info import TokenInfo
 
@@ -139,6 +139,7 @@ def invalidate(users: Any) -> None:
         try:
             with isolated(revocation_cache()) as cache:
                 cache.set_many({key: uuid.uuid4().hex for key in keys}, GENERATION_SECONDS)
+                fence(cache)  # a deactivated user is refused by every process from now on
         except Exception:  # noqa: BLE001 - a user's save must not fail for the cache
             logger.error(
                 "The profile cache could not be invalidated: the change shows within "

@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from cells_oidc import models
 from cells_oidc.conf import app_settings
-from cells_oidc.internal.cache import isolated
+from cells_oidc.internal.cache import fence, isolated
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,16 @@ def deny_checksum(checksum: str, expires_at: float) -> None:
         return
     with isolated(revocation_cache()) as cache:
         cache.set(KEY_PREFIX + checksum, 1, timeout)
+        fence(cache)
+
+
+def tracked_prefixes() -> tuple[str, ...]:
+    """The cache entries the bearer path reads (:func:`status`), by prefix: what a process may keep
+    a copy of under ``CELLS_OIDC_RESOURCE_CLIENT_CACHE_SECONDS`` (the deny-list, the key-set
+    version, the profile rows and generations of ``GET /a/user/me``)."""
+    from cells_oidc.internal import keys, profiles
+
+    return (KEY_PREFIX, keys.VERSION_CACHE_KEY, profiles.ROW_PREFIX, profiles.GENERATION_PREFIX)
 
 
 def deny(token: str, expires_at: float) -> None:
@@ -82,7 +92,13 @@ def status(token: str, also: Sequence[str] = ()) -> tuple[bool, dict[str, Any]]:
             # The key-set version lives in the same cache: read with the entry, it spares the
             # verification of the same request its own round trip (docs/performance.md); so may
             # what the view will read (the profile of GET /a/user/me).
-            values = cache.get_many([key, keys.VERSION_CACHE_KEY, *also])
+            names = [key, keys.VERSION_CACHE_KEY, *also]
+            seconds = app_settings.RESOURCE_CLIENT_CACHE_SECONDS
+            if seconds > 0 and hasattr(cache, "get_many_tracked"):
+                # This process's copy, kept exact by Redis (cells_oidc.caches, docs/performance.md).
+                values = cache.get_many_tracked(names, prefixes=tracked_prefixes(), max_age=seconds)
+            else:
+                values = cache.get_many(names)
     except Exception as exc:  # noqa: BLE001 - any backend error
         logger.exception("The revocation cache is unavailable; refusing the token.")
         raise RevocationStatusUnavailable from exc

@@ -44,6 +44,10 @@ if os.environ.get("REDIS_URL"):
             "KEY_PREFIX": "cells-oidc-live-" + _DIR.name,
         }
     }
+    # As the demo (project/settings.py): each process answers the bearer path from its own copy,
+    # kept exact by Redis's invalidations. Five seconds, not the demo's one: a revocation these
+    # tests check "at once" must be seen by the invalidation, never by the copy growing old.
+    CELLS_OIDC_RESOURCE_CLIENT_CACHE_SECONDS = 5
 else:
     CACHES = {
         "default": {
