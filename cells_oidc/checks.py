@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -447,6 +448,20 @@ def check_shared_state(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     "a malformed entry keeps its default.",
                     hint='For example {"login_account": (10, 900)}; docs/security.md lists the rules.',
                     id="cells_oidc.E014",
+                )
+            )
+    if conf.app_settings.RESOURCE_CLIENT_CACHE_SECONDS > 0:
+        revocation = caches.get(conf.app_settings.RESOURCE_REVOCATION_CACHE) or {}
+        location = revocation.get("LOCATION", "")
+        servers = re.split("[;,]", location) if isinstance(location, str) else list(location or [])
+        if revocation.get("BACKEND") != "cells_oidc.caches.RedisCache" or len(servers) != 1:
+            messages.append(
+                Warning(
+                    "CELLS_OIDC_RESOURCE_CLIENT_CACHE_SECONDS has no effect: the processes keep copies "
+                    "of the deny-list only with cells_oidc.caches.RedisCache on one server as "
+                    "CELLS_OIDC_RESOURCE_REVOCATION_CACHE; every request reads the cache.",
+                    hint="Use cells_oidc.caches.RedisCache with one LOCATION, or remove the setting.",
+                    id="cells_oidc.W008",
                 )
             )
     middleware = list(getattr(settings, "MIDDLEWARE", None) or [])

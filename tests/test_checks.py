@@ -151,3 +151,18 @@ def test_settings_are_remembered_until_a_setting_changes(settings: Any) -> None:
     settings.CELLS_OIDC_SITE_URL = "https://two.example.com https://three.example.com"
     assert app_settings.SITE_URLS == ["https://two.example.com", "https://three.example.com"]
     assert app_settings.SITE_URL == "https://two.example.com"
+
+
+def test_a_client_cache_without_the_redis_backend_is_reported(settings: Any) -> None:
+    from cells_oidc.checks import check_shared_state
+
+    settings.CELLS_OIDC_SITE_URL = "https://cells.example.com"
+    settings.CELLS_OIDC_RESOURCE_CLIENT_CACHE_SECONDS = 1
+    settings.CACHES = {"default": {"BACKEND": "cells_oidc.caches.DatabaseCache", "LOCATION": "t"}}
+    assert "cells_oidc.W008" in ids(check_shared_state())
+    settings.CACHES = {
+        "default": {"BACKEND": "cells_oidc.caches.RedisCache", "LOCATION": "redis://a,redis://b"}
+    }
+    assert "cells_oidc.W008" in ids(check_shared_state())
+    settings.CACHES = {"default": {"BACKEND": "cells_oidc.caches.RedisCache", "LOCATION": "redis://a"}}
+    assert "cells_oidc.W008" not in ids(check_shared_state())
