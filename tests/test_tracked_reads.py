@@ -167,3 +167,18 @@ def test_a_denied_token_is_refused_at_once_by_a_warm_copy() -> None:
     assert revocation.status(token)[0] is False  # now from the copy
     revocation.deny(token, time.time() + 600)
     assert revocation.status(token)[0] is True
+
+
+@override_settings(CELLS_OIDC_RESOURCE_CLIENT_CACHE_SECONDS=30)
+def test_the_profile_read_with_the_deny_list_comes_from_the_copy_too() -> None:
+    """GET /a/user/me reads its profile's row and generation with the deny-list (profiles.py
+    registers their prefixes): the second request of a token makes no round trip either."""
+    from cells_oidc.internal import profiles, revocation
+
+    token = "header." + uuid.uuid4().hex + ".signature"
+    also = profiles.cache_keys("subject-" + uuid.uuid4().hex)
+    assert len(also) == 2
+    revocation.status(token, also)
+    before = mgets()
+    assert revocation.status(token, also) == (False, {})
+    assert mgets() == before

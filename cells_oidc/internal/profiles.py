@@ -30,7 +30,7 @@ from django.db import transaction
 
 from cells_oidc.conf import app_settings
 from cells_oidc.internal.cache import fence, isolated
-from cells_oidc.internal.revocation import revocation_cache
+from cells_oidc.internal.revocation import revocation_cache, track_prefixes
 from cells_oidc.internal.token_info import TokenInfo
 
 __all__ = ["build", "cache_keys", "connect", "invalidate", "profile"]
@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 ROW_PREFIX = "cells_oidc:profile:"
 GENERATION_PREFIX = "cells_oidc:profile-generation:"
+# Read with the deny-list (resource.Prefetch): kept in the process's copy with it.
+track_prefixes(ROW_PREFIX, GENERATION_PREFIX)
 #: A generation outlives every row filled under it (rows live at most 60 s; a day is plenty).
 GENERATION_SECONDS = 86_400
 #: Fields of a user Django saves without changing the profile (a login writes ``last_login``).

@@ -59,13 +59,23 @@ def deny_checksum(checksum: str, expires_at: float) -> None:
         fence(cache)
 
 
-def tracked_prefixes() -> tuple[str, ...]:
-    """The cache entries the bearer path reads (:func:`status`), by prefix: what a process may keep
-    a copy of under ``CELLS_OIDC_RESOURCE_CLIENT_CACHE_SECONDS`` (the deny-list, the key-set
-    version, the profile rows and generations of ``GET /a/user/me``)."""
-    from cells_oidc.internal import keys, profiles
+#: The entries read with the deny-list that a process may keep in its copy under
+#: ``CELLS_OIDC_RESOURCE_CLIENT_CACHE_SECONDS``, by prefix, as registered by their modules
+#: (profiles.py: the profile rows and generations of ``GET /a/user/me``).
+_tracked: list[str] = []
 
-    return (KEY_PREFIX, keys.VERSION_CACHE_KEY, profiles.ROW_PREFIX, profiles.GENERATION_PREFIX)
+
+def track_prefixes(*prefixes: str) -> None:
+    """Let the entries under ``prefixes``, read with the deny-list, be kept in the process's copy."""
+    _tracked.extend(prefix for prefix in prefixes if prefix not in _tracked)
+
+
+def tracked_prefixes() -> tuple[str, ...]:
+    """What :func:`status` reads, by prefix: the deny-list, the key-set version, and the entries
+    registered with :func:`track_prefixes`."""
+    from cells_oidc.internal import keys
+
+    return (KEY_PREFIX, keys.VERSION_CACHE_KEY, *_tracked)
 
 
 def deny(token: str, expires_at: float) -> None:
