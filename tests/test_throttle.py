@@ -322,6 +322,7 @@ def test_shared_state_checks(settings: Any, overrides: dict[str, Any], expected:
     from cells_oidc.checks import check_shared_state
 
     settings.CELLS_OIDC_ALLOW_PROCESS_LOCAL_CACHE = False
+    settings.CELLS_OIDC_RESOURCE_CLIENT_CACHE_SECONDS = 0  # W008, tests/test_checks.py
     settings.CACHES = {"default": SHARED}
     for name, value in overrides.items():
         setattr(settings, name, value)
@@ -332,6 +333,7 @@ def test_the_check_has_the_fix_in_its_hint(settings: Any) -> None:
     from cells_oidc.checks import check_shared_state
 
     settings.CELLS_OIDC_ALLOW_PROCESS_LOCAL_CACHE = False
+    settings.CELLS_OIDC_RESOURCE_CLIENT_CACHE_SECONDS = 0  # W008, tests/test_checks.py
     settings.CACHES = {"default": {"BACKEND": LOCMEM}}
     (error,) = check_shared_state()
     assert error.is_serious() and "RedisCache" in error.hint and "createcachetable" in error.hint
