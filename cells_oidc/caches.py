@@ -154,7 +154,8 @@ class _Tracker:
 
     def get_many(self, keys: Sequence[str], max_age: float) -> list[bytes | None]:
         """The raw values of ``keys`` (``None``: missing), from the copy when every one is
-        there and fresh, else in one ``MGET`` that refreshes the copy."""
+        there and fresh, else in one ``MGET`` that refreshes the copy. Raises
+        :class:`_TrackingUnavailable` when the caller should read Redis the usual way."""
         encoded = [key.encode() for key in keys]
         # Without the lock when no thread is reading the socket: nothing waiting in it (checked
         # before ``_busy``: a thread that took bytes out of the socket is busy until it has
@@ -166,40 +167,54 @@ class _Tracker:
             except Exception:  # noqa: BLE001 - a closed connection: the locked path handles it
                 waiting = True
             if not waiting and not self._busy:
-                now = time.monotonic()
-                found = [self._entries.get(key) for key in encoded]
-                if all(entry is not None and now - entry[0] < max_age for entry in found):
-                    return [entry[1] for entry in found]  # type: ignore[index]
-        with self._lock:
-            now = time.monotonic()
-            if now < self._retry_at:
-                raise _TrackingUnavailable
-            self._busy = True
-            try:
-                conn = self._connection()
-                self._drain(conn)
-                now = time.monotonic()
-                entries = self._entries
-                found = [entries.get(key) for key in encoded]
-                if all(entry is not None and now - entry[0] < max_age for entry in found):
-                    return [entry[1] for entry in found]  # type: ignore[index]
-                started = time.monotonic()  # an entry's age counts from before the read
-                conn.send_command("MGET", *encoded)
-                values = conn.read_response()  # invalidations read on the way are handled
-                if len(entries) + len(encoded) > self.MAX_ENTRIES:
-                    entries.clear()
-                for key, value in zip(encoded, values, strict=True):
-                    entries[key] = (started, value)
-                return list(values)
-            except _TrackingUnavailable:
-                self._reset(retry=True)
-                raise
-            except Exception as exc:  # noqa: BLE001 - any failure: forget, and let the caller read
-                logger.warning("Tracked Redis reads stopped (%s); reading Redis on every request.", exc)
-                self._reset(retry=True)
-                raise _TrackingUnavailable from exc
-            finally:
-                self._busy = False
+                found = self._fresh(encoded, max_age)
+                if found is not None:
+                    return found
+        # Another thread reading the socket (a miss's round trip, a connection being opened): the
+        # usual read, in parallel, rather than a queue behind one connection.
+        if not self._lock.acquire(blocking=False):
+            raise _TrackingUnavailable
+        try:
+            return self._read(encoded, max_age)
+        finally:
+            self._lock.release()
+
+    def _fresh(self, encoded: list[bytes], max_age: float) -> list[bytes | None] | None:
+        """The values of ``encoded`` from the copy if every one is there and younger than ``max_age``."""
+        now = time.monotonic()
+        found = [self._entries.get(key) for key in encoded]
+        if all(entry is not None and now - entry[0] < max_age for entry in found):
+            return [entry[1] for entry in found]  # type: ignore[index]
+        return None
+
+    def _read(self, encoded: list[bytes], max_age: float) -> list[bytes | None]:
+        """Under the lock: drain the socket, then answer from the copy or read and keep."""
+        if time.monotonic() < self._retry_at:
+            raise _TrackingUnavailable
+        self._busy = True
+        try:
+            conn = self._connection()
+            self._drain(conn)
+            found = self._fresh(encoded, max_age)
+            if found is not None:
+                return found
+            started = time.monotonic()  # an entry's age counts from before the read
+            conn.send_command("MGET", *encoded)
+            values = conn.read_response()  # invalidations read on the way are handled
+            if len(self._entries) + len(encoded) > self.MAX_ENTRIES:
+                self._entries.clear()
+            for key, value in zip(encoded, values, strict=True):
+                self._entries[key] = (started, value)
+            return list(values)
+        except _TrackingUnavailable:
+            self._reset(retry=True)
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure: forget, and let the caller read
+            logger.warning("Tracked Redis reads stopped (%s); reading Redis on every request.", exc)
+            self._reset(retry=True)
+            raise _TrackingUnavailable from exc
+        finally:
+            self._busy = False
 
     def _connection(self) -> Any:
         if self._conn is not None and self._pid == os.getpid():

@@ -373,6 +373,19 @@ def _max_entries(config: dict[str, Any]) -> int:
         return 300
 
 
+def _is_tracking_backend(path: object) -> bool:
+    """``path`` names ``cells_oidc.caches.RedisCache`` or a subclass (what keeps copies)."""
+    from django.utils.module_loading import import_string
+
+    from cells_oidc.caches import RedisCache
+
+    try:
+        backend = import_string(str(path))
+    except ImportError:
+        return False
+    return isinstance(backend, type) and issubclass(backend, RedisCache)
+
+
 @register(Tags.security, Tags.caches)
 def check_shared_state(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """The deny-list and the throttles live in caches every process shares (docs/deploy.md)."""
@@ -454,7 +467,7 @@ def check_shared_state(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         revocation = caches.get(conf.app_settings.RESOURCE_REVOCATION_CACHE) or {}
         location = revocation.get("LOCATION", "")
         servers = re.split("[;,]", location) if isinstance(location, str) else list(location or [])
-        if revocation.get("BACKEND") != "cells_oidc.caches.RedisCache" or len(servers) != 1:
+        if not _is_tracking_backend(revocation.get("BACKEND")) or len(servers) != 1:
             messages.append(
                 Warning(
                     "CELLS_OIDC_RESOURCE_CLIENT_CACHE_SECONDS has no effect: the processes keep copies "

@@ -349,7 +349,7 @@ class AppSettings:
         path's cache reads (deny-list, key-set version, cached profile) from its own copy, which
         Redis keeps exact with invalidation messages (``CLIENT TRACKING``, RESP3). Only with
         ``cells_oidc.caches.RedisCache`` on one server as the revocation cache. Default ``0``: read
-        Redis on every request. docs/performance.md, "The bearer path without a round trip".
+        Redis on every request. docs/resource-server.md ("Revocation") and docs/performance.md.
         """
         return max(0.0, float(getattr(settings, "CELLS_OIDC_RESOURCE_CLIENT_CACHE_SECONDS", 0) or 0))
 

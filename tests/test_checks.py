@@ -8,6 +8,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.management import call_command
 
+from cells_oidc.caches import RedisCache
 from cells_oidc.checks import check_clients, check_settings
 from cells_oidc.conf import oauth2_provider_settings
 
@@ -166,3 +167,11 @@ def test_a_client_cache_without_the_redis_backend_is_reported(settings: Any) -> 
     assert "cells_oidc.W008" in ids(check_shared_state())
     settings.CACHES = {"default": {"BACKEND": "cells_oidc.caches.RedisCache", "LOCATION": "redis://a"}}
     assert "cells_oidc.W008" not in ids(check_shared_state())
+    settings.CACHES = {"default": {"BACKEND": f"{__name__}.SiteRedisCache", "LOCATION": "redis://a"}}
+    assert "cells_oidc.W008" not in ids(check_shared_state())
+    settings.CACHES = {"default": {"BACKEND": "no.such.Backend", "LOCATION": "redis://a"}}
+    assert "cells_oidc.W008" in ids(check_shared_state())
+
+
+class SiteRedisCache(RedisCache):
+    """A site's own subclass of the backend keeps copies too."""

@@ -151,9 +151,26 @@ def test_an_unreachable_redis_fails_closed_not_from_the_copy(pair) -> None:
     """A tracker whose Redis is gone (here: a server nobody listens on) reads the usual way, and
     that read's error is what the caller sees: the bearer path refuses the token (revocation.status)."""
     params = {"KEY_PREFIX": "tracked-down", "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}}
+    import redis
+
     down = caches.RedisCache("redis://127.0.0.1:1/0", params)
-    with pytest.raises(Exception):  # noqa: B017 - redis-py's ConnectionError, from the usual read
+    with pytest.raises(redis.exceptions.ConnectionError):  # from the usual read
         down.get_many_tracked(["cells_oidc:revoked:x"], prefixes=PREFIXES, max_age=30)
+
+
+def test_a_busy_tracking_connection_is_not_waited_for(pair) -> None:
+    """While one thread holds the tracking connection (a miss's round trip), another reads Redis
+    the usual way — the right value, without queueing behind it."""
+    writer, reader = pair
+    key = "cells_oidc:revoked:" + "f" * 64
+    assert read(reader, key) == {}
+    tracker = reader._tracker
+    assert tracker is not None
+    writer.set(key, 1, 60)
+    writer.fence()
+    with tracker._lock:  # as a thread in the middle of a read would
+        assert read(reader, key) == {key: 1}
+    assert read(reader, key) == {key: 1}
 
 
 @override_settings(CELLS_OIDC_RESOURCE_CLIENT_CACHE_SECONDS=30)
