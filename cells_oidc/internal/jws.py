@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import json
 import math
 import re
@@ -118,16 +119,22 @@ def verify_signature(
     (default: every supported one); the header's ``alg`` must be one of them and the one of the key.
     """
     allowed = ALLOWED_ALGORITHMS if algorithms is None else ALLOWED_ALGORITHMS.intersection(algorithms)
-    # RFC 7515 §7.1: the compact serialisation, three base64url parts; nothing else (no JWE,
-    # no JSON serialisation, no unsigned token).
-    if isinstance(token, str) and len(token) > MAX_TOKEN_LENGTH:
-        raise InvalidToken("token too long")
-    if not isinstance(token, str) or not _COMPACT_JWS.fullmatch(token):
-        raise InvalidToken("not a compact JWS")
-    encoded_header, encoded_payload, encoded_signature = token.split(".")
-    if not encoded_signature:
-        raise InvalidToken("unsigned token")
-    header = _json_object(encoded_header)
+    # A token whose signature this process verified is parsed once (see _verified below): the
+    # same string has the same header and payload; every rule below is still applied to them.
+    remembered = _verified.get(token) if isinstance(token, str) else None
+    if remembered is not None:
+        header = remembered[1]
+    else:
+        # RFC 7515 §7.1: the compact serialisation, three base64url parts; nothing else (no JWE,
+        # no JSON serialisation, no unsigned token).
+        if isinstance(token, str) and len(token) > MAX_TOKEN_LENGTH:
+            raise InvalidToken("token too long")
+        if not isinstance(token, str) or not _COMPACT_JWS.fullmatch(token):
+            raise InvalidToken("not a compact JWS")
+        encoded_header, encoded_payload, encoded_signature = token.split(".")
+        if not encoded_signature:
+            raise InvalidToken("unsigned token")
+        header = _json_object(encoded_header)
     # RFC 8725 §3.1, §2.1: the algorithm comes from our allow-list, not from the token.
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in allowed:
@@ -157,27 +164,41 @@ def verify_signature(
         raise InvalidToken("algorithm not allowed")
     # A signature this key verified once stays good as long as the key does: the same token with
     # the same key object (a new key set makes new objects, a removed key is not found above)
-    # skips the cryptography. Only what passed is remembered; the payload is parsed and its claims
-    # checked again on every use.
-    memo_key = (token, id(public_key))
-    if _verified.get(memo_key) is not public_key:  # the very object (an id can be reused)
-        signature = _b64decode(encoded_signature)
-        signing_input = f"{encoded_header}.{encoded_payload}".encode("ascii")
-        try:
-            _verify(public_key, alg, signature, signing_input)
-        except InvalidSignature as exc:
-            raise InvalidToken("bad signature") from exc
-        if len(_verified) >= MAX_VERIFIED:
-            _verified.clear()
-        _verified[memo_key] = public_key
-    return _json_object(encoded_payload)
+    # skips the cryptography and the parsing. Only what passed is remembered; the claims are
+    # checked again on every use, on a copy of the remembered payload (a caller may change its copy).
+    if remembered is not None:
+        if remembered[0] is public_key:
+            return _copy_claims(remembered[2])
+        # Verified by another key object (a new key set): verified again, as the first time.
+        encoded_header, encoded_payload, encoded_signature = token.split(".")  # type: ignore[union-attr]
+    signature = _b64decode(encoded_signature)
+    signing_input = f"{encoded_header}.{encoded_payload}".encode("ascii")
+    try:
+        _verify(public_key, alg, signature, signing_input)
+    except InvalidSignature as exc:
+        raise InvalidToken("bad signature") from exc
+    payload = _json_object(encoded_payload)
+    if len(_verified) >= MAX_VERIFIED:
+        _verified.clear()
+    _verified[token] = (public_key, header, payload)
+    return _copy_claims(payload)
 
 
-#: The tokens whose signature this process has verified, by (token, id of the key object): the key
-#: object (kept, so that its id is not reused). Bounded: at MAX_VERIFIED it starts again
-#: (docs/performance.md, "The bearer path").
+#: The tokens whose signature this process has verified: token -> (the key object that verified it,
+#: its header, its payload). Neither dictionary is handed out (callers get copies). Bounded: at
+#: MAX_VERIFIED (a few KB each) it starts again (docs/performance.md, "The bearer path").
 MAX_VERIFIED = 10_000
-_verified: dict[tuple[str, int], Any] = {}
+_verified: dict[str, tuple[Any, dict[str, Any], dict[str, Any]]] = {}
+
+
+def _copy_claims(payload: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a remembered payload that shares nothing mutable with it (JSON's arrays and objects
+    copied; strings and numbers are immutable)."""
+    claims = dict(payload)
+    for name, value in claims.items():
+        if isinstance(value, (dict, list)):
+            claims[name] = copy.deepcopy(value)
+    return claims
 
 
 def algorithm_for_key(key: object) -> str | None:
@@ -324,6 +345,10 @@ def unverified_subject(token: str) -> str | None:
     """The ``sub`` a compact JWS's payload names, **not verified**: only to know which cache entries
     to read with the deny-list before the signature is checked (never to decide anything), or
     ``None``."""
+    remembered = _verified.get(token)
+    if remembered is not None:
+        subject = remembered[2].get("sub")
+        return subject if isinstance(subject, str) else None
     parts = token.split(".")
     if len(parts) != 3:
         return None
@@ -360,12 +385,14 @@ def _reject_constant(name: str) -> Any:
     raise InvalidToken("malformed token")
 
 
+#: One decoder for every token (json.loads with hooks builds a new one per call).
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+
+
 def _json_object(segment: str) -> dict[str, Any]:
     raw = _b64decode(segment)
     try:
-        value = json.loads(
-            raw.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_reject_constant
-        )
+        value = _DECODER.decode(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise InvalidToken("malformed token") from exc
     if not isinstance(value, dict):
