@@ -186,8 +186,8 @@ def verify_signature(
 
 #: The tokens whose signature this process has verified: token -> (the key object that verified it,
 #: its header, its payload). Neither dictionary is handed out (callers get copies). Bounded: at
-#: MAX_VERIFIED (a few KB each) it starts again (docs/performance.md, "The bearer path").
-MAX_VERIFIED = 10_000
+#: MAX_VERIFIED (about 3 KB each: ~13 MB) it starts again (docs/performance.md, "The bearer path").
+MAX_VERIFIED = 4096
 _verified: dict[str, tuple[Any, dict[str, Any], dict[str, Any]]] = {}
 
 
