@@ -56,6 +56,7 @@ import contextlib
 import logging
 import os
 import pickle
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -63,6 +64,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from django.conf import settings
+from django.core.cache.backends.base import MEMCACHE_MAX_KEY_LENGTH
 from django.core.cache.backends.db import DatabaseCache as DjangoDatabaseCache
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
@@ -345,6 +347,20 @@ class RedisCache(DjangoRedisCache):
         return self._cache.incr_counters(keys, delta)
 
 
+#: Django's rules for keys memcached would refuse (django.core.cache.backends.base).
+_MEMCACHED_ERROR_CHARS = re.compile(r"[\x00-\x20\x7f]")
+#: DatabaseCache.get_many's statement by (vendor, table, number of keys).
+_SELECT_MANY: dict[tuple[str, str, int], str] = {}
+_expires: list[Any] = []
+
+
+def _expires_expression() -> Any:
+    """The expression Django converts the cache table's ``expires`` with (built once: a model field)."""
+    if not _expires:
+        _expires.append(models.Expression(output_field=models.DateTimeField()))
+    return _expires[0]
+
+
 class DatabaseCache(DjangoDatabaseCache):
     """Django's ``DatabaseCache`` with exact counters in one transaction (see the module)."""
 
@@ -456,6 +472,54 @@ class DatabaseCache(DjangoDatabaseCache):
                 if entries > self._max_entries:
                     self._cull(db, cursor, now.replace(microsecond=0), entries)
         return counts
+
+    def validate_key(self, key: str) -> None:
+        # Django's check (a warning for keys memcached would refuse) runs a generator and a regex per
+        # key on every read; a key that cannot warn skips it (the same rules: at most 250
+        # characters, no control character, space or DEL).
+        if len(key) > MEMCACHE_MAX_KEY_LENGTH or _MEMCACHED_ERROR_CHARS.search(key):
+            super().validate_key(key)
+
+    def get_many(self, keys: Any, version: int | None = None) -> dict[str, Any]:
+        """Django's ``get_many`` (the same statement, the same values), without rebuilding per call
+        what does not change: the statement for that many keys, the expiry column's expression (a
+        model field, costly to construct) and the current time per row. The bearer path reads the
+        deny-list, the key-set version and a profile through it on every request
+        (docs/performance.md)."""
+        if not keys:
+            return {}
+        key_map = {self.make_and_validate_key(key, version=version): key for key in keys}
+        connection = connections[router.db_for_read(self.cache_model_class)]
+        statement = (connection.vendor, self._table, len(key_map))
+        sql = _SELECT_MANY.get(statement)
+        if sql is None:
+            q = connection.ops.quote_name
+            marks = ", ".join(["%s"] * len(key_map))
+            sql = f"SELECT {q('cache_key')}, {q('value')}, {q('expires')} FROM {q(self._table)} "  # noqa: S608
+            sql += f"WHERE {q('cache_key')} IN ({marks})"
+            if len(_SELECT_MANY) < 1000:
+                _SELECT_MANY[statement] = sql
+        with connection.cursor() as cursor:
+            cursor.execute(sql, list(key_map))
+            rows = cursor.fetchall()
+        result: dict[str, Any] = {}
+        if not rows:
+            return result
+        expression = _expires_expression()
+        converters = connection.ops.get_db_converters(expression) + expression.get_db_converters(connection)
+        expired = []
+        now = tz_now()
+        for key, value, expires in rows:
+            for converter in converters:
+                expires = converter(expires, expression, connection)
+            if expires < now:
+                expired.append(key)
+            else:
+                value = connection.ops.process_clob(value)
+                result[key_map.get(key)] = pickle.loads(base64.b64decode(value.encode(), validate=True))  # noqa: S301
+        if expired:
+            self._base_delete_many(expired)
+        return result
 
     @staticmethod
     def _counter_value(value: str) -> int:

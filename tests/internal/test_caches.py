@@ -293,6 +293,47 @@ def _expire(cache: Any, key: str) -> None:
         )
 
 
+def test_database_reads_answer_what_djangos_own_answer(database_cache: Any) -> None:
+    """get_many is rewritten for the bearer path (one statement built once, the expiry's expression
+    built once): it must read exactly what Django's DatabaseCache reads, versions and expiry included."""
+    import warnings
+
+    from django.core.cache.backends.base import CacheKeyWarning
+    from django.core.cache.backends.db import DatabaseCache as DjangoDatabaseCache
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    values = {"int": 7, "text": "a" * 40, "profile": {"login": "alice", "groups": ["g"]}, "none": None}
+    database_cache.set_many(values, 60)
+    database_cache.set("other-version", "v2", 60, version=2)
+    for names, version in (([*values, "gone", "missing"], None), (["other-version", "int"], 2), ([], None)):
+        database_cache.set("gone", "old", 60)
+        _expire(database_cache, "gone")
+        theirs = DjangoDatabaseCache.get_many(database_cache, names, version=version)
+        database_cache.set("gone", "old", 60)
+        _expire(database_cache, "gone")
+        with CaptureQueriesContext(connection) as captured:
+            ours = database_cache.get_many(names, version=version)
+        assert ours == theirs
+        # One SELECT (and Django's DELETE of the expired row when one was read).
+        assert len(_statements(captured)) == (1 if names else 0) + ("gone" in names)
+    assert database_cache.get_many(["gone"]) == {}
+    # The expired row is gone from the table, as after Django's read.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT COUNT(*) FROM {connection.ops.quote_name(database_cache._table)} WHERE cache_key = %s",  # noqa: S608
+            [database_cache.make_and_validate_key("gone")],
+        )
+        assert cursor.fetchone()[0] == 0
+    # Keys memcached would refuse still warn as Django warns; others do not.
+    for bad in ("with space", "x" * 251, "tab\there"):
+        with pytest.warns(CacheKeyWarning):
+            database_cache.get_many([bad])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheKeyWarning)
+        database_cache.get_many(["cells_oidc:deny:0123abcd", "é-ünïcode"])
+
+
 def test_the_throttle_on_the_database_cache_refuses_past_the_limit(database_cache: Any) -> None:
     throttle_counts_every_rule_and_refuses_past_the_limit(database_cache)
 
