@@ -43,10 +43,14 @@ connection's own replies. A read found in the process's copy (less than ``max_ag
 with no invalidation for it in the socket) costs no round trip. See :class:`_Tracker` for the
 rules that keep the copy exact, and docs/performance.md for what it saves and what it costs.
 
+:meth:`DatabaseCache.get_many` is Django's (the same statement, the same values) without rebuilding
+on every call what does not change (the statement, the expiry column's expression: a model field);
+the bearer path reads through it on every request when the site has no Redis.
+
 Why hand-written: redis-py and Django's backends are used as they are; only the client's lifetime,
-the counters and the tracked reads are ours (Django's backends have no hook for them; redis-py's
-own client-side cache refuses servers older than 7.4 and Debian ships 7.0). Nothing else of
-Django's backends is changed.
+the counters, the tracked reads and that read are ours (Django's backends have no hook for them;
+redis-py's own client-side cache refuses servers older than 7.4 and Debian ships 7.0). Nothing else
+of Django's backends is changed.
 """
 
 from __future__ import annotations
