@@ -71,13 +71,26 @@ from django.conf import settings
 from django.core.cache.backends.base import MEMCACHE_MAX_KEY_LENGTH
 from django.core.cache.backends.db import DatabaseCache as DjangoDatabaseCache
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
-from django.core.cache.backends.redis import RedisCacheClient
+from django.core.cache.backends.redis import RedisCacheClient, RedisSerializer
 from django.db import IntegrityError, OperationalError, connections, models, router, transaction
 from django.utils.timezone import now as tz_now
 
 __all__ = ["DatabaseCache", "RedisCache"]
 
 logger = logging.getLogger(__name__)
+
+
+def _loads(value: bytes) -> Any:
+    """What Django's ``RedisSerializer.loads`` returns: an int is stored as its digits, anything else
+    pickled. Django tries ``int()`` first, so every pickled value (the key-set version, a profile)
+    raised and caught a ValueError on every read; a pickle of protocol 2 or later starts with the
+    byte 0x80, never part of an int's digits, and is unpickled at once."""
+    if value[:1] == b"\x80":
+        return pickle.loads(value)  # noqa: S301 - the cache's own values, as Django reads them
+    return _SERIALIZER.loads(value)
+
+
+_SERIALIZER = RedisSerializer()
 
 
 class _ReusingClient(RedisCacheClient):
@@ -306,7 +319,8 @@ class RedisCache(DjangoRedisCache):
             values = tracker.get_many(list(made), max_age)
         except _TrackingUnavailable:
             return self.get_many(keys, version=version)
-        loads = self._cache._serializer.loads
+        serializer = self._cache._serializer
+        loads = _loads if type(serializer) is RedisSerializer else serializer.loads
         pairs = zip(made.values(), values, strict=True)
         return {key: loads(value) for key, value in pairs if value is not None}
 

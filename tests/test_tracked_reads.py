@@ -71,6 +71,30 @@ def test_a_copy_answers_without_redis_and_a_fenced_write_is_seen_at_once(pair) -
         assert read(reader, key, "cells_oidc:keys:version") == expected, turn
 
 
+def test_every_kind_of_value_reads_back_as_django_reads_it(pair) -> None:
+    """Values from the copy are decoded without Django's try-int-first (cells_oidc.caches._loads):
+    each must come back as Django's own get_many returns it, from Redis and from the copy."""
+    writer, reader = pair
+    values = {
+        "int": 7,
+        "negative": -12,
+        "big": 2**80,
+        "bool": True,
+        "float": 1.5,
+        "text": uuid.uuid4().hex,
+        "digits-text": "123",
+        "bytes": b"\x80\x05raw",
+        "profile": {"login": "alice", "groups": ["g1", "g2"]},
+        "none": None,
+    }
+    keys = {f"cells_oidc:revoked:{name}": value for name, value in values.items()}
+    writer.set_many(keys, 60)
+    for _ in range(2):  # filled from Redis, then answered from the copy
+        found = read(reader, *keys)
+        assert found == reader.get_many(list(keys)) == keys
+        assert {key: type(value) for key, value in found.items()} == {key: type(v) for key, v in keys.items()}
+
+
 def test_a_key_the_reader_never_read_is_announced_too(pair) -> None:
     """BCAST: written before the reader asked for it, the entry is read fresh (not a missing copy)."""
     writer, reader = pair
