@@ -33,6 +33,7 @@ start() {
     redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no --daemonize yes \
       --dir "$STATE_DIR" --pidfile "$STATE_DIR/redis.pid" --logfile "$STATE_DIR/redis.log" >/dev/null
     for _ in $(seq 50); do redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1 || { echo "Redis did not start on port $REDIS_PORT" >&2; exit 1; }
   fi
   echo "export DATABASE_URL=postgres://cells@127.0.0.1:$PG_PORT/cells"
   echo "export REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0"
