@@ -57,10 +57,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import logging
 import os
 import pickle
-import re
 import threading
 import time
 from collections.abc import Sequence
@@ -68,7 +68,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from django.conf import settings
-from django.core.cache.backends.base import MEMCACHE_MAX_KEY_LENGTH
+from django.core.cache.backends.base import MEMCACHE_MAX_KEY_LENGTH, memcached_error_chars_re
 from django.core.cache.backends.db import DatabaseCache as DjangoDatabaseCache
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient, RedisSerializer
@@ -365,18 +365,14 @@ class RedisCache(DjangoRedisCache):
         return self._cache.incr_counters(keys, delta)
 
 
-#: Django's rules for keys memcached would refuse (django.core.cache.backends.base).
-_MEMCACHED_ERROR_CHARS = re.compile(r"[\x00-\x20\x7f]")
 #: DatabaseCache.get_many's statement by (vendor, table, number of keys).
 _SELECT_MANY: dict[tuple[str, str, int], str] = {}
-_expires: list[Any] = []
 
 
+@functools.cache
 def _expires_expression() -> Any:
     """The expression Django converts the cache table's ``expires`` with (built once: a model field)."""
-    if not _expires:
-        _expires.append(models.Expression(output_field=models.DateTimeField()))
-    return _expires[0]
+    return models.Expression(output_field=models.DateTimeField())
 
 
 class DatabaseCache(DjangoDatabaseCache):
@@ -492,10 +488,10 @@ class DatabaseCache(DjangoDatabaseCache):
         return counts
 
     def validate_key(self, key: str) -> None:
-        # Django's check (a warning for keys memcached would refuse) runs a generator and a regex per
+        # Django's check (a warning for keys memcached would refuse) runs a generator and its regex per
         # key on every read; a key that cannot warn skips it (the same rules: at most 250
         # characters, no control character, space or DEL).
-        if len(key) > MEMCACHE_MAX_KEY_LENGTH or _MEMCACHED_ERROR_CHARS.search(key):
+        if len(key) > MEMCACHE_MAX_KEY_LENGTH or memcached_error_chars_re.search(key):
             super().validate_key(key)
 
     def get_many(self, keys: Any, version: int | None = None) -> dict[str, Any]:
