@@ -45,7 +45,9 @@ rules that keep the copy exact, and docs/performance.md for what it saves and wh
 
 :meth:`DatabaseCache.get_many` is Django's (the same statement, the same values) without rebuilding
 on every call what does not change (the statement, the expiry column's expression: a model field);
-the bearer path reads through it on every request when the site has no Redis.
+the bearer path reads through it on every request when the site has no Redis. On a SQLite database
+file, :meth:`DatabaseCache.get_many_tracked` answers the bearer path from a copy per connection that
+SQLite's own write counters keep exact (``PRAGMA data_version``, ``total_changes``).
 
 Why hand-written: redis-py and Django's backends are used as they are; only the client's lifetime,
 the counters, the tracked reads and that read are ours (Django's backends have no hook for them;
@@ -369,6 +371,28 @@ class RedisCache(DjangoRedisCache):
 _SELECT_MANY: dict[tuple[str, str, int], str] = {}
 
 
+#: At most this many keys in a connection's copy (DatabaseCache.get_many_tracked): the deny-list's
+#: absent entries, one per token seen, must not grow it without end; a full copy stops taking rows
+#: until the next write empties it.
+_COPY_MAX_ROWS = 4096
+
+
+#: A cache row as read: its value's pickle and its expiry in epoch seconds.
+_Row = tuple[bytes, float]
+
+
+class _RowCopy:
+    """A connection's copy of cache rows (``DatabaseCache.get_many_tracked``): each made key's
+    ``(pickle, expires as epoch seconds)``, or ``None`` for a key the table did not have."""
+
+    __slots__ = ("rows", "since", "stamp")
+
+    def __init__(self, stamp: tuple[Any, int, int], since: float) -> None:
+        self.stamp = stamp  # (the sqlite3 connection, its data_version, its total_changes)
+        self.since = since
+        self.rows: dict[str, _Row | None] = {}
+
+
 @functools.cache
 def _expires_expression() -> Any:
     """The expression Django converts the cache table's ``expires`` with (built once: a model field)."""
@@ -504,6 +528,14 @@ class DatabaseCache(DjangoDatabaseCache):
             return {}
         key_map = {self.make_and_validate_key(key, version=version): key for key in keys}
         connection = connections[router.db_for_read(self.cache_model_class)]
+        live, expired = self._read_rows(connection, key_map)
+        if expired:
+            self._base_delete_many(expired)
+        return {key_map[key]: pickle.loads(value) for key, (value, _expires) in live.items()}  # noqa: S301
+
+    def _read_rows(self, connection: Any, key_map: dict[str, Any]) -> tuple[dict[str, _Row], list[str]]:
+        """The rows of ``key_map``'s (made) keys: the live ones as ``{key: (pickle, expires as epoch
+        seconds)}``, and the keys of the expired ones (Django deletes those: ``expires < now``)."""
         statement = (connection.vendor, self._table, len(key_map))
         sql = _SELECT_MANY.get(statement)
         if sql is None:
@@ -516,24 +548,97 @@ class DatabaseCache(DjangoDatabaseCache):
         with connection.cursor() as cursor:
             cursor.execute(sql, list(key_map))
             rows = cursor.fetchall()
-        result: dict[str, Any] = {}
+        live: dict[str, _Row] = {}
+        expired: list[str] = []
         if not rows:
-            return result
+            return live, expired
         expression = _expires_expression()
         converters = connection.ops.get_db_converters(expression) + expression.get_db_converters(connection)
-        expired = []
         now = tz_now()
         for key, value, expires in rows:
             for converter in converters:
                 expires = converter(expires, expression, connection)
             if expires < now:
                 expired.append(key)
-            else:
+            elif key in key_map:
                 value = connection.ops.process_clob(value)
-                result[key_map.get(key)] = pickle.loads(base64.b64decode(value.encode(), validate=True))  # noqa: S301
+                live[key] = (base64.b64decode(value.encode(), validate=True), expires.timestamp())
+        return live, expired
+
+    def keeps_copies(self) -> bool:
+        """Whether :meth:`get_many_tracked` can answer from a copy: the cache table is in a SQLite
+        database file (an in-memory one has no other connection to tell it apart from)."""
+        connection = connections[router.db_for_read(self.cache_model_class)]
+        return connection.vendor == "sqlite" and not connection.is_in_memory_db()
+
+    def get_many_tracked(
+        self, keys: Sequence[str], *, prefixes: Sequence[str] = (), max_age: float, version: int | None = None
+    ) -> dict[str, Any]:
+        """:meth:`get_many`, answered from this connection's copy when SQLite says nothing was
+        written since it was read.
+
+        SQLite keeps two counters of its own: ``PRAGMA data_version`` changes when any other
+        connection — another thread, another process — has committed a write to the database
+        file since this connection last asked, and the connection's ``total_changes`` counts the
+        rows its own statements changed. The copy keeps the two values read **before** the rows
+        were read; it answers only while both are still the same (nothing anywhere wrote to the
+        database since, so the rows are what a read would return), none of its rows has expired,
+        and it is less than ``max_age`` seconds old. Any write to the database, to any table,
+        empties it: a site busy writing reads the table as before, for the cost of one PRAGMA
+        more (docs/performance.md). ``prefixes`` is the Redis copy's (any key is covered here).
+
+        Falls back to :meth:`get_many` on any other database, an in-memory SQLite database, and
+        inside a transaction (a transaction sees its own snapshot; its rows are not the copy's).
+        """
+        connection = connections[router.db_for_read(self.cache_model_class)]
+        if connection.vendor != "sqlite" or connection.in_atomic_block or connection.is_in_memory_db():
+            return self.get_many(keys, version=version)
+        made = self._made
+        key_map = {}
+        for key in keys:
+            made_key = made.get((key, version))
+            if made_key is None:
+                made_key = self.make_and_validate_key(key, version=version)
+                if len(made) >= _COPY_MAX_ROWS:
+                    made.clear()
+                made[key, version] = made_key
+            key_map[made_key] = key
+        if not key_map:
+            return {}
+        raw = connection.connection
+        if raw is None:
+            connection.ensure_connection()
+            raw = connection.connection
+        # On the sqlite3 connection itself (3 µs; through Django's cursor and its wrappers, 9): a
+        # counter, no table is read. Django's query log does not show it.
+        (data_version,) = raw.execute("PRAGMA data_version").fetchone()
+        stamp = (raw, data_version, raw.total_changes)
+        copy = self._copy
+        now = time.monotonic()
+        if copy is None or copy.stamp != stamp or now - copy.since >= max_age:
+            copy = self._copy = _RowCopy(stamp, now)
+        rows = copy.rows
+        if all(key in rows for key in key_map):
+            at = time.time()
+            if all(row is None or row[1] >= at for row in (rows[key] for key in key_map)):
+                served = ((key_map[key], rows[key]) for key in key_map)
+                return {key: pickle.loads(row[0]) for key, row in served if row is not None}  # noqa: S301
+        live, expired = self._read_rows(connection, key_map)
         if expired:
-            self._base_delete_many(expired)
-        return result
+            self._base_delete_many(expired)  # a write of this connection: the copy starts again
+        elif len(rows) + len(key_map) <= _COPY_MAX_ROWS:
+            for key in key_map:
+                rows[key] = live.get(key)
+        return {key_map[key]: pickle.loads(value) for key, (value, _expires) in live.items()}  # noqa: S301
+
+    _copy: _RowCopy | None = None
+
+    @functools.cached_property
+    def _made(self) -> dict[tuple[str, int | None], str]:
+        """:meth:`get_many_tracked`'s made keys by ``(key, version)``: the same token's deny-list
+        key, the key-set version's and a profile's are made once (a key memcached would refuse
+        warns once, as Python's default warning filter shows it)."""
+        return {}
 
     @staticmethod
     def _counter_value(value: str) -> int:

@@ -403,3 +403,129 @@ def test_database_counters_are_exact_across_processes(tmp_path: Any) -> None:
         finally:
             if name == "postgresql":
                 finish(run("drop"))
+
+
+class _CacheProcess:
+    """A process of tests/internal/database_cache_copy.py: one command a line, one JSON answer."""
+
+    def __init__(self, database: dict[str, Any], table: str) -> None:
+        import json
+        import sys
+        from pathlib import Path
+
+        self._json = json
+        root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": root}
+        env.pop("DJANGO_SETTINGS_MODULE", None)
+        script = Path(__file__).with_name("database_cache_copy.py")
+        self.process = subprocess.Popen(
+            [sys.executable, str(script), json.dumps(database), table],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def __call__(self, command: str, *arguments: Any) -> Any:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(command + (" " + self._json.dumps(arguments) if arguments else "") + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        assert line, f"the cache process ended ({command})"
+        return self._json.loads(line)
+
+    def read(self, *keys: str, max_age: float = 60) -> tuple[dict[str, Any], list[str]]:
+        """The values, and the statements run through Django (the PRAGMA runs on the sqlite3
+        connection itself: not among them)."""
+        answer = self("read", list(keys), max_age)
+        return answer["values"], [sql.split()[0].upper() for sql in answer["statements"]]
+
+    def close(self) -> None:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+        self.process.stdout.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite-defaults", "sqlite-immediate-wal"])
+def test_database_copies_see_every_write_of_every_process(tmp_path: Any, kind: str) -> None:
+    """On a SQLite file, DatabaseCache.get_many_tracked answers the bearer path from the connection's
+    copy while SQLite says nothing was written since (PRAGMA data_version: other connections and
+    processes; total_changes: its own). Whoever writes — another process, another thread, the
+    reader itself — the very next read returns what the table holds; an expired row is gone from
+    the copy at its expiry with nothing written; in a transaction the table is read."""
+    # Django's defaults (rollback journal, deferred transactions) and the demo's (WAL, IMMEDIATE).
+    database = dict(_databases(tmp_path))[kind]
+    table = "cells_oidc_copy_" + uuid.uuid4().hex[:8]
+    reader, writer = _CacheProcess(database, table), _CacheProcess(database, table)
+    try:
+        assert writer("create") == "ok"
+        writer("set", "version", 1, 600)
+        writer("set", "profile", {"login": "alice", "groups": ["g"]}, 600)
+        keys = ("deny:t1", "version", "profile")
+        values, statements = reader.read(*keys)
+        assert values == {"version": 1, "profile": {"login": "alice", "groups": ["g"]}}
+        assert statements == ["SELECT"]
+        # Nothing written since: the copy answers, with no read of the table.
+        assert reader.read(*keys) == (values, [])
+        # A key the copy has not seen yet is read (with the others: one statement).
+        assert reader.read("deny:t2", "version")[1] == ["SELECT"]
+
+        expected = dict(values)
+        for turn in range(12):
+            # Each writer in turn; the reader has just answered from its copy.
+            assert reader.read(*keys) == (expected, [])
+            who = turn % 4
+            if who == 0:  # another process denies the token (the revocation)
+                writer("set", "deny:t1", True, 600)
+                expected["deny:t1"] = True
+            elif who == 1:  # another process removes it and bumps the key-set version
+                writer("delete", "deny:t1")
+                writer("set", "version", turn, 600)
+                expected.pop("deny:t1")
+                expected["version"] = turn
+            elif who == 2:  # another connection of the reader's process (another thread)
+                reader("thread-set", "profile", {"login": f"alice-{turn}"}, 600)
+                expected["profile"] = {"login": f"alice-{turn}"}
+            else:  # the reader's own connection
+                reader("set", "version", -turn, 600)
+                expected["version"] = -turn
+            assert reader.read(*keys) == (expected, ["SELECT"]), (turn, who)
+
+        writer("clear")
+        assert reader.read(*keys) == ({}, ["SELECT"])
+        # A row expires in the copy with nothing written in between.
+        writer("set", "deny:t1", True, 1)
+        assert reader.read(*keys)[0] == {"deny:t1": True}
+        assert reader.read(*keys) == ({"deny:t1": True}, [])
+        time.sleep(1.2)
+        values, statements = reader.read(*keys)
+        assert values == {} and statements[:1] == ["SELECT"]
+        # A copy older than max_age is read again.
+        assert reader.read("version", max_age=0.3)[1] == ["SELECT"]
+        assert reader.read("version", max_age=0.3)[1] == []
+        time.sleep(0.4)
+        assert reader.read("version", max_age=0.3)[1] == ["SELECT"]
+        # In a transaction: the table as the transaction sees it (its own uncommitted write).
+        writer("set", "version", 5, 600)
+        assert reader.read("version")[0] == {"version": 5}
+        inside = reader("atomic-read", "version", 6)
+        assert inside["values"] == {"version": 6}
+        assert [sql.split()[0].upper() for sql in inside["statements"]][-1:] == ["SELECT"]
+        assert reader.read("version")[0] == {"version": 5}  # rolled back
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_database_copies_are_off_where_sqlite_cannot_tell(database_cache: Any) -> None:
+    """The suite's database (SQLite in memory, or PostgreSQL): get_many_tracked is get_many."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    assert not database_cache.keeps_copies()
+    database_cache.set("version", 3, 60)
+    for _ in range(2):
+        with CaptureQueriesContext(connection) as captured:
+            assert database_cache.get_many_tracked(["version", "deny:x"], max_age=60) == {"version": 3}
+        assert [sql.split()[0].upper() for sql in _statements(captured)] == ["SELECT"]
