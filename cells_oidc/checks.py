@@ -373,17 +373,31 @@ def _max_entries(config: dict[str, Any]) -> int:
         return 300
 
 
-def _is_tracking_backend(path: object) -> bool:
-    """``path`` names ``cells_oidc.caches.RedisCache`` or a subclass (what keeps copies)."""
+def _keeps_copies(alias: str, entry: dict[str, Any]) -> bool:
+    """The cache ``alias`` (``entry``: its settings) can keep the bearer path's copies:
+    ``cells_oidc.caches.RedisCache`` (or a subclass) on one server, or
+    ``cells_oidc.caches.DatabaseCache`` (or a subclass) whose table is in a SQLite database file."""
+    from django.core.cache import caches
     from django.utils.module_loading import import_string
 
-    from cells_oidc.caches import RedisCache
+    from cells_oidc.caches import DatabaseCache, RedisCache
 
     try:
-        backend = import_string(str(path))
+        backend = import_string(str(entry.get("BACKEND")))
     except ImportError:
         return False
-    return isinstance(backend, type) and issubclass(backend, RedisCache)
+    if not isinstance(backend, type):
+        return False
+    if issubclass(backend, RedisCache):
+        location = entry.get("LOCATION", "")
+        servers = re.split("[;,]", location) if isinstance(location, str) else list(location or [])
+        return len(servers) == 1
+    if issubclass(backend, DatabaseCache):
+        try:
+            return bool(caches[alias].keeps_copies())
+        except Exception:  # noqa: BLE001 - a cache that cannot be built keeps nothing
+            return False
+    return False
 
 
 @register(Tags.security, Tags.caches)
@@ -464,16 +478,15 @@ def check_shared_state(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 )
             )
     if conf.app_settings.RESOURCE_CLIENT_CACHE_SECONDS > 0:
-        revocation = caches.get(conf.app_settings.RESOURCE_REVOCATION_CACHE) or {}
-        location = revocation.get("LOCATION", "")
-        servers = re.split("[;,]", location) if isinstance(location, str) else list(location or [])
-        if not _is_tracking_backend(revocation.get("BACKEND")) or len(servers) != 1:
+        alias = conf.app_settings.RESOURCE_REVOCATION_CACHE
+        if not _keeps_copies(alias, caches.get(alias) or {}):
             messages.append(
                 Warning(
                     "CELLS_OIDC_RESOURCE_CLIENT_CACHE_SECONDS has no effect: the processes keep copies "
-                    "of the deny-list only with cells_oidc.caches.RedisCache on one server as "
+                    "of the deny-list only with cells_oidc.caches.RedisCache on one server, or "
+                    "cells_oidc.caches.DatabaseCache on a SQLite database file, as "
                     "CELLS_OIDC_RESOURCE_REVOCATION_CACHE; every request reads the cache.",
-                    hint="Use cells_oidc.caches.RedisCache with one LOCATION, or remove the setting.",
+                    hint="Use one of those backends, or remove the setting.",
                     id="cells_oidc.W008",
                 )
             )

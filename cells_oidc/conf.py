@@ -347,9 +347,11 @@ class AppSettings:
     def RESOURCE_CLIENT_CACHE_SECONDS(self) -> float:
         """``CELLS_OIDC_RESOURCE_CLIENT_CACHE_SECONDS``: how long a process may answer the bearer
         path's cache reads (deny-list, key-set version, cached profile) from its own copy, which
-        Redis keeps exact with invalidation messages (``CLIENT TRACKING``, RESP3). Only with
-        ``cells_oidc.caches.RedisCache`` on one server as the revocation cache. Default ``0``: read
-        Redis on every request. docs/resource-server.md ("Revocation") and docs/performance.md.
+        Redis keeps exact with invalidation messages (``CLIENT TRACKING``, RESP3), or on SQLite a
+        copy per connection that SQLite's own write counters keep exact. Only with
+        ``cells_oidc.caches.RedisCache`` on one server, or ``cells_oidc.caches.DatabaseCache`` on a
+        SQLite database file, as the revocation cache. Default ``0``: read the cache on every
+        request. docs/resource-server.md ("Revocation") and docs/performance.md.
         """
         return max(0.0, float(getattr(settings, "CELLS_OIDC_RESOURCE_CLIENT_CACHE_SECONDS", 0) or 0))
 

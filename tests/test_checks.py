@@ -154,13 +154,24 @@ def test_settings_are_remembered_until_a_setting_changes(settings: Any) -> None:
     assert app_settings.SITE_URL == "https://two.example.com"
 
 
-def test_a_client_cache_without_the_redis_backend_is_reported(settings: Any) -> None:
+def test_a_client_cache_without_a_backend_that_keeps_copies_is_reported(settings: Any) -> None:
+    from unittest import mock
+
+    from django.db import connections
+
     from cells_oidc.checks import check_shared_state
 
     settings.CELLS_OIDC_SITE_URL = "https://cells.example.com"
     settings.CELLS_OIDC_RESOURCE_CLIENT_CACHE_SECONDS = 1
     settings.CACHES = {"default": {"BACKEND": "cells_oidc.caches.DatabaseCache", "LOCATION": "t"}}
+    # The suite's database: SQLite in memory (no other connection to tell a write by) or PostgreSQL.
     assert "cells_oidc.W008" in ids(check_shared_state())
+    default = connections["default"]
+    if default.vendor == "sqlite":  # the same cache on a SQLite file keeps copies
+        with mock.patch.object(type(default), "is_in_memory_db", return_value=False):
+            assert "cells_oidc.W008" not in ids(check_shared_state())
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "t"}}
+    assert "cells_oidc.W008" in ids(check_shared_state())  # Django's own keeps none
     settings.CACHES = {
         "default": {"BACKEND": "cells_oidc.caches.RedisCache", "LOCATION": "redis://a,redis://b"}
     }
