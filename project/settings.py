@@ -163,9 +163,6 @@ if os.environ.get("REDIS_URL"):
             "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
         }
     }
-    # The bearer path's reads (deny-list, key-set version, profile) kept in each process, exact by
-    # Redis's invalidations and at most a second old (docs/performance.md, docs/deploy.md).
-    CELLS_OIDC_RESOURCE_CLIENT_CACHE_SECONDS = 1
 else:
     CACHES = {
         "default": {
@@ -174,6 +171,11 @@ else:
             "OPTIONS": {"MAX_ENTRIES": 1_000_000},
         }
     }
+if os.environ.get("REDIS_URL") or DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The bearer path's reads (deny-list, key-set version, profile) kept in each process, at most a
+    # second old: exact by Redis's invalidations, or on SQLite by its own count of writes (each
+    # connection's copy is dropped when anything wrote to the file). docs/performance.md, deploy.md.
+    CELLS_OIDC_RESOURCE_CLIENT_CACHE_SECONDS = 1
 
 # ---- cells-oidc --------------------------------------------------------------------------------
 CELLS_OIDC_SITE_URL = os.environ.get("CELLS_OIDC_SITE_URL", "http://127.0.0.1:8000")

@@ -187,6 +187,7 @@ class LiveProvider:
         key = jwk.JWK.generate(kty="RSA", size=2048)
         (self.directory / "signing-key.pem").write_bytes(key.export_to_pem(private_key=True, password=None))
         self.manage("migrate", "--noinput", "-v", "0")
+        self.manage("createcachetable", "-v", "0")  # the cache without Redis (tests/live/settings.py)
         self.manage("loaddata", "default_clients", "-v", "0")
         self.manage("shell", "-c", "import runpy; runpy.run_path('tests/live/seed.py')")
 

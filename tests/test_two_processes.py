@@ -65,8 +65,9 @@ def test_a_sign_in_moves_between_processes(site: LiveSite) -> None:
 
 
 def test_a_token_both_processes_just_accepted_is_refused_by_both_once_revoked(site: LiveSite) -> None:
-    """With Redis each process answers the bearer path from its own copy of the deny-list
-    (CELLS_OIDC_RESOURCE_CLIENT_CACHE_SECONDS, tests/live/settings.py): a copy that said "not
+    """Each process answers the bearer path from its own copy of the deny-list
+    (CELLS_OIDC_RESOURCE_CLIENT_CACHE_SECONDS, tests/live/settings.py: kept exact by Redis's
+    invalidations, or on the SQLite file by its count of writes): a copy that said "not
     revoked" a moment ago must not say it once more after the revocation answered — ten times over,
     revoked by RFC 7009 on one process or by the refresh rotation, checked on both at once."""
     person = Person(site)

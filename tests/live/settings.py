@@ -2,8 +2,8 @@
 
 Every worker must share the test's state, so nothing here is per process: the database is a FILE
 SQLite database in the test's directory (with the embedded default's options, project/settings.py)
-or the PostgreSQL database the test created; the cache is the Redis of ``REDIS_URL`` or a file
-cache in the test's directory; the signing key is a PEM file there.
+or the PostgreSQL database the test created; the cache is the Redis of ``REDIS_URL`` or, as the
+demo's without Redis, the database cache (``createcachetable``); the signing key is a PEM file there.
 """
 
 from __future__ import annotations
@@ -44,24 +44,20 @@ if os.environ.get("REDIS_URL"):
             "KEY_PREFIX": "cells-oidc-live-" + _DIR.name,
         }
     }
-    # As the demo (project/settings.py): each process answers the bearer path from its own copy,
-    # kept exact by Redis's invalidations. Five seconds, not the demo's one: a revocation these
-    # tests check "at once" must be seen by the invalidation, never by the copy growing old.
-    CELLS_OIDC_RESOURCE_CLIENT_CACHE_SECONDS = 5
 else:
+    # As the demo without Redis (project/settings.py): the database cache; on the SQLite file each
+    # connection keeps a copy of the bearer path's rows until anything writes to the file.
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": str(_DIR / "cache"),
+            "BACKEND": "cells_oidc.caches.DatabaseCache",
+            "LOCATION": "cells_oidc_cache",
             "OPTIONS": {"MAX_ENTRIES": 1_000_000},
         }
     }
+if os.environ.get("REDIS_URL") or not os.environ.get("CELLS_OIDC_LIVE_DATABASE_URL"):
+    # As the demo (project/settings.py): each process answers the bearer path from its own copy,
+    # kept exact by Redis's invalidations or SQLite's count of writes. Five seconds, not the demo's
+    # one: a revocation these tests check "at once" must be seen through the copy's exactness,
+    # never by the copy growing old.
+    CELLS_OIDC_RESOURCE_CLIENT_CACHE_SECONDS = 5
 OAUTH2_PROVIDER = oauth2_provider_settings(signing_key=(_DIR / "signing-key.pem").read_text())
-
-# A 500 must show in the test's failure message: errors go to the worker's log.
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
-    "loggers": {"django.request": {"handlers": ["stderr"], "level": "ERROR", "propagate": False}},
-}
