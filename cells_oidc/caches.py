@@ -372,8 +372,8 @@ _SELECT_MANY: dict[tuple[str, str, int], str] = {}
 
 
 #: At most this many keys in a connection's copy (DatabaseCache.get_many_tracked): the deny-list's
-#: absent entries, one per token seen, must not grow it without end; a full copy stops taking rows
-#: until the next write empties it.
+#: absent entries, one per token seen, must not grow it without end; a full copy takes no more rows
+#: until a write or its age (``max_age``) starts a new one.
 _COPY_MAX_ROWS = 4096
 
 

@@ -61,3 +61,11 @@ if os.environ.get("REDIS_URL") or not os.environ.get("CELLS_OIDC_LIVE_DATABASE_U
     # never by the copy growing old.
     CELLS_OIDC_RESOURCE_CLIENT_CACHE_SECONDS = 5
 OAUTH2_PROVIDER = oauth2_provider_settings(signing_key=(_DIR / "signing-key.pem").read_text())
+
+# A 500 must show in the test's failure message: errors go to the worker's log.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+    "loggers": {"django.request": {"handlers": ["stderr"], "level": "ERROR", "propagate": False}},
+}
