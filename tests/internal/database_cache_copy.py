@@ -15,22 +15,10 @@ import json
 import sys
 import threading
 
-import django
-from django.conf import settings
+from tests.internal.database_cache_site import configure
 
 database, table = json.loads(sys.argv[1]), sys.argv[2]
-settings.configure(
-    DATABASES={"default": database},
-    USE_TZ=True,
-    CACHES={
-        "default": {
-            "BACKEND": "cells_oidc.caches.DatabaseCache",
-            "LOCATION": table,
-            "OPTIONS": {"MAX_ENTRIES": 1_000_000},
-        }
-    },
-)
-django.setup()
+configure(database, table)
 
 from django.core.cache import cache, caches  # noqa: E402
 from django.core.management import call_command  # noqa: E402

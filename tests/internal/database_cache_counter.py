@@ -9,22 +9,10 @@ import json
 import os
 import sys
 
-import django
-from django.conf import settings
+from tests.internal.database_cache_site import configure
 
 mode, database, table, calls = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-settings.configure(
-    DATABASES={"default": database},
-    USE_TZ=True,
-    CACHES={
-        "default": {
-            "BACKEND": "cells_oidc.caches.DatabaseCache",
-            "LOCATION": table,
-            "OPTIONS": {"MAX_ENTRIES": 1_000_000},
-        }
-    },
-)
-django.setup()
+configure(database, table)
 
 from django.core.cache import cache  # noqa: E402
 from django.core.management import call_command  # noqa: E402
