@@ -495,17 +495,18 @@ def test_database_copies_see_every_write_of_every_process(tmp_path: Any, kind: s
         writer("clear")
         assert reader.read(*keys) == ({}, ["SELECT"])
         # A row expires in the copy with nothing written in between.
-        writer("set", "deny:t1", True, 1)
+        # Django stores whole seconds, rounded down: a 2-second timeout expires after 1 to 2 s.
+        writer("set", "deny:t1", True, 2)
         assert reader.read(*keys)[0] == {"deny:t1": True}
         assert reader.read(*keys) == ({"deny:t1": True}, [])
-        time.sleep(1.2)
+        time.sleep(2.1)
         values, statements = reader.read(*keys)
         assert values == {} and statements[:1] == ["SELECT"]
         # A copy older than max_age is read again.
-        assert reader.read("version", max_age=0.3)[1] == ["SELECT"]
-        assert reader.read("version", max_age=0.3)[1] == []
-        time.sleep(0.4)
-        assert reader.read("version", max_age=0.3)[1] == ["SELECT"]
+        assert reader.read("version", max_age=1.0)[1] == ["SELECT"]
+        assert reader.read("version", max_age=1.0)[1] == []
+        time.sleep(1.1)
+        assert reader.read("version", max_age=1.0)[1] == ["SELECT"]
         # In a transaction: the table as the transaction sees it (its own uncommitted write).
         writer("set", "version", 5, 600)
         assert reader.read("version")[0] == {"version": 5}
