@@ -332,11 +332,16 @@ class RedisCache(DjangoRedisCache):
         the event-loop pass that answers it, before it reads the next command)."""
         self._cache.get_client(write=True).ping()
 
+    def keeps_copies(self) -> bool:
+        """Whether :meth:`get_many_tracked` can answer from a copy: one server (with several, reads
+        would go to replicas). Check W008 asks the same."""
+        return len(self._servers) == 1
+
     def _tracker_for(self, prefixes: tuple[str, ...], version: int | None) -> _Tracker | None:
         tracker = self._tracker
         if tracker is not None and tracker.prefixes_asked == (prefixes, version):
             return None if tracker.unsupported else tracker
-        if len(self._servers) != 1:
+        if not self.keeps_copies():
             return None
         made = []
         for prefix in prefixes:
@@ -566,9 +571,13 @@ class DatabaseCache(DjangoDatabaseCache):
         return live, expired
 
     def keeps_copies(self) -> bool:
-        """Whether :meth:`get_many_tracked` can answer from a copy: the cache table is in a SQLite
-        database file (an in-memory one has no other connection to tell it apart from)."""
-        connection = connections[router.db_for_read(self.cache_model_class)]
+        """Whether :meth:`get_many_tracked` can answer from a copy (check W008 asks the same)."""
+        return self._copies_on(connections[router.db_for_read(self.cache_model_class)])
+
+    @staticmethod
+    def _copies_on(connection: Any) -> bool:
+        """The cache table is in a SQLite database file (an in-memory one has no other connection
+        to tell a write by)."""
         return connection.vendor == "sqlite" and not connection.is_in_memory_db()
 
     def get_many_tracked(
@@ -591,7 +600,7 @@ class DatabaseCache(DjangoDatabaseCache):
         inside a transaction (a transaction sees its own snapshot; its rows are not the copy's).
         """
         connection = connections[router.db_for_read(self.cache_model_class)]
-        if connection.vendor != "sqlite" or connection.in_atomic_block or connection.is_in_memory_db():
+        if connection.in_atomic_block or not self._copies_on(connection):
             return self.get_many(keys, version=version)
         made = self._made
         key_map = {}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -373,31 +372,17 @@ def _max_entries(config: dict[str, Any]) -> int:
         return 300
 
 
-def _keeps_copies(alias: str, entry: dict[str, Any]) -> bool:
-    """The cache ``alias`` (``entry``: its settings) can keep the bearer path's copies:
-    ``cells_oidc.caches.RedisCache`` (or a subclass) on one server, or
-    ``cells_oidc.caches.DatabaseCache`` (or a subclass) whose table is in a SQLite database file."""
+def _keeps_copies(alias: str) -> bool:
+    """The cache ``alias`` keeps the bearer path's copies, as its backend decides
+    (``keeps_copies``: ``cells_oidc.caches.RedisCache`` on one server, ``cells_oidc.caches.DatabaseCache``
+    on a SQLite database file); a cache that cannot be built keeps none."""
     from django.core.cache import caches
-    from django.utils.module_loading import import_string
-
-    from cells_oidc.caches import DatabaseCache, RedisCache
 
     try:
-        backend = import_string(str(entry.get("BACKEND")))
-    except ImportError:
+        keeps = getattr(caches[alias], "keeps_copies", None)
+        return callable(keeps) and bool(keeps())
+    except Exception:  # noqa: BLE001 - a backend that cannot be imported or built
         return False
-    if not isinstance(backend, type):
-        return False
-    if issubclass(backend, RedisCache):
-        location = entry.get("LOCATION", "")
-        servers = re.split("[;,]", location) if isinstance(location, str) else list(location or [])
-        return len(servers) == 1
-    if issubclass(backend, DatabaseCache):
-        try:
-            return bool(caches[alias].keeps_copies())
-        except Exception:  # noqa: BLE001 - a cache that cannot be built keeps nothing
-            return False
-    return False
 
 
 @register(Tags.security, Tags.caches)
@@ -479,7 +464,7 @@ def check_shared_state(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             )
     if conf.app_settings.RESOURCE_CLIENT_CACHE_SECONDS > 0:
         alias = conf.app_settings.RESOURCE_REVOCATION_CACHE
-        if not _keeps_copies(alias, caches.get(alias) or {}):
+        if not _keeps_copies(alias):
             messages.append(
                 Warning(
                     "CELLS_OIDC_RESOURCE_CLIENT_CACHE_SECONDS has no effect: the processes keep copies "
