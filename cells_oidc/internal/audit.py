@@ -21,7 +21,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, router, transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -125,20 +125,28 @@ def record(signal: Signal, **kwargs: Any) -> None:
         user = _user_of_login(login)
     from cells_oidc.models import AuditEvent
 
+    row = {
+        "time": fields["time"],
+        "event": event,
+        "user": user,
+        "login": login,
+        "application": client if getattr(client, "pk", None) else None,
+        "client_id": client_id,
+        "ip": fields["ip"],
+        "user_agent": fields["user_agent"],
+        "request_id": fields["request_id"],
+        "details": extra,
+    }
+    using = router.db_for_write(AuditEvent)  # where create() writes
     try:
-        with transaction.atomic(using=AuditEvent.objects.db):
-            AuditEvent.objects.create(
-                time=fields["time"],
-                event=event,
-                user=user,
-                login=login,
-                application=client if getattr(client, "pk", None) else None,
-                client_id=client_id,
-                ip=fields["ip"],
-                user_agent=fields["user_agent"],
-                request_id=fields["request_id"],
-                details=extra,
-            )
+        if transaction.get_connection(using).in_atomic_block:
+            # Inside a transaction of the site's: a savepoint, so that a failed write leaves it usable.
+            with transaction.atomic(using=using):
+                AuditEvent.objects.create(**row)
+        else:
+            # The usual case (the signal is sent after the commit): one INSERT in autocommit, atomic
+            # by itself, without a BEGIN and a COMMIT of its own (docs/performance.md).
+            AuditEvent.objects.create(**row)
     except DatabaseError:
         # The log record above stands; the action that caused the event is done already.
         logger.exception("The audit event %s could not be stored.", event)
