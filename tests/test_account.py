@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 from django.contrib.sessions.models import Session
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from oauth2_provider.models import Application, RefreshToken
 
@@ -167,8 +169,15 @@ def test_a_browser_session_is_listed_again_after_a_sign_in(alice: Any, make_user
     assert "this browser" in browser.get("/oidc/account/").content.decode()
 
 
+@pytest.mark.parametrize(
+    "mode",
+    [
+        pytest.param("in a transaction"),  # the test's: the INSERT's failure in a savepoint
+        pytest.param("autocommit", marks=pytest.mark.django_db(transaction=True)),  # a site's
+    ],
+)
 def test_a_new_session_key_that_an_ended_session_had_is_recorded_for_the_new_user(
-    alice: Any, make_user: Any, monkeypatch: pytest.MonkeyPatch
+    alice: Any, make_user: Any, monkeypatch: pytest.MonkeyPatch, mode: str
 ) -> None:
     """A login's new session key is INSERTed at once (no row should have it); if the row of an
     ended session still has it, that row is taken over by the new session, not lost."""
@@ -185,6 +194,22 @@ def test_a_new_session_key_that_an_ended_session_had_is_recorded_for_the_new_use
     row = UserSession.objects.get(session_key="k" * 32)
     assert (row.pk, row.user, row.sid != "old-sid") == (stale.pk, bob, True)
     assert not UserSession.objects.filter(user=alice).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sign_in_records_its_session_in_one_insert_of_its_own(alice: Any) -> None:
+    """In autocommit (a site without ATOMIC_REQUESTS) the session's row is one INSERT, not wrapped
+    in a BEGIN and a COMMIT of its own (two round trips a login, docs/performance.md)."""
+    browser = Client()
+    browser.get("/oidc/login/")
+    with CaptureQueriesContext(connection) as captured:
+        answer = browser.post("/oidc/login/", {"username": "alice", "password": PASSWORD})
+    assert answer.status_code == 303, answer.status_code
+    sql = [query["sql"].lstrip().upper() for query in captured.captured_queries]
+    [index] = [i for i, text in enumerate(sql) if text.startswith('INSERT INTO "CELLS_OIDC_USERSESSION"')]
+    assert not sql[index - 1].startswith(("BEGIN", "SAVEPOINT")), sql[index - 1 : index + 2]
+    assert not sql[index + 1].startswith(("COMMIT", "RELEASE")), sql[index : index + 2]
+    assert UserSession.objects.get(user=alice).session_key == browser.session.session_key
 
 
 def test_sessions_that_ended_elsewhere_disappear(default_clients: None, alice: Any, make_user: Any) -> None:

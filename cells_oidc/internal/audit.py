@@ -21,9 +21,11 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from django.db import DatabaseError, router, transaction
+from django.db import DatabaseError, router
 from django.dispatch import Signal
 from django.utils import timezone
+
+from cells_oidc.internal.transactions import isolated_write
 
 __all__ = ["LOG_FIELDS", "connect", "details", "record"]
 
@@ -137,15 +139,10 @@ def record(signal: Signal, **kwargs: Any) -> None:
         "request_id": fields["request_id"],
         "details": extra,
     }
-    using = router.db_for_write(AuditEvent)  # where create() writes
     try:
-        if transaction.get_connection(using).in_atomic_block:
-            # Inside a transaction of the site's: a savepoint, so that a failed write leaves it usable.
-            with transaction.atomic(using=using):
-                AuditEvent.objects.create(**row)
-        else:
-            # The usual case (the signal is sent after the commit): one INSERT in autocommit, atomic
-            # by itself, without a BEGIN and a COMMIT of its own (docs/performance.md).
+        # One INSERT: in autocommit (the signal is sent after the commit) without a BEGIN and a
+        # COMMIT of its own; inside a transaction of the site's, in a savepoint.
+        with isolated_write(router.db_for_write(AuditEvent)):
             AuditEvent.objects.create(**row)
     except DatabaseError:
         # The log record above stands; the action that caused the event is done already.

@@ -14,7 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.core.cache.backends.db import DatabaseCache
-from django.db import router, transaction
+from django.db import router
+
+from cells_oidc.internal.transactions import isolated_write
 
 
 @contextlib.contextmanager
@@ -22,11 +24,9 @@ def isolated(cache: Any) -> Iterator[Any]:
     """Run the cache calls of the block in a savepoint when ``cache`` is a database cache and a
     transaction is open on its database; yields ``cache``."""
     if isinstance(cache, DatabaseCache):
-        using = router.db_for_write(cache.cache_model_class)
-        if transaction.get_connection(using).in_atomic_block:
-            with transaction.atomic(using=using):
-                yield cache
-            return
+        with isolated_write(router.db_for_write(cache.cache_model_class)):
+            yield cache
+        return
     yield cache
 
 

@@ -21,12 +21,13 @@ from importlib import import_module
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, router
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext_lazy as _
 
+from cells_oidc.internal.transactions import isolated_write
 from cells_oidc.models import TokenFamily, UserSession
 
 logger = logging.getLogger("cells_oidc.account")
@@ -103,10 +104,10 @@ def session_store(session_key: str | None = None) -> Any:
 
 
 def _insert_session(key: str, fields: dict[str, Any]) -> bool:
-    """INSERT the row of session ``key``; ``False`` if a row has that key already. Its own atomic
-    block keeps the failure from poisoning a transaction around the login."""
+    """INSERT the row of session ``key``; ``False`` if a row has that key already. A savepoint
+    keeps the failure from poisoning a transaction around the login (none in autocommit)."""
     try:
-        with transaction.atomic():
+        with isolated_write(router.db_for_write(UserSession)):
             UserSession.objects.create(session_key=key, **fields)
     except IntegrityError:
         return False
