@@ -22,8 +22,8 @@ __all__ = ["isolated_write"]
 def isolated_write(using: str) -> Iterator[None]:
     """A savepoint around the block when a transaction is open on ``using``; nothing otherwise.
 
-    For one statement (or one whose failure leaves nothing half-written): several writes that must
-    land together need ``transaction.atomic`` whatever the mode.
+    For a single statement, or writes that may land one without the other: writes that must land
+    together need ``transaction.atomic`` whatever the mode.
     """
     if transaction.get_connection(using).in_atomic_block:
         with transaction.atomic(using=using):
