@@ -15,6 +15,11 @@ What it does (docs/security.md "Throttling", docs/deploy.md "Faults"):
   requests per client and IP; refused personal access tokens per IP. Over a limit: ``429`` with
   ``Retry-After`` (RFC 6585 §4), JSON ``{"error": "slow_down"}`` from the API endpoints (the RFC
   8628 §3.5 code registered for the token endpoint), the styled error page from pages.
+- **Unreadable bodies**: a form body Django refuses to parse (a form declaring a charset other
+  than UTF-8, a multipart body without a valid boundary or over ``DATA_UPLOAD_MAX_NUMBER_FIELDS``)
+  is answered ``400`` (JSON ``invalid_request`` from the API endpoints, the error page from
+  pages). Django's own error views re-read such a body through their CSRF check: a ``404`` or
+  ``400`` became a ``500``, or the exception escaped to the WSGI server.
 - **Outages**: a ``django.db.OperationalError`` or ``InterfaceError`` (database down or
   restarting), or an unreachable throttle cache, anywhere in the request, is answered ``503`` with
   ``Retry-After``: JSON ``{"error": "temporarily_unavailable"}`` (RFC 6749 §4.1.2.1, §5.2 style)
@@ -33,9 +38,11 @@ from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.signals import user_logged_in, user_login_failed
+from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.core.signals import got_request_exception
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 
 from cells_oidc.conf import app_settings
 from cells_oidc.internal import throttle
@@ -62,6 +69,10 @@ API_URL_NAMES = frozenset(
 _OUTAGE_ATTR = "_cells_oidc_outage"
 _PAT_ATTR = "_cells_oidc_pat_ip"
 _LOGIN_ATTR = "_cells_oidc_login_attempt"
+_UNREADABLE_ATTR = "_cells_oidc_unreadable_body"
+
+#: What Django raises for a request it cannot read, and answers 400 (django.core.handlers.exception).
+UNREADABLE_REQUEST_ERRORS = (BadRequest, SuspiciousOperation, MultiPartParserError)
 
 
 def outage_errors() -> tuple[type[BaseException], ...]:
@@ -91,14 +102,17 @@ def wants_json(request: HttpRequest) -> bool:
     return "json" in accept and "html" not in accept
 
 
-def _json(error: str, description: str, status: int, retry_after: int) -> HttpResponse:
+def _json(error: str, description: str, status: int, retry_after: int | None) -> HttpResponse:
     response = JsonResponse({"error": error, "error_description": description}, status=status)
-    response["Retry-After"] = str(retry_after)
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
     response["Cache-Control"] = "no-store"
     return response
 
 
-def _page(request: HttpRequest, error: str, explanation: str, status: int, retry_after: int) -> HttpResponse:
+def _page(
+    request: HttpRequest, error: str, explanation: Any, status: int, retry_after: int | None
+) -> HttpResponse:
     from cells_oidc.internal import pages
 
     try:
@@ -118,7 +132,8 @@ def _page(request: HttpRequest, error: str, explanation: str, status: int, retry
             status=status,
             content_type="text/html; charset=utf-8",
         )
-    response["Retry-After"] = str(retry_after)
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
     response["Cache-Control"] = "no-store"
     return response
 
@@ -155,6 +170,16 @@ def unavailable_response(request: HttpRequest) -> HttpResponse:
         503,
         seconds,
     )
+
+
+def bad_request_response(request: HttpRequest) -> HttpResponse:
+    """400 for a request Django cannot read: JSON ``invalid_request`` (RFC 6749 §5.2) from the
+    API endpoints, the styled error page from pages; ``no-store``. Never reads the body."""
+    from cells_oidc.internal.errors import ERROR_EXPLANATIONS
+
+    if wants_json(request):
+        return _json("invalid_request", "The request cannot be read.", 400, None)
+    return _page(request, "invalid_request", ERROR_EXPLANATIONS["invalid_request"], 400, None)
 
 
 # ---- signal receivers --------------------------------------------------------------------------
@@ -202,6 +227,9 @@ def on_request_exception(sender: Any, request: HttpRequest | None = None, **kwar
     exc = sys.exc_info()[1]
     if request is not None and isinstance(exc, outage_errors()):
         setattr(request, _OUTAGE_ATTR, exc)
+    elif request is not None and isinstance(exc, UNREADABLE_REQUEST_ERRORS):
+        # Sent only when Django's handling of a 400 or 404 raised again (see __call__).
+        setattr(request, _UNREADABLE_ATTR, exc)
 
 
 class ProviderMiddleware:
@@ -214,7 +242,20 @@ class ProviderMiddleware:
         got_request_exception.connect(on_request_exception, dispatch_uid="cells_oidc.faults")
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
+        try:
+            response = self.get_response(request)
+        except UNREADABLE_REQUEST_ERRORS as exc:
+            # Django's error views (handler400, handler404, handler500) carry
+            # ``requires_csrf_token``, whose check reads ``request.POST`` again. A form body
+            # declaring a charset other than UTF-8 raises ``BadRequest`` on every read (Django
+            # #34709 does not mark the parse as failed): the 400 view raised, then the 500 view,
+            # and the exception left Django for the WSGI server's bare 500.
+            response = self.unreadable(request, exc)
+        unreadable = getattr(request, _UNREADABLE_ATTR, None)
+        if unreadable is not None and response.status_code == 500:
+            # The same re-read where the first one happened in the error view itself (a 404
+            # path, a multipart body without a boundary): Django's 500 page for a bad request.
+            response = self.unreadable(request, unreadable)
         attempt = getattr(request, _LOGIN_ATTR, None)
         if attempt is not None:
             throttle.attempt_abandoned(attempt)  # no password was checked (once settled: nothing)
@@ -229,6 +270,11 @@ class ProviderMiddleware:
             except throttle.ThrottleUnavailable:
                 return unavailable_response(request)
         return response
+
+    @staticmethod
+    def unreadable(request: HttpRequest, exc: BaseException) -> HttpResponse:
+        logger.warning("Answered 400: the request cannot be read: %s: %s", type(exc).__name__, exc)
+        return bad_request_response(request)
 
     def process_view(
         self, request: HttpRequest, view_func: Any, args: Any, kwargs: Any

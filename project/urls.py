@@ -5,6 +5,9 @@ from drf_spectacular.views import SpectacularJSONAPIView
 
 from project import views
 
+# Django's 400s (a body it cannot parse, say) as the provider's JSON error or styled page.
+handler400 = "cells_oidc.views.bad_request"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("cells_oidc.urls")),

@@ -1712,6 +1712,78 @@ def test_a_form_body_in_another_charset_gets_a_json_error(clients: None, path: s
     assert json.loads(response.content)["error"] == "invalid_request"
 
 
+#: Pages (CSRF-protected), a path nothing serves, and the discovery document (answered in JSON).
+UNREADABLE_BODY_PATHS = [
+    ("/oidc/login/", "page"),
+    ("/oidc/oauth2/sessions/logout", "page"),
+    ("/oidc/device", "page"),
+    ("/oidc/account/", "page"),
+    ("/oauth2/oob", "page"),
+    ("/admin/login/", "page"),
+    ("/oidc/no-such-page", "page"),
+    ("/oidc/.well-known/openid-configuration", "json"),
+]
+#: Bodies Django refuses to parse: a form in another charset (Django #34709), a multipart body
+#: without a boundary, a multipart body past DATA_UPLOAD_MAX_NUMBER_FIELDS.
+UNREADABLE_BODIES = {
+    "latin-1 form": (FORM + "; charset=latin-1", b"username=\xe9t\xe9"),
+    "multipart without boundary": ("multipart/form-data", b"a=b"),
+    "multipart with 1500 fields": (
+        "multipart/form-data; boundary=x",
+        b"".join(b'--x\r\nContent-Disposition: form-data; name="f%d"\r\n\r\n1\r\n' % i for i in range(1500))
+        + b"--x--\r\n",
+    ),
+}
+
+
+def _demo_routes_with_djangos_error_views() -> list[Any]:
+    from project.urls import urlpatterns as demo
+
+    return list(demo)
+
+
+#: This module as a URLconf: the demo's routes without its handler400, i.e. Django's own error views
+#: (a site that did not opt in to cells_oidc.views.bad_request): the middleware alone must do.
+urlpatterns = _demo_routes_with_djangos_error_views()
+
+
+@pytest.mark.parametrize("urlconf", ["project.urls", "tests.test_fuzz"], ids=["handler400", "django-views"])
+@pytest.mark.parametrize("body", UNREADABLE_BODIES, ids=list(UNREADABLE_BODIES))
+@pytest.mark.parametrize(("path", "kind"), UNREADABLE_BODY_PATHS, ids=[p for p, _ in UNREADABLE_BODY_PATHS])
+def test_a_body_django_cannot_read_gets_a_400_not_a_500(
+    clients: None, settings: Any, path: str, kind: str, body: str, urlconf: str
+) -> None:
+    # A browser with a CSRF cookie (any visitor of a page has one). Django's CSRF check reads the
+    # body; so do its error views (requires_csrf_token): the latin-1 form raised again there and
+    # left Django for the WSGI server's bare 500; the multipart bodies turned a 404 into a 500.
+    settings.ROOT_URLCONF = urlconf
+    content_type, data = UNREADABLE_BODIES[body]
+    # raise_request_exception=False: the test client would re-raise what Django's error views
+    # raised even once the middleware answered; an exception leaving Django still fails the test.
+    browser = Client(enforce_csrf_checks=True, raise_request_exception=False)
+    browser.cookies["csrftoken"] = "a" * 32
+    response = browser.generic(
+        "POST", path, data, content_type=content_type, HTTP_X_FORWARDED_FOR="203.0.113.9"
+    )
+    if response.status_code == 403 and path.endswith("/login/") and body.startswith("multipart"):
+        # The login throttle reads the typed username first: a multipart body Django could not
+        # parse is then an empty form, and the CSRF check refuses it with the styled page.
+        assert b"csrf_failure" in response.content
+        return
+    assert response.status_code == 400, (response.status_code, response.content[:300])
+    assert b"Traceback" not in response.content
+    if urlconf != "project.urls" and body.startswith("multipart") and "no-such" not in path:
+        return  # Django's own 400 page: what a site without the handler400 gets, not a 500
+    assert response["Cache-Control"] == "no-store"
+    if kind == "json":
+        assert response["Content-Type"] == "application/json"
+        assert json.loads(response.content)["error"] == "invalid_request"
+    else:
+        assert response["Content-Type"].startswith("text/html")
+        assert b"invalid_request" in response.content
+        assert b"Traceback" not in response.content
+
+
 @pytest.mark.parametrize("resource", ["http://[::1", "https://api.example]/", "http://h:99999/"])
 @pytest.mark.parametrize("signed", [False, True])
 def test_a_malformed_resource_at_the_authorization_endpoint_is_invalid_target(
