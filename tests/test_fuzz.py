@@ -1784,6 +1784,56 @@ def test_a_body_django_cannot_read_gets_a_400_not_a_500(
         assert b"Traceback" not in response.content
 
 
+#: Requests naming a client id with a NUL where the provider looked the client up before refusing
+#: the request: PostgreSQL refuses NUL in a text parameter (DataError, a 500); SQLite does not.
+NUL_CLIENT_REQUESTS = {
+    "token error with an Origin": (
+        "POST",
+        TOKEN,
+        b"grant_type=refresh_token&refresh_token=x&client_id=cells%00sync",
+        {"HTTP_ORIGIN": "http://localhost:3000"},
+    ),
+    "token with Basic and an Origin": (
+        "POST",
+        TOKEN,
+        b"grant_type=refresh_token&refresh_token=x",
+        {"HTTP_ORIGIN": "http://localhost:3000", "HTTP_AUTHORIZATION": basic("cells\x00sync", "")},
+    ),
+    "logout": ("GET", LOGOUT + "?client_id=cells%00sync", {}),
+    "logout to a redirect": (
+        "GET",
+        LOGOUT + "?client_id=cells%00sync&post_logout_redirect_uri=http%3A%2F%2Flocalhost%3A3000",
+        {},
+    ),
+    "login with a next naming it": (
+        "GET",
+        "/oidc/login/?next=" + "%2Foidc%2Foauth2%2Fauth%3Fclient_id%3Dcells%2500sync",
+        {},
+    ),
+    "authorization": (
+        "GET",
+        AUTHORIZE + "?response_type=code&client_id=cells%00sync&redirect_uri=http%3A%2F%2Flocalhost%3A3000",
+        {},
+    ),
+    "authorization with a resource": (
+        "GET",
+        AUTHORIZE + "?response_type=code&client_id=cells%00sync&resource=https%3A%2F%2Fapi.example%2F",
+        {},
+    ),
+    "device authorization": ("POST", "/oidc/oauth2/device/auth", b"client_id=cells%00client", {}),
+}
+
+
+@pytest.mark.parametrize("name", NUL_CLIENT_REQUESTS, ids=list(NUL_CLIENT_REQUESTS))
+def test_a_client_id_with_a_nul_is_refused_not_a_500(clients: None, name: str) -> None:
+    method, path, *rest = NUL_CLIENT_REQUESTS[name]
+    body, meta = rest if len(rest) == 2 else (b"", rest[0])
+    browser = Client(raise_request_exception=False)
+    response = browser.generic(method, path, body, content_type=FORM, **meta)
+    assert response.status_code < 500, (response.status_code, response.content[:300])
+    assert response.status_code != 200 or b"<form" in response.content  # a page, not a grant
+
+
 @pytest.mark.parametrize("resource", ["http://[::1", "https://api.example]/", "http://h:99999/"])
 @pytest.mark.parametrize("signed", [False, True])
 def test_a_malformed_resource_at_the_authorization_endpoint_is_invalid_target(

@@ -33,14 +33,24 @@ from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider import views as dot_views
 from oauth2_provider.exceptions import FatalClientError, OAuthToolkitError
 from oauth2_provider.http import OAuth2ResponseRedirect
-from oauth2_provider.models import get_application_model
 from oauth2_provider.scopes import get_scopes_backend
 from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
 from oauthlib.openid.connect.core import exceptions as oidc_errors
 
 from cells_oidc.adapter import get_adapter
 from cells_oidc.conf import app_settings
-from cells_oidc.internal import consent, errors, events, pages, par, pkce, redirects, sessions, tokens
+from cells_oidc.internal import (
+    client_auth,
+    consent,
+    errors,
+    events,
+    pages,
+    par,
+    pkce,
+    redirects,
+    sessions,
+    tokens,
+)
 from cells_oidc.internal.context import authorization_credentials
 from cells_oidc.internal.endpoints import issuer
 from cells_oidc.internal.validators import valid_resource_indicator
@@ -116,7 +126,7 @@ def _resource_problem(resources: list[str], credentials: dict[str, Any]) -> str 
         return "The resource is not a valid resource indicator."
     client = getattr(credentials.get("request"), "client", None)
     if client is None:
-        client = get_application_model().objects.filter(client_id=credentials.get("client_id")).first()
+        client = client_auth.load_client(credentials.get("client_id"))
     allowed = policy_for(client).allowed_resource_set() if client is not None else frozenset()
     if any(resource not in allowed for resource in resources):
         return "The client may not request tokens for this resource."
@@ -313,7 +323,7 @@ class AuthorizationView(dot_views.AuthorizationView):
 
     @staticmethod
     def _default_redirect_uri(client_id: Any) -> str | None:
-        application = get_application_model().objects.filter(client_id=client_id).first()
+        application = client_auth.load_client(client_id)
         if application is None:
             return None
         return redirects.default_redirect_uri(application.redirect_uris, app_settings.SITE_URLS)
@@ -327,7 +337,7 @@ class AuthorizationView(dot_views.AuthorizationView):
         """
         if not isinstance(client_id, str) or not isinstance(redirect_uri, str):
             return None
-        application = get_application_model().objects.filter(client_id=client_id).first()
+        application = client_auth.load_client(client_id)
         if application is None:
             return None
         registered = application.redirect_uris

@@ -73,10 +73,10 @@ def origin_registered(origin: str, client_id: str | None = None) -> bool:
     from oauth2_provider.models import get_application_model
 
     model = get_application_model()
-    if client_id:
-        own = list(model.objects.filter(client_id=client_id).values_list("allowed_origins", flat=True))
-        if own:
-            return redirects.origin_allowed(origin, own[0] or "", app_settings.SITE_URLS)
+    # load_client: no query for an id no column can hold (a NUL: PostgreSQL's DataError, a 500).
+    client = client_auth.load_client(client_id) if client_id else None
+    if client is not None:
+        return redirects.origin_allowed(origin, client.allowed_origins or "", app_settings.SITE_URLS)
     texts = model.objects.exclude(allowed_origins="").values_list("allowed_origins", flat=True)
     return any(redirects.origin_allowed(origin, text, app_settings.SITE_URLS) for text in texts)
 

@@ -25,7 +25,6 @@ from django.utils.translation import gettext as _
 from django.views import View
 from oauth2_provider import views as dot_views
 from oauth2_provider.compat import login_not_required
-from oauth2_provider.models import get_application_model
 from oauth2_provider.scopes import get_scopes_backend
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc8628.endpoints.device_authorization import DeviceAuthorizationEndpoint
@@ -63,9 +62,7 @@ class DeviceAuthorizationView(ApiEndpointMixin, dot_views.DeviceAuthorizationVie
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         basic = client_auth.request_basic_credentials(request)
         client_id = request.POST.get("client_id") or (basic[0] if basic else None)
-        application = (
-            get_application_model().objects.filter(client_id=client_id).first() if client_id else None
-        )
+        application = client_auth.load_client(client_id)
         if application is None:
             # RFC 6749 §5.2: an unknown client is invalid_client (oauthlib says invalid_request).
             return errors.json_response(errors.InvalidClient("Unknown client."))

@@ -23,10 +23,10 @@ from oauth2_provider.exceptions import (
     InvalidOIDCRedirectURIError,
 )
 from oauth2_provider.http import OAuth2ResponseRedirect
-from oauth2_provider.models import get_application_model, get_id_token_model
+from oauth2_provider.models import get_id_token_model
 
 from cells_oidc.conf import app_settings
-from cells_oidc.internal import errors, events, pages, redirects, sessions, tokens
+from cells_oidc.internal import client_auth, errors, events, pages, redirects, sessions, tokens
 from cells_oidc.internal.views.common import omit_empty_parameters
 
 
@@ -42,9 +42,7 @@ def application_for_next(next_url: str | None) -> Any:
     if parts.path != auth_path:
         return None
     client_id = dict(parse_qsl(parts.query)).get("client_id")
-    if not client_id:
-        return None
-    return get_application_model().objects.filter(client_id=client_id).first()
+    return client_auth.load_client(client_id)
 
 
 class LoginForm(AuthenticationForm):
@@ -171,7 +169,7 @@ class LogoutView(dot_views.RPInitiatedLogoutView):
 
     def get_request_application(self, id_token: Any, client_id: str | None) -> Any:
         if client_id:
-            application = get_application_model().objects.filter(client_id=client_id).first()
+            application = client_auth.load_client(client_id)  # None for a NUL (PostgreSQL refuses it)
             if application is None:
                 raise InvalidOIDCClientError()
             return application
