@@ -189,6 +189,20 @@ def test_self_service_is_off_by_default(tokens: dict[str, Any]) -> None:
     assert not PersonalAccessToken.objects.exists()
 
 
+@pytest.mark.parametrize("label", ["\ud800", "sync \udfff script"])
+def test_a_label_holding_half_a_surrogate_pair_is_a_400(
+    tokens: dict[str, Any], settings: Any, label: str
+) -> None:
+    # Valid JSON ("\\ud800"), not Unicode text: it reached the database and failed there (a 500).
+    settings.CELLS_OIDC_PAT_SELF_SERVICE = True
+    response = call(
+        "post", "/a/personal-tokens", tokens["access_token"], {"label": label, "expires_in": 3600}
+    )
+    assert response.status_code == 400, response.content
+    assert "Unicode" in response.json()["detail"]
+    assert not PersonalAccessToken.objects.exists()
+
+
 def test_personal_token_lifecycle_through_the_api(tokens: dict[str, Any], alice: Any, settings: Any) -> None:
     settings.CELLS_OIDC_PAT_SELF_SERVICE = True
     created = call(

@@ -185,6 +185,9 @@ def test_without_a_proof_the_cells_clients_get_bearer_tokens(
             id="private-jwk",
         ),
         pytest.param(lambda k: "not.a.proof", id="garbage"),
+        # Half a surrogate pair: valid JSON, not Unicode text; its jti was hashed as UTF-8 (a 500).
+        pytest.param(lambda k: k.proof("POST", TOKEN_URL, jti="\ud800"), id="jti-unpaired-surrogate"),
+        pytest.param(lambda k: k.proof("POST", TOKEN_URL + "\udc00"), id="htu-unpaired-surrogate"),
     ],
 )
 def test_bad_proofs_at_the_token_endpoint_are_invalid_dpop_proof(

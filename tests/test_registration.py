@@ -124,7 +124,18 @@ def test_metadata_outside_the_rules_is_refused(open_registration: None, change: 
     assert not Client.objects.exists()
 
 
-@pytest.mark.parametrize("raw", ["not json", "[1, 2]", '"a string"', "{" * 100000])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "not json",
+        "[1, 2]",
+        '"a string"',
+        "{" * 100000,
+        # Half a surrogate pair (valid JSON, not Unicode text): it reached the database as a name.
+        '{"client_name": "\\ud800", "redirect_uris": ["' + REDIRECT + '"]}',
+        '{"redirect_uris": ["' + REDIRECT + '"], "contacts": ["a\\udfff@example.com"]}',
+    ],
+)
 def test_a_body_that_is_not_a_json_object_is_refused(open_registration: None, raw: str) -> None:
     assert answer(post(None, raw=raw), 400)["error"] == "invalid_client_metadata"
 

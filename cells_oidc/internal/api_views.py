@@ -52,7 +52,7 @@ from rest_framework.views import APIView
 from cells_oidc.api.authentication import PREFETCHED_ATTRIBUTE, BearerTokenAuthentication, user_refusal
 from cells_oidc.api.permissions import HasScope
 from cells_oidc.conf import ADMIN_SCOPE, app_settings
-from cells_oidc.internal import events, grants, pat, profiles
+from cells_oidc.internal import events, grants, jsontext, pat, profiles
 from cells_oidc.internal.api_serializers import (
     PersonalTokenCreatedSerializer,
     PersonalTokenCreateSerializer,
@@ -122,13 +122,19 @@ class IsProviderUser(BasePermission):
 
 class JSONBodyParser(JSONParser):
     """DRF's JSON parser; a body nested deeper than Python's decoder goes is a 400 ``ParseError``
-    (RFC 8259 §9 lets a parser limit nesting), not a ``RecursionError`` and a 500."""
+    (RFC 8259 §9 lets a parser limit nesting), not a ``RecursionError`` and a 500; so is a string
+    holding an unpaired surrogate (cells_oidc.internal.jsontext), not a 500 where it is stored."""
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         try:
-            return super().parse(stream, media_type, parser_context)
+            data = super().parse(stream, media_type, parser_context)
         except RecursionError as exc:
             raise ParseError("JSON parse error - nested too deeply.") from exc
+        try:
+            jsontext.check_unicode(data)
+        except jsontext.UnpairedSurrogate as exc:
+            raise ParseError("JSON parse error - a string is not Unicode text.") from exc
+        return data
 
 
 class BearerAPIView(APIView):

@@ -29,6 +29,7 @@ import time
 from typing import Any
 from urllib.parse import unquote_plus
 
+from cells_oidc.internal import jsontext
 from cells_oidc.internal.cache import isolated
 from cells_oidc.internal.prepared import PreparedRead
 
@@ -238,7 +239,7 @@ def _verified_client(request: Any, assertions: list[str], types: list[str], load
 def _json_segment(segment: str) -> dict[str, Any]:
     try:
         raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-        value = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_members)
+        value = jsontext.loads(raw, decoder=json.JSONDecoder(object_pairs_hook=_unique_members))
     except (binascii.Error, ValueError, RecursionError) as exc:
         raise AssertionRefused("malformed JWT") from exc
     if not isinstance(value, dict):
@@ -320,7 +321,7 @@ def parse_jwks(text: str) -> list[Any]:
     from jwcrypto.common import JWException
 
     try:
-        data = json.loads(text) if isinstance(text, str) else text
+        data = jsontext.loads(text) if isinstance(text, str) else text
     except (ValueError, RecursionError) as exc:
         raise ValueError("not JSON") from exc
     if not isinstance(data, dict) or not isinstance(data.get("keys"), list):

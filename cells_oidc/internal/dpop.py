@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
 
+from cells_oidc.internal import jsontext
 from cells_oidc.internal.cache import isolated
 from cells_oidc.internal.jws import InvalidToken
 
@@ -86,7 +87,7 @@ def _b64url(data: bytes) -> str:
 
 def _json_part(part: str) -> dict[str, Any]:
     try:
-        value = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+        value = jsontext.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
     except (binascii.Error, ValueError, RecursionError):
         raise DPoPError("malformed proof") from None
     if not isinstance(value, dict):

@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from jwcrypto import jwk
 from jwcrypto.common import JWException
 
+from cells_oidc.internal import jsontext
+
 __all__ = [
     "ACCESS_TOKEN_CLAIMS",
     "ACCESS_TOKEN_TYP",
@@ -392,7 +394,7 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_re
 def _json_object(segment: str) -> dict[str, Any]:
     raw = _b64decode(segment)
     try:
-        value = _DECODER.decode(raw.decode("utf-8"))
+        value = jsontext.loads(raw, decoder=_DECODER)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise InvalidToken("malformed token") from exc
     if not isinstance(value, dict):

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import math
 import threading
@@ -22,7 +21,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from cells_oidc.conf import app_settings
-from cells_oidc.internal import revocation
+from cells_oidc.internal import jsontext, revocation
 from cells_oidc.internal.jws import (
     MAX_KID_LENGTH,
     InvalidToken,
@@ -108,7 +107,7 @@ def fetch_json(
     except requests.RequestException as exc:
         raise RemoteError(f"{url}: {type(exc).__name__}") from exc
     try:
-        value = json.loads(bytes(body).decode("utf-8"))
+        value = jsontext.loads(body)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise RemoteError(f"{url}: not JSON") from exc
     if not isinstance(value, dict):

@@ -6,7 +6,6 @@ With ``CELLS_OIDC_REGISTRATION = "off"`` (the default) both answer 404.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -16,7 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider.compat import login_not_required
 
 from cells_oidc.conf import app_settings
-from cells_oidc.internal import bearer, registration, throttle
+from cells_oidc.internal import bearer, jsontext, registration, throttle
 from cells_oidc.internal.errors import json_error
 
 #: The largest registration request read (client metadata with a few keys is a few KiB).
@@ -40,7 +39,7 @@ def _json_body(request: HttpRequest) -> Any:
     if not length.isdigit() or int(length) > MAX_BODY:
         raise registration.RegistrationError("invalid_client_metadata", "The request body is too large.")
     try:
-        return json.loads(request.body.decode("utf-8"))
+        return jsontext.loads(request.body)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise registration.RegistrationError(
             "invalid_client_metadata", "The request body is not JSON."
