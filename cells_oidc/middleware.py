@@ -43,6 +43,7 @@ from django.core.signals import got_request_exception
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
+from django.urls import resolve
 
 from cells_oidc.conf import app_settings
 from cells_oidc.internal import throttle
@@ -91,6 +92,13 @@ def outage_errors() -> tuple[type[BaseException], ...]:
 def wants_json(request: HttpRequest) -> bool:
     """Whether ``request`` is for an API endpoint (JSON errors) rather than a page."""
     match = getattr(request, "resolver_match", None)
+    if match is None:
+        # Refused before the URL was resolved (a Host outside ALLOWED_HOSTS, an unreadable body
+        # read by an earlier middleware): the path still says which endpoint was meant.
+        try:
+            match = resolve(request.path_info)
+        except Exception:  # noqa: BLE001 - Resolver404, or a path the URLconf cannot take
+            match = None
     if match is not None:
         if "cells_oidc" in match.app_names and match.url_name in API_URL_NAMES:
             return True

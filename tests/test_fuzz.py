@@ -1784,6 +1784,23 @@ def test_a_body_django_cannot_read_gets_a_400_not_a_500(
         assert b"Traceback" not in response.content
 
 
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [(TOKEN, "json"), ("/oidc/.well-known/openid-configuration", "json"), ("/oidc/login/", "page")],
+)
+def test_a_host_outside_allowed_hosts_gets_the_providers_400(clients: None, path: str, kind: str) -> None:
+    # Django refuses the host before the URL is resolved; handler400 (cells_oidc.views.bad_request)
+    # still answers an API endpoint in JSON: the path says which endpoint was meant.
+    response = Client(HTTP_HOST="evil.example").post(path, b"grant_type=x", content_type=FORM)
+    assert response.status_code == 400
+    assert response["Cache-Control"] == "no-store"
+    if kind == "json":
+        assert response["Content-Type"] == "application/json"
+        assert json.loads(response.content)["error"] == "invalid_request"
+    else:
+        assert response["Content-Type"].startswith("text/html")
+
+
 #: Requests naming a client id with a NUL where the provider looked the client up before refusing
 #: the request: PostgreSQL refuses NUL in a text parameter (DataError, a 500); SQLite does not.
 NUL_CLIENT_REQUESTS = {
