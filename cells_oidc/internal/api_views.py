@@ -128,10 +128,9 @@ class JSONBodyParser(JSONParser):
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         try:
             data = super().parse(stream, media_type, parser_context)
+            jsontext.check_unicode(data)
         except RecursionError as exc:
             raise ParseError("JSON parse error - nested too deeply.") from exc
-        try:
-            jsontext.check_unicode(data)
         except jsontext.UnpairedSurrogate as exc:
             raise ParseError("JSON parse error - a string is not Unicode text.") from exc
         return data

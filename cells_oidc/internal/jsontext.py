@@ -22,8 +22,9 @@ from typing import Any
 
 __all__ = ["UnpairedSurrogate", "check_unicode", "loads"]
 
-#: A ``\\uD800``–``\\uDFFF`` escape: the only way an unpaired surrogate gets into decoded text.
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+#: A ``\\uD800``–``\\uDFFF`` escape (how a surrogate gets into decoded text), or a surrogate
+#: already in a ``str`` given (bytes decoded with ``surrogateescape`` or ``surrogatepass``).
+_SURROGATE = re.compile("\\\\u[dD][89abcdefABCDEF]|[\ud800-\udfff]")
 _PLAIN = json.JSONDecoder()
 
 
@@ -44,6 +45,6 @@ def loads(data: str | bytes | bytearray, *, decoder: json.JSONDecoder = _PLAIN) 
     invalid UTF-8 or an unpaired surrogate. ``RecursionError`` passes, as from ``json.loads``."""
     text = bytes(data).decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
     value = decoder.decode(text)
-    if _SURROGATE_ESCAPE.search(text):
+    if _SURROGATE.search(text):
         check_unicode(value)
     return value

@@ -33,6 +33,12 @@ def test_a_raw_surrogate_in_the_bytes_is_not_utf8() -> None:
         jsontext.loads(b'{"a": "\xed\xa0\x80"}')
 
 
+def test_a_surrogate_already_in_the_text_given_is_refused() -> None:
+    # Text someone decoded with "surrogatepass" or "surrogateescape" before handing it over.
+    with pytest.raises(ValueError):
+        jsontext.loads(b'{"a": "\xed\xa0\x80"}'.decode("utf-8", "surrogatepass"))
+
+
 @pytest.mark.parametrize(
     ("text", "value"),
     [
