@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.utils.translation import gettext_lazy as _
 from oauth2_provider.models import (
     get_access_token_model,
@@ -33,6 +34,27 @@ URI_HELP = _(
     "stands for this site's public host (http://serverName/oauth2/oob); custom schemes such as "
     "cellsauth://callback. http is only allowed for loopback hosts and serverName."
 )
+
+
+class ProviderModelAdmin(admin.ModelAdmin):
+    """The base of the provider's admin pages: two hand-made query strings Django's admin answers
+    with a 500 are a plain refusal here.
+
+    - ``_to_field=`` (empty) on a change or delete page: Django looks up a field named ``""``
+      (``FieldDoesNotExist``); empty means none, the primary key.
+    - A ``date_hierarchy`` year past what C's ``long`` holds (``?time__year=99999999999999999999``):
+      ``OverflowError`` while the list is built; answered as Django answers any bad lookup
+      (``IncorrectLookupParameters``: back to the list with ``?e=1``).
+    """
+
+    def get_object(self, request: Any, object_id: str, from_field: str | None = None) -> Any:
+        return super().get_object(request, object_id, from_field or None)
+
+    def get_changelist_instance(self, request: Any) -> Any:
+        try:
+            return super().get_changelist_instance(request)
+        except OverflowError as exc:
+            raise IncorrectLookupParameters(exc) from exc
 
 
 class LinesTextarea(forms.Textarea):
@@ -140,7 +162,7 @@ class ClientSecretInline(admin.TabularInline):
 
 
 @admin.register(Client)
-class ClientAdmin(admin.ModelAdmin):
+class ClientAdmin(ProviderModelAdmin):
     form = ClientForm
     inlines = [ClientPolicyInline, ClientSecretInline]
     list_display = ("client_id", "name", "client_type", "authorization_grant_type", "skip_authorization")
@@ -195,7 +217,7 @@ def redirect_tester(request: Any, client: Any) -> dict[str, Any]:
 
 
 @admin.register(TokenFamily)
-class TokenFamilyAdmin(admin.ModelAdmin):
+class TokenFamilyAdmin(ProviderModelAdmin):
     list_display = ("id", "application", "user", "auth_time", "redeemed", "revoked")
     list_filter = ("application", ("revoked", admin.EmptyFieldListFilter), "auth_time")
     # By user (login or e-mail) and by client (id or name); the code is stored as a checksum only.
@@ -245,7 +267,7 @@ for _model in (
         admin.site.unregister(_model)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ProviderModelAdmin):
     """Listed and searchable, never added, edited or deleted here: each such model has its own path
     (the consent page, the account page, ``cells_oidc_keys``, ``cells_oidc_cleanup``,
     ``cells_oidc_deliver_logouts``). Issued tokens are reached through their sign-in ("Token families")."""
@@ -351,7 +373,7 @@ class PersonalTokenMintForm(forms.ModelForm):
 
 
 @admin.register(PersonalAccessToken)
-class PersonalAccessTokenAdmin(admin.ModelAdmin):
+class PersonalAccessTokenAdmin(ProviderModelAdmin):
     """Lists tokens (never secrets), revokes them, and mints new ones showing the secret once."""
 
     list_display = ("hint", "user", "label", "scope", "created", "last_used", "expires", "token_status")

@@ -200,3 +200,27 @@ def test_every_option_of_client_set_is_documented() -> None:
         assert option in text
     for option in ("--pkce", "--confirm", "--first-party", "--scopes", "--allow-admin-scope"):
         assert option in text
+
+
+@pytest.mark.parametrize("page", ["change", "delete"])
+def test_an_empty_to_field_means_the_primary_key(admin_client: Client, page: str) -> None:
+    # Django looked up a field named "" (FieldDoesNotExist, a 500).
+    url = change_url("cells-sync").replace("/change/", f"/{page}/")
+    response = admin_client.get(f"{url}?_to_field=")
+    from cells_oidc.models import Client as OAuthClient
+
+    assert response.status_code == 200, response.status_code
+    assert OAuthClient.objects.get(client_id="cells-sync").name.encode() in response.content
+
+
+@pytest.mark.parametrize(
+    ("model", "field"), [("auditevent", "time"), ("logoutdelivery", "created")], ids=["audit", "logout"]
+)
+def test_a_date_hierarchy_year_past_a_c_long_is_a_bad_lookup(
+    admin_client: Client, model: str, field: str
+) -> None:
+    # OverflowError while the list was built (a 500); now Django's answer to any bad lookup.
+    response = admin_client.get(f"/admin/cells_oidc/{model}/?{field}__year=99999999999999999999")
+    assert response.status_code == 302
+    assert response["Location"].endswith("?e=1")
+    assert admin_client.get(f"/admin/cells_oidc/{model}/").status_code == 200
