@@ -181,9 +181,30 @@ if os.environ.get("REDIS_URL") or DATABASES["default"]["ENGINE"] == "django.db.b
 CELLS_OIDC_SITE_URL = os.environ.get("CELLS_OIDC_SITE_URL", "http://127.0.0.1:8000")
 CELLS_OIDC_SITE_NAME = os.environ.get("CELLS_OIDC_SITE_NAME", "Cells demo")
 SIGNING_KEY_FILE = Path(os.environ.get("CELLS_OIDC_SIGNING_KEY_FILE", VAR_DIR / "signing-key.pem"))
-OAUTH2_PROVIDER = oauth2_provider_settings(
-    signing_key=SIGNING_KEY_FILE.read_text() if SIGNING_KEY_FILE.exists() else "",
-)
+
+
+def _development_signing_key(path: Path) -> str:
+    """The demo's signing key. With DEBUG on, a missing one is created on first start (what `make
+    run` does with `cells_oidc_keygen --if-missing`), so that any `manage.py` command works in a
+    fresh checkout; with DEBUG off a missing key stays the error cells_oidc.E005."""
+    if DEBUG and not path.exists():
+        from jwcrypto import jwk
+
+        pem = jwk.JWK.generate(kty="RSA", size=2048).export_to_pem(private_key=True, password=None)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
+            handle.write(pem)
+        try:
+            os.link(partial, path)  # whole or not at all; of two processes starting at once, one key
+        except FileExistsError:
+            pass
+        finally:
+            partial.unlink()
+    return path.read_text() if path.exists() else ""
+
+
+OAUTH2_PROVIDER = oauth2_provider_settings(signing_key=_development_signing_key(SIGNING_KEY_FILE))
 
 # ---- the bearer API under /a/ (docs/api.md) ------------------------------------------------------
 REST_FRAMEWORK = {
