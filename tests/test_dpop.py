@@ -15,7 +15,7 @@ from django.contrib import admin
 from django.http import JsonResponse
 from django.test import Client
 from django.urls import include, path
-from jwcrypto import jwk, jwt
+from jwcrypto import jwk, jws, jwt
 
 from cells_oidc.decorators import bearer_token_required
 from cells_oidc.models import ClientPolicy, TokenFamily
@@ -78,6 +78,23 @@ class Key:
         signed = jwt.JWT(header=head, claims=body)
         signed.make_signed_token(self.key)
         return signed.serialize()
+
+    def raw_proof(self, members: bytes) -> str:
+        """A proof whose claims set is written by hand: ``members`` then a good htu, iat and jti."""
+        payload = (
+            b"{"
+            + members
+            + b', "htu": "%s", "iat": %d, "jti": "%s"}'
+            % (
+                TOKEN_URL.encode(),
+                int(time.time()),
+                uuid.uuid4().hex.encode(),
+            )
+        )
+        head = {"typ": "dpop+jwt", "alg": self.alg, "jwk": self.key.export_public(as_dict=True)}
+        signed = jws.JWS(payload)
+        signed.add_signature(self.key, protected=json.dumps(head))
+        return signed.serialize(compact=True)
 
 
 def sign_in(browser: Browser, client_id: str = "cells-sync") -> tuple[str, str]:
@@ -188,6 +205,7 @@ def test_without_a_proof_the_cells_clients_get_bearer_tokens(
         # Half a surrogate pair: valid JSON, not Unicode text; its jti was hashed as UTF-8 (a 500).
         pytest.param(lambda k: k.proof("POST", TOKEN_URL, jti="\ud800"), id="jti-unpaired-surrogate"),
         pytest.param(lambda k: k.proof("POST", TOKEN_URL + "\udc00"), id="htu-unpaired-surrogate"),
+        pytest.param(lambda k: k.raw_proof(b'"htm": "GET", "htm": "POST"'), id="htm-named-twice"),
     ],
 )
 def test_bad_proofs_at_the_token_endpoint_are_invalid_dpop_proof(

@@ -239,21 +239,12 @@ def _verified_client(request: Any, assertions: list[str], types: list[str], load
 def _json_segment(segment: str) -> dict[str, Any]:
     try:
         raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-        value = jsontext.loads(raw, decoder=json.JSONDecoder(object_pairs_hook=_unique_members))
+        value = jsontext.loads(raw, jose=True)
     except (binascii.Error, ValueError, RecursionError) as exc:
         raise AssertionRefused("malformed JWT") from exc
     if not isinstance(value, dict):
         raise AssertionRefused("malformed JWT")
     return value
-
-
-def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError("duplicate member")  # RFC 7515 §4: names are unique
-        result[key] = value
-    return result
 
 
 def _verify_signature(assertion: str, alg: str, kid: str | None, policy: Any) -> None:

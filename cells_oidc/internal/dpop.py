@@ -87,7 +87,7 @@ def _b64url(data: bytes) -> str:
 
 def _json_part(part: str) -> dict[str, Any]:
     try:
-        value = jsontext.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+        value = jsontext.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)), jose=True)
     except (binascii.Error, ValueError, RecursionError):
         raise DPoPError("malformed proof") from None
     if not isinstance(value, dict):

@@ -20,16 +20,38 @@ import json
 import re
 from typing import Any
 
-__all__ = ["UnpairedSurrogate", "check_unicode", "loads"]
+__all__ = ["DuplicateMember", "UnpairedSurrogate", "check_unicode", "loads"]
 
 #: A ``\\uD800``–``\\uDFFF`` escape (how a surrogate gets into decoded text), or a surrogate
 #: already in a ``str`` given (bytes decoded with ``surrogateescape`` or ``surrogatepass``).
 _SURROGATE = re.compile("\\\\u[dD][89abcdefABCDEF]|[\ud800-\udfff]")
-_PLAIN = json.JSONDecoder()
 
 
 class UnpairedSurrogate(ValueError):
     """A JSON string holds half of a surrogate pair: not Unicode text (RFC 8259 §8.2)."""
+
+
+class DuplicateMember(ValueError):
+    """An object names a member twice (``jose=True``)."""
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            # RFC 7515 §4, RFC 7519 §4: names are unique; a duplicate invites parser differentials.
+            raise DuplicateMember("duplicate member")
+        result[key] = value
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # RFC 8259 §6: NaN and Infinity are not numbers here
+
+
+_PLAIN = json.JSONDecoder()
+#: JOSE headers and claims sets (JWTs, DPoP proofs, client assertions); built once, not per call.
+_JOSE = json.JSONDecoder(object_pairs_hook=_unique_members, parse_constant=_no_constant)
 
 
 def check_unicode(value: Any) -> None:
@@ -40,11 +62,13 @@ def check_unicode(value: Any) -> None:
         raise UnpairedSurrogate("a JSON string holds an unpaired surrogate") from exc
 
 
-def loads(data: str | bytes | bytearray, *, decoder: json.JSONDecoder = _PLAIN) -> Any:
-    """``decoder.decode`` of ``data`` (UTF-8 when bytes); ``ValueError`` for malformed JSON,
-    invalid UTF-8 or an unpaired surrogate. ``RecursionError`` passes, as from ``json.loads``."""
+def loads(data: str | bytes | bytearray, *, jose: bool = False) -> Any:
+    """The JSON value of ``data`` (UTF-8 when bytes); ``ValueError`` for malformed JSON, invalid
+    UTF-8 or an unpaired surrogate, and with ``jose`` (a JOSE header or JWT claims set) for a
+    member named twice (:class:`DuplicateMember`) or ``NaN``/``Infinity``. ``RecursionError``
+    passes, as from ``json.loads``."""
     text = bytes(data).decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
-    value = decoder.decode(text)
+    value = (_JOSE if jose else _PLAIN).decode(text)
     if _SURROGATE.search(text):
         check_unicode(value)
     return value

@@ -373,29 +373,13 @@ def _b64decode(segment: str) -> bytes:
         raise InvalidToken("malformed token") from exc
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            # RFC 7515 §4, RFC 7519 §4: names are unique; a duplicate invites parser differentials.
-            raise InvalidToken("duplicate member")
-        result[key] = value
-    return result
-
-
-def _reject_constant(name: str) -> Any:
-    raise InvalidToken("malformed token")
-
-
-#: One decoder for every token (json.loads with hooks builds a new one per call).
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
-
-
 def _json_object(segment: str) -> dict[str, Any]:
     raw = _b64decode(segment)
     try:
-        value = jsontext.loads(raw, decoder=_DECODER)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        value = jsontext.loads(raw, jose=True)
+    except jsontext.DuplicateMember as exc:
+        raise InvalidToken("duplicate member") from exc
+    except (ValueError, RecursionError) as exc:
         raise InvalidToken("malformed token") from exc
     if not isinstance(value, dict):
         raise InvalidToken("malformed token")

@@ -53,11 +53,19 @@ def test_unicode_text_parses_as_json_does(text: str, value: object) -> None:
     assert jsontext.loads(text.encode("utf-8")) == value
 
 
-def test_the_decoder_given_is_used() -> None:
-    decoder = json.JSONDecoder(parse_constant=lambda name: pytest.fail(f"constant {name}"))
-    assert jsontext.loads('{"a": 1}', decoder=decoder) == {"a": 1}
-    with pytest.raises(pytest.fail.Exception):
-        jsontext.loads('{"a": NaN}', decoder=decoder)
+@pytest.mark.parametrize("text", ['{"alg": "RS256", "alg": "none"}', '{"a": {"b": 1, "b": 2}}'])
+def test_jose_refuses_a_member_named_twice(text: str) -> None:
+    # RFC 7515 §4, RFC 7519 §4: one name, one value; plain JSON keeps the last (a parser differential).
+    assert json.loads(text)
+    with pytest.raises(jsontext.DuplicateMember):
+        jsontext.loads(text, jose=True)
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_jose_refuses_what_is_not_a_json_number(constant: str) -> None:
+    assert jsontext.loads(f'{{"exp": {constant}}}') is not None  # Python's decoder takes them
+    with pytest.raises(ValueError):
+        jsontext.loads(f'{{"exp": {constant}}}', jose=True)
 
 
 def test_check_unicode_walks_keys_and_values() -> None:
